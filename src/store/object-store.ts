@@ -1,0 +1,90 @@
+// The seam between the repository logic and where bytes live (design §2).
+// Backends: filesystem (embedded default) and S3. Wrappers (metering, faults, retries) implement the
+// same interface and stack around a backend.
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive (HTTP Range semantics); omitted means to the end. */
+  end?: number;
+}
+
+export interface PutOptions {
+  /** '*' = create only if the key does not exist (S3 If-None-Match: *). */
+  ifNoneMatch?: '*';
+  /** Replace only if the current ETag equals this (S3 If-Match). Unquoted. */
+  ifMatch?: string;
+  cacheControl?: string;
+  contentType?: string;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Opaque version tag, unquoted; changes whenever the content changes. */
+  etag: string;
+  lastModified: Date;
+}
+
+export interface GetResult extends ObjectInfo {
+  body: Buffer;
+  /** Total size of the object (differs from body.length for range reads). */
+  totalSize: number;
+  cacheControl?: string;
+  contentType?: string;
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  /** Pass as `after` to get the next page; absent on the last page. */
+  next?: string;
+}
+
+export interface ObjectStore {
+  /** A short human-readable name of where the store lives, for messages. */
+  readonly description: string;
+  /** Returns null when the key does not exist. Throws RangeNotSatisfiableError on a bad range. */
+  get(key: string, range?: ByteRange): Promise<GetResult | null>;
+  /** Returns null when the key does not exist. */
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Throws PreconditionFailedError when ifNoneMatch/ifMatch do not hold; then nothing was written. */
+  put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag: string }>;
+  /** Keys in lexicographic order, starting after `after`. */
+  list(prefix: string, options?: { after?: string; limit?: number }): Promise<ListPage>;
+  /** Deleting a missing key is not an error. */
+  delete(keys: string[]): Promise<void>;
+}
+
+/** A conditional write lost: the object exists (ifNoneMatch) or changed (ifMatch). */
+export class PreconditionFailedError extends Error {
+  readonly code = 'PreconditionFailed';
+  constructor(readonly key: string, detail: string) {
+    super(`precondition failed on '${key}': ${detail}`);
+    this.name = 'PreconditionFailedError';
+  }
+}
+
+export class RangeNotSatisfiableError extends Error {
+  readonly code = 'RangeNotSatisfiable';
+  constructor(readonly key: string, readonly size: number) {
+    super(`range not satisfiable for '${key}' of ${size} bytes`);
+    this.name = 'RangeNotSatisfiableError';
+  }
+}
+
+/** Any other store failure, with the key and operation for the message. */
+export class StoreError extends Error {
+  constructor(readonly operation: string, readonly key: string, readonly cause: unknown) {
+    super(`store ${operation} '${key}' failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'StoreError';
+  }
+}
+
+/** Keys of the control part (leases, locks, transactions): never served, private on S3. */
+export const CONTROL_PREFIX = '.scvmfs/';
+
+/** True for keys the stock client or stratum-1 tools may read: the public repository part. */
+export function isPublicKey(key: string): boolean {
+  if (/^data\/[0-9a-f]{2}\/[0-9a-z-]+$/.test(key)) return true;
+  return /^\.cvmfs[a-z0-9_.]*$/.test(key) && !key.startsWith(CONTROL_PREFIX);
+}
