@@ -55,6 +55,12 @@ export interface ObjectStore {
   delete(keys: string[]): Promise<void>;
 }
 
+/** The read side alone: what a reader over HTTP or a directory can offer. */
+export interface ObjectReader {
+  readonly description: string;
+  get(key: string): Promise<{ body: Buffer } | null>;
+}
+
 /** A conditional write lost: the object exists (ifNoneMatch) or changed (ifMatch). */
 export class PreconditionFailedError extends Error {
   readonly code = 'PreconditionFailed';
@@ -74,7 +80,7 @@ export class RangeNotSatisfiableError extends Error {
 
 /** Any other store failure, with the key and operation for the message. */
 export class StoreError extends Error {
-  constructor(readonly operation: string, readonly key: string, readonly cause: unknown) {
+  constructor(readonly operation: string, readonly key: string, override readonly cause: unknown) {
     super(`store ${operation} '${key}' failed: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = 'StoreError';
   }

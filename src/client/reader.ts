@@ -1,0 +1,185 @@
+// The reader: opens a repository the way the stock client does (manifest, certificate, signature,
+// whitelist, fingerprint), then serves lookups, listings and file contents with every object checked
+// against its hash.
+import type { ObjectReader } from '../store/object-store.js';
+import { ContentHash } from '../format/hash.js';
+import { parseManifest, verifyManifestSignature, ROOT_PATH_HASH, type Manifest } from '../format/manifest.js';
+import { parseWhitelist, verifyWhitelistSignature, isWhitelistExpired, certificateFingerprint, type Whitelist } from '../format/whitelist.js';
+import { decompressObject } from '../format/zlib-object.js';
+import { FLAG, kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
+import { normalizeRepoPath } from '../format/md5path.js';
+import { CatalogTree } from '../repo/catalog-tree.js';
+import { catalogLoader, MANIFEST_KEY, WHITELIST_KEY } from '../repo/repository.js';
+import { fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
+
+export class VerificationError extends Error {
+  constructor(message: string, readonly object?: string) {
+    super(message);
+    this.name = 'VerificationError';
+  }
+}
+
+export interface OpenOptions {
+  fqrn: string;
+  /** Master public keys (SPKI PEM); any one may have signed the whitelist. */
+  publicKeys: string[];
+  /** Accept a whitelist past its expiry (only for archived repositories such as test vectors). */
+  allowExpiredWhitelist?: boolean;
+  now?: Date;
+}
+
+export class RepositoryReader {
+  private constructor(
+    readonly source: ObjectReader,
+    readonly manifest: Manifest,
+    readonly whitelist: Whitelist,
+    readonly certificatePem: string,
+    private readonly tree: CatalogTree,
+  ) {}
+
+  static async open(source: ObjectReader, options: OpenOptions): Promise<RepositoryReader> {
+    const got = await source.get(MANIFEST_KEY);
+    if (!got) throw new VerificationError(`no ${MANIFEST_KEY} at ${source.description}: not a repository`, MANIFEST_KEY);
+    let signed;
+    try {
+      signed = parseManifest(got.body);
+    } catch (err) {
+      throw new VerificationError(`${MANIFEST_KEY} is malformed: ${(err as Error).message}`, MANIFEST_KEY);
+    }
+    const manifest = signed.manifest;
+    if (manifest.fqrn !== options.fqrn) {
+      throw new VerificationError(`the repository at ${source.description} is '${manifest.fqrn}', not '${options.fqrn}'`, MANIFEST_KEY);
+    }
+    if (manifest.rootPathHash !== ROOT_PATH_HASH) throw new VerificationError(`${MANIFEST_KEY} has a wrong root path hash`, MANIFEST_KEY);
+
+    const certificatePem = await fetchObjectContent(source, manifest.certificate, 'X')
+      .then((b) => b.toString('utf8'))
+      .catch((err: Error) => { throw new VerificationError(`certificate: ${err.message}`, manifest.certificate.objectKey('X')); });
+    if (!verifyManifestSignature(signed, certificatePem)) {
+      throw new VerificationError(`${MANIFEST_KEY}: signature does not verify against certificate ${manifest.certificate.toHex()} (tampered manifest or wrong certificate)`, MANIFEST_KEY);
+    }
+
+    const wl = await source.get(WHITELIST_KEY);
+    if (!wl) throw new VerificationError(`no ${WHITELIST_KEY} at ${source.description}`, WHITELIST_KEY);
+    let signedWhitelist;
+    try {
+      signedWhitelist = parseWhitelist(wl.body);
+    } catch (err) {
+      throw new VerificationError(`${WHITELIST_KEY} is malformed: ${(err as Error).message}`, WHITELIST_KEY);
+    }
+    if (!verifyWhitelistSignature(signedWhitelist, options.publicKeys)) {
+      throw new VerificationError(`${WHITELIST_KEY}: signature does not verify with the given public key(s) (wrong key or tampered whitelist)`, WHITELIST_KEY);
+    }
+    const whitelist = signedWhitelist.whitelist;
+    if (whitelist.fqrn !== options.fqrn) throw new VerificationError(`${WHITELIST_KEY} is for '${whitelist.fqrn}', not '${options.fqrn}'`, WHITELIST_KEY);
+    if (isWhitelistExpired(whitelist, options.now ?? new Date()) && !options.allowExpiredWhitelist) {
+      throw new VerificationError(`${WHITELIST_KEY} expired on ${whitelist.expiresAt.toISOString()}; the repository owner must re-sign it ` +
+        `(a client will refuse to mount it)`, WHITELIST_KEY);
+    }
+    const fingerprint = certificateFingerprint(certificatePem);
+    if (!whitelist.fingerprints.some((f) => f.toUpperCase().startsWith(fingerprint))) {
+      throw new VerificationError(`certificate ${fingerprint} is not listed in ${WHITELIST_KEY}`, WHITELIST_KEY);
+    }
+
+    const tree = await CatalogTree.open(catalogLoader(source), manifest.rootCatalog, manifest.rootCatalog.algorithm)
+      .catch((err: Error) => { throw new VerificationError(`root catalog: ${err.message}`, manifest.rootCatalog.objectKey('C')); });
+    const revision = tree.root.revision;
+    if (revision !== manifest.revision) {
+      throw new VerificationError(`root catalog revision ${revision} differs from manifest revision ${manifest.revision}`, manifest.rootCatalog.objectKey('C'));
+    }
+    return new RepositoryReader(source, manifest, whitelist, certificatePem, tree);
+  }
+
+  /** A reader of an older root catalog (from history or previous_revision) with the same trust. */
+  async atRoot(rootCatalog: ContentHash): Promise<RepositoryReader> {
+    const tree = await CatalogTree.open(catalogLoader(this.source), rootCatalog, rootCatalog.algorithm);
+    return new RepositoryReader(this.source, this.manifest, this.whitelist, this.certificatePem, tree);
+  }
+
+  get rootCatalogPrevious(): ContentHash | null {
+    const p = this.tree.root.property('previous_revision');
+    return p ? ContentHash.fromHex(p) : null;
+  }
+
+  async stat(path: string): Promise<DirectoryEntry | null> {
+    return this.tree.lookup(normalizeRepoPath(path));
+  }
+
+  async list(path: string): Promise<DirectoryEntry[]> {
+    const p = normalizeRepoPath(path);
+    const e = await this.tree.lookup(p);
+    if (!e) throw new Error(`no such file or directory: ${p || '/'}`);
+    if (kindOfMode(e.mode) !== 'directory') return [e];
+    return this.tree.list(p);
+  }
+
+  async isMountpoint(path: string): Promise<boolean> {
+    return this.tree.isMountpoint(normalizeRepoPath(path));
+  }
+
+  /** The content of a regular file, verified object by object. */
+  async readFile(path: string): Promise<Buffer> {
+    const p = normalizeRepoPath(path);
+    const e = await this.tree.lookup(p);
+    if (!e) throw new Error(`no such file: ${p || '/'}`);
+    return this.readEntry(p, e);
+  }
+
+  async readEntry(path: string, e: DirectoryEntry): Promise<Buffer> {
+    if (kindOfMode(e.mode) !== 'file') throw new Error(`not a regular file: ${path}`);
+    if (e.extraFlags & FLAG.external) throw new Error(`${path} is an external file; its data is not in the repository`);
+    let content: Buffer;
+    if (e.extraFlags & FLAG.chunked) {
+      const chunks = await this.tree.chunks(path, e.chunkAlgorithm ?? this.manifest.rootCatalog.algorithm);
+      const parts: Buffer[] = [];
+      let offset = 0;
+      for (const c of chunks) {
+        if (c.offset !== offset) throw new VerificationError(`${path}: chunk list has a gap at ${offset}`, path);
+        const part = await this.objectContent(c.hash, 'P', e.compression);
+        if (part.length !== c.size) throw new VerificationError(`${path}: chunk at ${c.offset} has ${part.length} bytes, catalog says ${c.size}`, c.hash.objectKey('P'));
+        parts.push(part);
+        offset += c.size;
+      }
+      content = Buffer.concat(parts);
+    } else {
+      if (!e.hash) throw new VerificationError(`${path}: regular file without a content hash`, path);
+      content = await this.objectContent(e.hash, '', e.compression);
+    }
+    if (content.length !== e.size) {
+      throw new VerificationError(`${path}: content has ${content.length} bytes, catalog says ${e.size}`, e.hash?.objectKey('') ?? path);
+    }
+    return content;
+  }
+
+  private async objectContent(hash: ContentHash, suffix: '' | 'P', compression: 'zlib' | 'none'): Promise<Buffer> {
+    const stored = await fetchStoredObject(this.source, hash, suffix).catch((err: Error) => {
+      throw new VerificationError(err.message, hash.objectKey(suffix));
+    });
+    if (compression === 'none') return stored;
+    try {
+      return decompressObject(stored, `object ${hash.objectKey(suffix)}`);
+    } catch (err) {
+      throw new VerificationError((err as Error).message, hash.objectKey(suffix));
+    }
+  }
+
+  /** Every entry below `path`, parents before children. */
+  async *walk(path = ''): AsyncGenerator<{ path: string; entry: DirectoryEntry }> {
+    const p = normalizeRepoPath(path);
+    const root = await this.tree.lookup(p);
+    if (!root) throw new Error(`no such file or directory: ${p || '/'}`);
+    const stack = [{ path: p, entry: root }];
+    while (stack.length > 0) {
+      const item = stack.pop()!;
+      yield item;
+      if (kindOfMode(item.entry.mode) === 'directory') {
+        const kids = await this.tree.list(item.path);
+        for (let i = kids.length - 1; i >= 0; i--) stack.push({ path: `${item.path}/${kids[i]!.name}`, entry: kids[i]! });
+      }
+    }
+  }
+
+  close(): void {
+    this.tree.close();
+  }
+}

@@ -1,0 +1,312 @@
+// A file catalog (SQLite, schema 2.5 revision 7) as spec §4 defines it, held in memory.
+import Database from 'better-sqlite3';
+import { md5Path, parentPath, type PathHash } from './md5path.js';
+import { ContentHash, type HashAlgorithm } from './hash.js';
+import {
+  entryFlags, entryFromRow, hardlinksValue, FLAG, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+  type CatalogRow, type DirectoryEntry,
+} from './catalog-entry.js';
+
+export const SCHEMA = '2.5';
+export const SCHEMA_REVISION = 7;
+
+const DDL = [
+  `CREATE TABLE properties (key TEXT, value TEXT, CONSTRAINT pk_properties PRIMARY KEY (key))`,
+  `CREATE TABLE catalog (md5path_1 INTEGER, md5path_2 INTEGER, parent_1 INTEGER, parent_2 INTEGER,
+  hardlinks INTEGER, hash BLOB, size INTEGER, mode INTEGER, mtime INTEGER,
+  mtimens INTEGER, flags INTEGER, name TEXT, symlink TEXT, uid INTEGER,
+  gid INTEGER, xattr BLOB,
+  CONSTRAINT pk_catalog PRIMARY KEY (md5path_1, md5path_2))`,
+  `CREATE INDEX idx_catalog_parent ON catalog (parent_1, parent_2)`,
+  `CREATE TABLE chunks (md5path_1 INTEGER, md5path_2 INTEGER, offset INTEGER, size INTEGER,
+  hash BLOB,
+  CONSTRAINT pk_chunks PRIMARY KEY (md5path_1, md5path_2, offset, size),
+  FOREIGN KEY (md5path_1, md5path_2) REFERENCES catalog(md5path_1, md5path_2))`,
+  `CREATE TABLE nested_catalogs (path TEXT, sha1 TEXT, size INTEGER,
+  CONSTRAINT pk_nested_catalogs PRIMARY KEY (path))`,
+  `CREATE TABLE bind_mountpoints (path TEXT, sha1 TEXT, size INTEGER,
+  CONSTRAINT pk_bind_mountpoints PRIMARY KEY (path))`,
+  `CREATE TABLE statistics (counter TEXT, value INTEGER,
+  CONSTRAINT pk_statistics PRIMARY KEY (counter))`,
+];
+
+export const COUNTER_NAMES = [
+  'regular', 'symlink', 'special', 'dir', 'nested', 'chunked', 'chunks', 'file_size', 'chunked_size',
+  'xattr', 'external', 'external_file_size',
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export type Counters = Record<CounterName, number>;
+
+export function zeroCounters(): Counters {
+  return Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Counters;
+}
+
+export function addCounters(a: Counters, b: Counters, sign = 1): Counters {
+  const out = zeroCounters();
+  for (const n of COUNTER_NAMES) out[n] = a[n] + sign * b[n];
+  return out;
+}
+
+export interface NestedCatalogRef {
+  path: string;
+  hash: ContentHash;
+  /** Uncompressed size of the SQLite file. */
+  size: number;
+}
+
+export interface FileChunk {
+  offset: number;
+  /** Uncompressed length of the chunk. */
+  size: number;
+  hash: ContentHash;
+}
+
+export interface CatalogProperties {
+  revision: number;
+  lastModified: number;
+  previousRevision?: ContentHash;
+  rootPrefix?: string;
+  ttl?: number;
+}
+
+const ENTRY_COLUMNS = 'hardlinks, hash, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr';
+
+export class CatalogDb {
+  private constructor(private readonly db: Database.Database) {}
+
+  /** An empty catalog for the subtree at `rootPrefix` ('' for the repository root). */
+  static create(props: CatalogProperties): CatalogDb {
+    const db = new Database(':memory:');
+    for (const stmt of DDL) db.exec(stmt);
+    const insert = db.prepare('INSERT INTO properties (key, value) VALUES (?, ?)');
+    insert.run('schema', SCHEMA);
+    insert.run('schema_revision', String(SCHEMA_REVISION));
+    const catalog = new CatalogDb(db);
+    catalog.setProperties(props);
+    catalog.writeCounters(zeroCounters(), zeroCounters());
+    return catalog;
+  }
+
+  /** Opens the uncompressed bytes of a catalog; older schema revisions are brought up to 7. */
+  static fromBytes(bytes: Buffer): CatalogDb {
+    let db: Database.Database;
+    try {
+      db = new Database(bytes);
+      db.prepare("SELECT value FROM properties WHERE key = 'schema'").get();
+    } catch (err) {
+      throw new Error(`not a catalog database: ${(err as Error).message}`);
+    }
+    const catalog = new CatalogDb(db);
+    catalog.upgradeSchema();
+    return catalog;
+  }
+
+  private upgradeSchema(): void {
+    const columns = this.db.prepare('PRAGMA table_info(catalog)').all() as { name: string }[];
+    if (columns.length === 0) throw new Error('not a catalog database: no catalog table');
+    if (!columns.some((c) => c.name === 'xattr')) this.db.exec('ALTER TABLE catalog ADD xattr BLOB');
+    if (!columns.some((c) => c.name === 'mtimens')) this.db.exec('ALTER TABLE catalog ADD mtimens INTEGER');
+    this.db.exec('CREATE TABLE IF NOT EXISTS bind_mountpoints (path TEXT, sha1 TEXT, size INTEGER, ' +
+      'CONSTRAINT pk_bind_mountpoints PRIMARY KEY (path))');
+    const insert = this.db.prepare('INSERT OR IGNORE INTO statistics (counter, value) VALUES (?, 0)');
+    for (const n of COUNTER_NAMES) {
+      insert.run(`self_${n}`);
+      insert.run(`subtree_${n}`);
+    }
+  }
+
+  property(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM properties WHERE key = ?').get(key) as { value: unknown } | undefined;
+    return row === undefined || row.value === null ? undefined : String(row.value);
+  }
+
+  setProperty(key: string, value: string | undefined): void {
+    if (value === undefined) this.db.prepare('DELETE FROM properties WHERE key = ?').run(key);
+    else this.db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)').run(key, value);
+  }
+
+  setProperties(p: Partial<CatalogProperties>): void {
+    if (p.revision !== undefined) this.setProperty('revision', String(p.revision));
+    if (p.lastModified !== undefined) this.setProperty('last_modified', String(p.lastModified));
+    if (p.previousRevision !== undefined) this.setProperty('previous_revision', p.previousRevision.toHex());
+    if (p.rootPrefix !== undefined && p.rootPrefix !== '') this.setProperty('root_prefix', p.rootPrefix);
+    if (p.ttl !== undefined) this.setProperty('TTL', String(p.ttl));
+  }
+
+  get revision(): number {
+    return Number(this.property('revision') ?? 0);
+  }
+
+  get rootPrefix(): string {
+    return this.property('root_prefix') ?? '';
+  }
+
+  get schemaRevision(): number {
+    return Number(this.property('schema_revision') ?? 0);
+  }
+
+  lookup(path: string): DirectoryEntry | null {
+    const h = md5Path(path);
+    const row = this.db.prepare(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?`)
+      .safeIntegers(true).get(h.h1, h.h2) as CatalogRow | undefined;
+    return row ? entryFromRow(row) : null;
+  }
+
+  /** Entries whose parent is `dirPath`, by name. */
+  children(dirPath: string): DirectoryEntry[] {
+    const h = md5Path(dirPath);
+    const rows = this.db.prepare(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ?`)
+      .safeIntegers(true).all(h.h1, h.h2) as CatalogRow[];
+    return rows.map(entryFromRow).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  hasChildren(dirPath: string): boolean {
+    const h = md5Path(dirPath);
+    return this.db.prepare('SELECT 1 FROM catalog WHERE parent_1 = ? AND parent_2 = ? LIMIT 1').get(h.h1, h.h2) !== undefined;
+  }
+
+  countChildDirectories(dirPath: string): number {
+    const h = md5Path(dirPath);
+    const row = this.db.prepare(`SELECT count(*) AS n FROM catalog WHERE parent_1 = ? AND parent_2 = ? AND (mode & ${S_IFMT}) = ${S_IFDIR}`)
+      .get(h.h1, h.h2) as { n: number };
+    return row.n;
+  }
+
+  /** Inserts or updates the row of `path`; an update keeps the rowid (the client's inode). */
+  put(path: string, entry: DirectoryEntry): void {
+    const h = md5Path(path);
+    const p: PathHash = path === '' ? { h1: 0n, h2: 0n } : md5Path(parentPath(path));
+    const values = [hardlinksValue(entry), entry.hash ? entry.hash.digest : null, entry.size, entry.mode, entry.mtime,
+      entry.mtimeNs, entryFlags(entry), entry.name, entry.symlink, entry.uid, entry.gid, entry.xattr];
+    const updated = this.db.prepare(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
+      mode = ?, mtime = ?, mtimens = ?, flags = ?, name = ?, symlink = ?, uid = ?, gid = ?, xattr = ?
+      WHERE md5path_1 = ? AND md5path_2 = ?`).run(p.h1, p.h2, ...values, h.h1, h.h2);
+    if (updated.changes === 0) {
+      this.db.prepare(`INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, ${ENTRY_COLUMNS})
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(h.h1, h.h2, p.h1, p.h2, ...values);
+    }
+    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+  }
+
+  /** Chunk list of a chunked file, by offset; the hashes name `P` objects. */
+  chunks(path: string, algorithm: HashAlgorithm): FileChunk[] {
+    const h = md5Path(path);
+    const rows = this.db.prepare('SELECT offset, size, hash FROM chunks WHERE md5path_1 = ? AND md5path_2 = ? ORDER BY offset')
+      .all(h.h1, h.h2) as { offset: number; size: number; hash: Buffer }[];
+    return rows.map((r) => ({ offset: Number(r.offset), size: Number(r.size), hash: new ContentHash(algorithm, r.hash) }));
+  }
+
+  setChunks(path: string, chunks: FileChunk[]): void {
+    const h = md5Path(path);
+    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    const stmt = this.db.prepare('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
+    for (const c of chunks) stmt.run(h.h1, h.h2, c.offset, c.size, c.hash.digest);
+  }
+
+  delete(path: string): void {
+    const h = md5Path(path);
+    this.db.prepare('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+  }
+
+  nestedCatalogs(): NestedCatalogRef[] {
+    const rows = this.db.prepare('SELECT path, sha1, size FROM nested_catalogs ORDER BY path').all() as
+      { path: string; sha1: string; size: number }[];
+    return rows.map((r) => ({ path: r.path, hash: ContentHash.fromHex(r.sha1), size: Number(r.size) }));
+  }
+
+  nestedCatalog(path: string): NestedCatalogRef | null {
+    const r = this.db.prepare('SELECT path, sha1, size FROM nested_catalogs WHERE path = ?').get(path) as
+      { path: string; sha1: string; size: number } | undefined;
+    return r ? { path: r.path, hash: ContentHash.fromHex(r.sha1), size: Number(r.size) } : null;
+  }
+
+  setNestedCatalog(ref: NestedCatalogRef): void {
+    this.db.prepare('INSERT OR REPLACE INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)')
+      .run(ref.path, ref.hash.toHex(), ref.size);
+  }
+
+  removeNestedCatalog(path: string): void {
+    this.db.prepare('DELETE FROM nested_catalogs WHERE path = ?').run(path);
+  }
+
+  /** Counts this catalog's own rows the way the stock TreeCounters do (spec §4.6). */
+  computeSelfCounters(): Counters {
+    const c = zeroCounters();
+    const row = this.db.prepare(`SELECT
+      sum((mode & ${S_IFMT}) = ${S_IFREG}) AS regular,
+      sum((mode & ${S_IFMT}) = ${S_IFLNK}) AS symlink,
+      sum((flags & ${FLAG.special}) != 0) AS special,
+      sum((mode & ${S_IFMT}) = ${S_IFDIR}) AS dir,
+      sum((flags & ${FLAG.chunked}) != 0) AS chunked,
+      sum(CASE WHEN (mode & ${S_IFMT}) = ${S_IFREG} THEN size ELSE 0 END) AS file_size,
+      sum(CASE WHEN (flags & ${FLAG.chunked}) != 0 THEN size ELSE 0 END) AS chunked_size,
+      sum(xattr IS NOT NULL) AS xattr,
+      sum((flags & ${FLAG.external}) != 0) AS external,
+      sum(CASE WHEN (flags & ${FLAG.external}) != 0 THEN size ELSE 0 END) AS external_file_size
+      FROM catalog`).get() as Record<string, number | null>;
+    for (const [k, v] of Object.entries(row)) c[k as CounterName] = Number(v ?? 0);
+    c.nested = (this.db.prepare('SELECT count(*) AS n FROM nested_catalogs').get() as { n: number }).n;
+    c.chunks = (this.db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
+    return c;
+  }
+
+  readCounters(): { self: Counters; subtree: Counters } {
+    const self = zeroCounters();
+    const subtree = zeroCounters();
+    const rows = this.db.prepare('SELECT counter, value FROM statistics').all() as { counter: string; value: number }[];
+    for (const r of rows) {
+      const m = /^(self|subtree)_(.+)$/.exec(r.counter);
+      if (m && (COUNTER_NAMES as readonly string[]).includes(m[2]!)) {
+        (m[1] === 'self' ? self : subtree)[m[2] as CounterName] = Number(r.value);
+      }
+    }
+    return { self, subtree };
+  }
+
+  writeCounters(self: Counters, subtree: Counters): void {
+    const stmt = this.db.prepare('INSERT OR REPLACE INTO statistics (counter, value) VALUES (?, ?)');
+    this.db.transaction(() => {
+      for (const n of COUNTER_NAMES) {
+        stmt.run(`self_${n}`, self[n]);
+        stmt.run(`subtree_${n}`, subtree[n]);
+      }
+    })();
+  }
+
+  /** Every row's path, found by walking from the catalog's root entry (for verification and export). */
+  *walk(): Generator<{ path: string; entry: DirectoryEntry }> {
+    const root = this.rootPrefix;
+    const rootEntry = this.lookup(root);
+    if (!rootEntry) throw new Error(`catalog for '${root || '/'}' has no root entry`);
+    const stack: { path: string; entry: DirectoryEntry }[] = [{ path: root, entry: rootEntry }];
+    while (stack.length > 0) {
+      const item = stack.pop()!;
+      yield item;
+      const isMountpoint = (item.entry.extraFlags & FLAG.nestedMountpoint) !== 0;
+      if ((item.entry.mode & S_IFMT) === S_IFDIR && !isMountpoint) {
+        const kids = this.children(item.path);
+        for (let i = kids.length - 1; i >= 0; i--) {
+          stack.push({ path: `${item.path}/${kids[i]!.name}`, entry: kids[i]! });
+        }
+      }
+    }
+  }
+
+  rowCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM catalog').get() as { n: number }).n;
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** The SQLite file bytes (rollback-journal format, as the client expects). */
+  serialize(): Buffer {
+    return this.db.serialize();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,41 @@
+// Objects in data/ are zlib streams named by the hash of the compressed bytes (spec §2).
+import { deflateSync, inflateSync, constants } from 'node:zlib';
+import { ContentHash, type HashAlgorithm, type ObjectSuffix } from './hash.js';
+
+/** The 8-byte zlib stream of empty input that every zero-byte file references. */
+export const EMPTY_OBJECT = Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+
+export function compressObject(data: Uint8Array): Buffer {
+  if (data.length === 0) return Buffer.from(EMPTY_OBJECT);
+  return deflateSync(data, { level: 6, windowBits: 15, memLevel: 8, strategy: constants.Z_DEFAULT_STRATEGY });
+}
+
+export function decompressObject(stored: Uint8Array, what = 'object'): Buffer {
+  try {
+    return inflateSync(stored);
+  } catch (err) {
+    throw new Error(`${what} is not a valid zlib stream: ${(err as Error).message}`);
+  }
+}
+
+export interface PreparedObject {
+  hash: ContentHash;
+  suffix: ObjectSuffix;
+  key: string;
+  /** The bytes to store: compressed, and what the hash covers. */
+  stored: Buffer;
+}
+
+export function prepareObject(algorithm: HashAlgorithm, data: Uint8Array, suffix: ObjectSuffix): PreparedObject {
+  const stored = compressObject(data);
+  const hash = ContentHash.of(algorithm, stored);
+  return { hash, suffix, key: hash.objectKey(suffix), stored };
+}
+
+/** Checks stored bytes against the name they were fetched under; throws naming the key. */
+export function verifyObject(key: string, hash: ContentHash, stored: Uint8Array): void {
+  const actual = ContentHash.of(hash.algorithm, stored);
+  if (!actual.equals(hash)) {
+    throw new Error(`corrupt object ${key}: content hashes to ${actual.toHex()}`);
+  }
+}

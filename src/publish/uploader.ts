@@ -1,0 +1,57 @@
+// Uploads content-addressed objects with many requests in flight, each object at most once.
+import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
+import type { PreparedObject } from '../format/zlib-object.js';
+
+export class Uploader {
+  private readonly seen = new Map<string, Promise<void>>();
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  uploaded = 0;
+  alreadyPresent = 0;
+  bytesUploaded = 0;
+
+  constructor(private readonly store: ObjectStore, private readonly concurrency = 32) {}
+
+  /** Queues an upload; resolves when the object is in the store. Same key twice uploads once. */
+  upload(obj: PreparedObject): Promise<void> {
+    let p = this.seen.get(obj.key);
+    if (!p) {
+      p = this.withSlot(() => this.put(obj));
+      this.seen.set(obj.key, p);
+    }
+    return p;
+  }
+
+  /** Uploads without queueing behind data objects (catalogs on the commit path). */
+  uploadNow(obj: PreparedObject): Promise<void> {
+    let p = this.seen.get(obj.key);
+    if (!p) {
+      p = this.put(obj);
+      this.seen.set(obj.key, p);
+    }
+    return p;
+  }
+
+  private async put(obj: PreparedObject): Promise<void> {
+    try {
+      // Content-addressed: if it exists it already holds these bytes, so a lost create is a success.
+      await this.store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+      this.uploaded++;
+      this.bytesUploaded += obj.stored.length;
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError)) throw err;
+      this.alreadyPresent++;
+    }
+  }
+
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}

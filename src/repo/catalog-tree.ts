@@ -1,0 +1,369 @@
+// The repository's catalogs as one editable tree: path operations are routed to the catalog that owns
+// the path, only the catalogs touched are loaded, and commit writes the changed ones bottom-up
+// (children before parents, spec §5) with their statistics kept exact by deltas, so the cost of a
+// change follows the change and not the size of the repository (design invariant 5).
+import { ContentHash, type HashAlgorithm } from '../format/hash.js';
+import {
+  addCounters, CatalogDb, zeroCounters, type Counters, type FileChunk,
+} from '../format/catalog-db.js';
+import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { parentPath, isWithin } from '../format/md5path.js';
+import { prepareObject, type PreparedObject } from '../format/zlib-object.js';
+
+interface CatalogHandle {
+  mountpoint: string;
+  db: CatalogDb;
+  /** Hash this catalog had in the head, null for a catalog created in this edit. */
+  oldHash: ContentHash | null;
+  /** self + subtree counters as stored in the head: what the parent's subtree counters include. */
+  oldTotals: Counters;
+  storedSubtree: Counters;
+  /** Changes to this catalog's subtree counters caused by edits in nested catalogs. */
+  subtreeDelta: Counters;
+  dirty: boolean;
+  parent: CatalogHandle | null;
+}
+
+export type CatalogLoader = (hash: ContentHash) => Promise<CatalogDb>;
+
+export interface CommittedCatalog {
+  mountpoint: string;
+  object: PreparedObject;
+  /** Uncompressed SQLite size. */
+  size: number;
+  previous: ContentHash | null;
+}
+
+export interface CommitResult {
+  rootHash: ContentHash;
+  rootSize: number;
+  /** Every catalog written, deepest first: upload in this order. */
+  catalogs: CommittedCatalog[];
+}
+
+const PLACEHOLDER_HASH = new ContentHash('sha1', Buffer.alloc(20));
+
+function isDir(e: DirectoryEntry): boolean {
+  return (e.mode & S_IFMT) === S_IFDIR;
+}
+
+function totals(db: CatalogDb): { total: Counters; subtree: Counters } {
+  const c = db.readCounters();
+  return { total: addCounters(c.self, c.subtree), subtree: c.subtree };
+}
+
+function depth(mountpoint: string): number {
+  return mountpoint === '' ? 0 : mountpoint.split('/').length - 1;
+}
+
+/** Every ancestor-or-self of a path, shortest first, excluding the root ''. */
+function pathPrefixes(path: string): string[] {
+  const out: string[] = [];
+  for (let i = path.indexOf('/', 1); i !== -1; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i));
+  if (path !== '') out.push(path);
+  return out;
+}
+
+export class CatalogTree {
+  private readonly handles = new Map<string, CatalogHandle>();
+  private readonly touchedDirs = new Set<string>();
+  private committed = false;
+
+  private constructor(private readonly load: CatalogLoader, private readonly algorithm: HashAlgorithm, root: CatalogHandle) {
+    this.handles.set('', root);
+  }
+
+  /** Opens the tree of an existing repository at its root catalog. */
+  static async open(load: CatalogLoader, rootHash: ContentHash, algorithm: HashAlgorithm): Promise<CatalogTree> {
+    const db = await load(rootHash);
+    const t = totals(db);
+    return new CatalogTree(load, algorithm, {
+      mountpoint: '', db, oldHash: rootHash, oldTotals: t.total, storedSubtree: t.subtree,
+      subtreeDelta: zeroCounters(), dirty: false, parent: null,
+    });
+  }
+
+  /** A new repository: a root catalog holding only the root directory entry. */
+  static createEmpty(load: CatalogLoader, algorithm: HashAlgorithm, rootEntry: DirectoryEntry, ttl: number): CatalogTree {
+    const db = CatalogDb.create({ revision: 0, lastModified: 0, ttl });
+    db.put('', { ...rootEntry, name: '', linkcount: 2, hardlinkGroup: 0 });
+    return new CatalogTree(load, algorithm, {
+      mountpoint: '', db, oldHash: null, oldTotals: zeroCounters(), storedSubtree: zeroCounters(),
+      subtreeDelta: zeroCounters(), dirty: true, parent: null,
+    });
+  }
+
+  get root(): CatalogDb {
+    return this.handles.get('')!.db;
+  }
+
+  private async child(parent: CatalogHandle, mountpoint: string): Promise<CatalogHandle> {
+    const known = this.handles.get(mountpoint);
+    if (known) return known;
+    const ref = parent.db.nestedCatalog(mountpoint);
+    if (!ref) throw new Error(`catalog of '${parent.mountpoint || '/'}' lists no nested catalog '${mountpoint}'`);
+    const db = await this.load(ref.hash);
+    if (db.rootPrefix !== mountpoint) {
+      throw new Error(`nested catalog ${ref.hash.toHex()} has root_prefix '${db.rootPrefix}', expected '${mountpoint}'`);
+    }
+    const t = totals(db);
+    const handle: CatalogHandle = {
+      mountpoint, db, oldHash: ref.hash, oldTotals: t.total, storedSubtree: t.subtree,
+      subtreeDelta: zeroCounters(), dirty: false, parent,
+    };
+    this.handles.set(mountpoint, handle);
+    return handle;
+  }
+
+  /** The catalog holding `path`'s own row (for a mountpoint: the parent's copy). */
+  private async locate(path: string): Promise<{ handle: CatalogHandle; mountpoint: boolean }> {
+    let handle = this.handles.get('')!;
+    const prefixes = pathPrefixes(path);
+    let from = 0;
+    for (;;) {
+      let next: string | null = null;
+      for (let i = from; i < prefixes.length; i++) {
+        if (handle.db.nestedCatalog(prefixes[i]!)) {
+          next = prefixes[i]!;
+          from = i + 1;
+          break;
+        }
+      }
+      if (next === null) return { handle, mountpoint: false };
+      if (next === path) return { handle, mountpoint: true };
+      handle = await this.child(handle, next);
+    }
+  }
+
+  /** The catalog holding the children of directory `dir`. */
+  private async childrenHandle(dir: string): Promise<CatalogHandle> {
+    const loc = await this.locate(dir);
+    return loc.mountpoint ? this.child(loc.handle, dir) : loc.handle;
+  }
+
+  async lookup(path: string): Promise<DirectoryEntry | null> {
+    const loc = await this.locate(path);
+    return loc.handle.db.lookup(path);
+  }
+
+  async list(dir: string): Promise<DirectoryEntry[]> {
+    return (await this.childrenHandle(dir)).db.children(dir);
+  }
+
+  async isMountpoint(path: string): Promise<boolean> {
+    return path === '' || (await this.locate(path)).mountpoint;
+  }
+
+  async chunks(path: string, algorithm: HashAlgorithm): Promise<FileChunk[]> {
+    return (await this.locate(path)).handle.db.chunks(path, algorithm);
+  }
+
+  private markDirty(handle: CatalogHandle): void {
+    handle.dirty = true;
+  }
+
+  /** Adds or replaces the entry at `path`. Its parent must be an existing directory. */
+  async upsert(path: string, entry: DirectoryEntry, chunks: FileChunk[] = []): Promise<void> {
+    this.assertOpen();
+    if (path !== '') {
+      const parent = await this.lookup(parentPath(path));
+      if (!parent || !isDir(parent)) throw new Error(`cannot add '${path}': parent is not a directory in the repository`);
+    }
+    const loc = await this.locate(path);
+    const existing = loc.handle.db.lookup(path);
+    if (existing && isDir(existing) && !isDir(entry)) {
+      await this.remove(path);
+      return this.upsert(path, entry, chunks);
+    }
+    const row: DirectoryEntry = { ...entry };
+    if (isDir(row)) {
+      row.linkcount = existing && isDir(existing) ? existing.linkcount : 2;
+      row.hardlinkGroup = 0;
+      if (!existing || !isDir(existing)) this.touchedDirs.add(path);
+    }
+    if (path !== '' && (!existing || isDir(existing) !== isDir(row))) this.touchedDirs.add(parentPath(path));
+    if (loc.mountpoint) {
+      const nested = await this.child(loc.handle, path);
+      loc.handle.db.put(path, { ...row, extraFlags: (row.extraFlags & ~FLAG.nestedRoot) | FLAG.nestedMountpoint });
+      nested.db.put(path, { ...row, extraFlags: (row.extraFlags & ~FLAG.nestedMountpoint) | FLAG.nestedRoot });
+      this.markDirty(nested);
+    } else {
+      const keep = path === '' ? 0 : (existing?.extraFlags ?? 0) & FLAG.nestedRoot;
+      loc.handle.db.put(path, { ...row, extraFlags: (row.extraFlags & ~(FLAG.nestedMountpoint | FLAG.nestedRoot)) | keep });
+      if (chunks.length > 0) loc.handle.db.setChunks(path, chunks);
+    }
+    this.markDirty(loc.handle);
+  }
+
+  /** Removes `path` and everything below it, nested catalogs included. Missing paths are fine. */
+  async remove(path: string): Promise<void> {
+    this.assertOpen();
+    if (path === '') throw new Error('the repository root cannot be removed');
+    const loc = await this.locate(path);
+    const existing = loc.handle.db.lookup(path);
+    if (!existing) return;
+    if (loc.mountpoint) {
+      await this.dropNested(loc.handle, path);
+    } else if (isDir(existing)) {
+      await this.removeDescendants(loc.handle, path);
+    }
+    loc.handle.db.delete(path);
+    if (isDir(existing)) this.touchedDirs.add(parentPath(path));
+    this.markDirty(loc.handle);
+  }
+
+  private async removeDescendants(handle: CatalogHandle, dir: string): Promise<void> {
+    for (const e of handle.db.children(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (isDir(e)) {
+        if (e.extraFlags & FLAG.nestedMountpoint) await this.dropNested(handle, p);
+        else await this.removeDescendants(handle, p);
+      }
+      handle.db.delete(p);
+    }
+  }
+
+  /** Forgets a nested catalog and all below it; the parent's subtree counters lose what it contributed. */
+  private async dropNested(parent: CatalogHandle, mountpoint: string): Promise<void> {
+    const nested = await this.child(parent, mountpoint);
+    parent.subtreeDelta = addCounters(parent.subtreeDelta, nested.oldTotals, -1);
+    parent.db.removeNestedCatalog(mountpoint);
+    for (const key of [...this.handles.keys()]) {
+      if (key !== '' && isWithin(key, mountpoint)) this.handles.delete(key);
+    }
+    this.markDirty(parent);
+  }
+
+  /** Makes directory `path` the root of a new nested catalog, moving its subtree there. */
+  async createNested(path: string): Promise<void> {
+    this.assertOpen();
+    if (path === '') throw new Error('the root catalog already covers the repository root');
+    const loc = await this.locate(path);
+    if (loc.mountpoint) return;
+    const parent = loc.handle;
+    const entry = parent.db.lookup(path);
+    if (!entry || !isDir(entry)) throw new Error(`cannot create a nested catalog at '${path}': not a directory`);
+    const db = CatalogDb.create({ revision: 0, lastModified: 0, rootPrefix: path });
+    const nested: CatalogHandle = {
+      mountpoint: path, db, oldHash: null, oldTotals: zeroCounters(), storedSubtree: zeroCounters(),
+      subtreeDelta: zeroCounters(), dirty: true, parent,
+    };
+    db.put(path, { ...entry, extraFlags: entry.extraFlags | FLAG.nestedRoot });
+    await this.moveDescendants(parent, nested, path);
+    parent.db.put(path, { ...entry, extraFlags: entry.extraFlags | FLAG.nestedMountpoint });
+    // locate() finds nested catalogs through the parent's nested_catalogs rows; commit replaces this one.
+    parent.db.setNestedCatalog({ path, hash: PLACEHOLDER_HASH, size: 0 });
+    this.handles.set(path, nested);
+    this.markDirty(parent);
+  }
+
+  /** Merges the nested catalog at `path` back into the catalog above it. */
+  async removeNested(path: string): Promise<void> {
+    this.assertOpen();
+    const loc = await this.locate(path);
+    if (!loc.mountpoint) return;
+    const parent = loc.handle;
+    const nested = await this.child(parent, path);
+    const root = nested.db.lookup(path)!;
+    await this.moveDescendants(nested, parent, path);
+    parent.subtreeDelta = addCounters(parent.subtreeDelta, nested.oldTotals, -1);
+    parent.subtreeDelta = addCounters(parent.subtreeDelta, addCounters(nested.storedSubtree, nested.subtreeDelta));
+    parent.db.removeNestedCatalog(path);
+    parent.db.put(path, { ...root, extraFlags: root.extraFlags & ~(FLAG.nestedRoot | FLAG.nestedMountpoint) });
+    this.handles.delete(path);
+    this.markDirty(parent);
+  }
+
+  /** Moves the rows below `dir` from one catalog to another, with nested catalog references. */
+  private async moveDescendants(from: CatalogHandle, to: CatalogHandle, dir: string): Promise<void> {
+    for (const e of from.db.children(dir)) {
+      const p = `${dir}/${e.name}`;
+      const algorithm = e.hash?.algorithm ?? e.chunkAlgorithm ?? this.algorithm;
+      to.db.put(p, e);
+      if (e.extraFlags & FLAG.chunked) to.db.setChunks(p, from.db.chunks(p, algorithm));
+      if (isDir(e)) {
+        if (e.extraFlags & FLAG.nestedMountpoint) {
+          const child = await this.child(from, p);
+          const ref = from.db.nestedCatalog(p)!;
+          to.db.setNestedCatalog(ref);
+          from.db.removeNestedCatalog(p);
+          from.subtreeDelta = addCounters(from.subtreeDelta, child.oldTotals, -1);
+          to.subtreeDelta = addCounters(to.subtreeDelta, child.oldTotals);
+          child.parent = to;
+        } else {
+          await this.moveDescendants(from, to, p);
+        }
+      }
+      from.db.delete(p);
+    }
+  }
+
+  /** True when nothing has been changed since open. */
+  get changed(): boolean {
+    return [...this.handles.values()].some((h) => h.dirty);
+  }
+
+  /**
+   * Writes every changed catalog, deepest first, with exact counters and properties. The root catalog
+   * gets `revision` (the manifest's S); other changed catalogs their own revision + 1.
+   */
+  async commit(revision: number, now: number): Promise<CommitResult> {
+    this.assertOpen();
+    await this.fixDirectoryLinkcounts();
+    for (const h of this.handles.values()) {
+      if (h.dirty) for (let p = h.parent; p; p = p.parent) p.dirty = true;
+    }
+    const dirty = [...this.handles.values()].filter((h) => h.dirty)
+      .sort((a, b) => depth(b.mountpoint) - depth(a.mountpoint) || (a.mountpoint < b.mountpoint ? -1 : 1));
+    const catalogs: CommittedCatalog[] = [];
+    for (const h of dirty) {
+      const self = h.db.computeSelfCounters();
+      const subtree = addCounters(h.storedSubtree, h.subtreeDelta);
+      h.db.writeCounters(self, subtree);
+      h.db.setProperties({
+        revision: h.parent === null ? revision : h.oldHash ? h.db.revision + 1 : revision,
+        lastModified: now,
+        previousRevision: h.oldHash ?? undefined,
+      });
+      const bytes = h.db.serialize();
+      const object = prepareObject(this.algorithm, bytes, 'C');
+      catalogs.push({ mountpoint: h.mountpoint, object, size: bytes.length, previous: h.oldHash });
+      if (h.parent) {
+        h.parent.db.setNestedCatalog({ path: h.mountpoint, hash: object.hash, size: bytes.length });
+        h.parent.subtreeDelta = addCounters(h.parent.subtreeDelta, addCounters(addCounters(self, subtree), h.oldTotals, -1));
+      }
+    }
+    this.committed = true;
+    const root = catalogs[catalogs.length - 1]!;
+    return { rootHash: root.object.hash, rootSize: root.size, catalogs };
+  }
+
+  /** Directories carry 2 + their number of child directories (both copies for a mountpoint). */
+  private async fixDirectoryLinkcounts(): Promise<void> {
+    for (const dir of this.touchedDirs) {
+      const loc = await this.locate(dir).catch(() => null);
+      const entry = loc?.handle.db.lookup(dir);
+      if (!loc || !entry || !isDir(entry)) continue;
+      const holder = loc.mountpoint ? await this.child(loc.handle, dir) : loc.handle;
+      const linkcount = 2 + holder.db.countChildDirectories(dir);
+      if (linkcount === entry.linkcount) continue;
+      loc.handle.db.put(dir, { ...entry, linkcount });
+      this.markDirty(loc.handle);
+      if (loc.mountpoint) {
+        const root = holder.db.lookup(dir)!;
+        holder.db.put(dir, { ...root, linkcount });
+        this.markDirty(holder);
+      }
+    }
+    this.touchedDirs.clear();
+  }
+
+  private assertOpen(): void {
+    if (this.committed) throw new Error('catalog tree already committed; open it again from the new head');
+  }
+
+  close(): void {
+    for (const h of this.handles.values()) h.db.close();
+    this.handles.clear();
+  }
+}

@@ -1,0 +1,219 @@
+// A repository over a store: its head, creating it, and committing a new revision. The manifest is
+// written last, with a conditional write, so it is the only commit point (design invariant 1, 2).
+import type { ObjectReader, ObjectStore } from '../store/object-store.js';
+import { PreconditionFailedError } from '../store/object-store.js';
+import { ContentHash, type HashAlgorithm } from '../format/hash.js';
+import { EMPTY_OBJECT, prepareObject, type PreparedObject } from '../format/zlib-object.js';
+import { parseManifest, signManifest, verifyManifestSignature, ROOT_PATH_HASH, type Manifest, type SignedManifest } from '../format/manifest.js';
+import { makeWhitelist, parseWhitelist, signWhitelist, certificateFingerprint } from '../format/whitelist.js';
+import { assertKeyMatchesCertificate } from '../format/certificate.js';
+import { createHistory, nextHistoryTags, readHistory, type Tag } from '../format/history.js';
+import { addToReflog, type ReflogEntry } from '../format/reflog.js';
+import { S_IFDIR, type DirectoryEntry } from '../format/catalog-entry.js';
+import { CatalogTree, type CommitResult } from './catalog-tree.js';
+import { fetchCatalog, fetchObjectContent } from './objects.js';
+
+export const MANIFEST_KEY = '.cvmfspublished';
+export const WHITELIST_KEY = '.cvmfswhitelist';
+export const REFLOG_KEY = '.cvmfsreflog';
+export const MASTER_REPLICA_KEY = '.cvmfs_master_replica';
+export const DEFAULT_TTL = 240;
+
+export interface Head {
+  bytes: Buffer;
+  etag: string;
+  signed: SignedManifest;
+  manifest: Manifest;
+  algorithm: HashAlgorithm;
+}
+
+export class RepositoryMissingError extends Error {
+  constructor(store: ObjectStore) {
+    super(`no repository in ${store.description} (no ${MANIFEST_KEY}); create one with 'scvmfs init'`);
+    this.name = 'RepositoryMissingError';
+  }
+}
+
+/** Another writer committed between our read of the head and our manifest swap. */
+export class ConcurrentPublishError extends Error {
+  constructor(readonly expectedRevision: number) {
+    super(`another publish committed to the repository after revision ${expectedRevision} while this one ran; ` +
+      'this publish changed nothing (objects it uploaded are unreferenced); run it again');
+    this.name = 'ConcurrentPublishError';
+  }
+}
+
+export async function readHead(store: ObjectStore): Promise<Head | null> {
+  const got = await store.get(MANIFEST_KEY);
+  if (!got) return null;
+  const signed = parseManifest(got.body);
+  return { bytes: got.body, etag: got.etag, signed, manifest: signed.manifest, algorithm: signed.manifest.rootCatalog.algorithm };
+}
+
+export function catalogLoader(store: ObjectReader) {
+  return async (hash: ContentHash) => (await fetchCatalog(store, hash)).db;
+}
+
+/** Checks that the head is signed by the certificate it names and that `keys` may sign its successor. */
+export async function checkSigningKeys(store: ObjectStore, head: Head, keys: { repositoryKeyPem: string; certificatePem: string }): Promise<void> {
+  assertKeyMatchesCertificate(keys.repositoryKeyPem, keys.certificatePem);
+  const headCertificate = (await fetchObjectContent(store, head.manifest.certificate, 'X')).toString('utf8');
+  if (!verifyManifestSignature(head.signed, headCertificate)) {
+    throw new Error(`the manifest in ${store.description} does not verify against its own certificate; refusing to publish on top of it`);
+  }
+  const whitelist = await store.get(WHITELIST_KEY);
+  if (!whitelist) throw new Error(`repository in ${store.description} has no ${WHITELIST_KEY}`);
+  const fingerprint = certificateFingerprint(keys.certificatePem);
+  const listed = parseWhitelist(whitelist.body).whitelist.fingerprints.some((f) => f.toUpperCase().startsWith(fingerprint));
+  if (!listed) {
+    throw new Error(`the repository key and certificate given (fingerprint ${fingerprint}) are not the ones this ` +
+      `repository's whitelist trusts; use the keys the repository was created with`);
+  }
+}
+
+async function putIfAbsent(store: ObjectStore, obj: PreparedObject): Promise<boolean> {
+  try {
+    await store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+    return true;
+  } catch (err) {
+    if (err instanceof PreconditionFailedError) return false;
+    throw err;
+  }
+}
+
+export function emptyObject(algorithm: HashAlgorithm): PreparedObject {
+  const hash = ContentHash.of(algorithm, EMPTY_OBJECT);
+  return { hash, suffix: '', key: hash.objectKey(''), stored: Buffer.from(EMPTY_OBJECT) };
+}
+
+export interface InitOptions {
+  fqrn: string;
+  keys: { masterKeyPem: string; repositoryKeyPem: string; certificatePem: string };
+  algorithm?: HashAlgorithm;
+  now?: Date;
+  ttl?: number;
+  whitelistDays?: number;
+  garbageCollectable?: boolean;
+}
+
+/** Creates an empty repository: revision 1 with a root catalog holding only '/'. */
+export async function initRepository(store: ObjectStore, options: InitOptions): Promise<Manifest> {
+  const algorithm = options.algorithm ?? 'sha1';
+  const now = options.now ?? new Date();
+  const seconds = Math.floor(now.getTime() / 1000);
+  const ttl = options.ttl ?? DEFAULT_TTL;
+  if (await store.head(MANIFEST_KEY)) {
+    throw new Error(`a repository already exists in ${store.description}; refusing to overwrite it`);
+  }
+  assertKeyMatchesCertificate(options.keys.repositoryKeyPem, options.keys.certificatePem);
+
+  await putIfAbsent(store, emptyObject(algorithm));
+  const certificate = prepareObject(algorithm, Buffer.from(options.keys.certificatePem), 'X');
+  await putIfAbsent(store, certificate);
+
+  const rootEntry: DirectoryEntry = {
+    name: '', mode: S_IFDIR | 0o755, size: 4096, mtime: seconds, mtimeNs: 0,
+    uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, hash: null, symlink: '', linkcount: 2,
+    hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
+  };
+  const tree = CatalogTree.createEmpty(catalogLoader(store), algorithm, rootEntry, ttl);
+  const committed = await tree.commit(1, seconds);
+  tree.close();
+  for (const c of committed.catalogs) await putIfAbsent(store, c.object);
+
+  const history = prepareObject(algorithm, createHistory(options.fqrn,
+    nextHistoryTags([], { hash: committed.rootHash, size: committed.rootSize, revision: 1, timestamp: seconds })), 'H');
+  await putIfAbsent(store, history);
+
+  const reflog = addToReflog(undefined, options.fqrn, [
+    { hash: committed.rootHash, type: 'catalog', timestamp: seconds },
+    { hash: certificate.hash, type: 'certificate', timestamp: seconds },
+    { hash: history.hash, type: 'history', timestamp: seconds },
+  ]);
+  await store.put(REFLOG_KEY, reflog);
+
+  const whitelist = signWhitelist(makeWhitelist({ fqrn: options.fqrn, certificatePem: options.keys.certificatePem, now, validityDays: options.whitelistDays }), options.keys.masterKeyPem);
+  await store.put(WHITELIST_KEY, whitelist);
+  await store.put(MASTER_REPLICA_KEY, Buffer.alloc(0));
+
+  const manifest: Manifest = {
+    rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, rootPathHash: ROOT_PATH_HASH, ttl,
+    revision: 1, garbageCollectable: options.garbageCollectable ?? false, alternativeName: false, fqrn: options.fqrn,
+    certificate: certificate.hash, history: history.hash, publishedAt: seconds, reflog: ContentHash.of(algorithm, reflog),
+  };
+  try {
+    await store.put(MANIFEST_KEY, signManifest(manifest, options.keys.repositoryKeyPem), { ifNoneMatch: '*' });
+  } catch (err) {
+    if (err instanceof PreconditionFailedError) throw new Error(`a repository was created in ${store.description} at the same time; refusing to overwrite it`);
+    throw err;
+  }
+  return manifest;
+}
+
+/** Re-signs the whitelist with the master key (it expires; the stock default validity is 30 days). */
+export async function resignWhitelist(store: ObjectStore, fqrn: string, keys: { masterKeyPem: string; certificatePem: string }, now = new Date(), days = 30): Promise<void> {
+  await store.put(WHITELIST_KEY, signWhitelist(makeWhitelist({ fqrn, certificatePem: keys.certificatePem, now, validityDays: days }), keys.masterKeyPem));
+}
+
+export interface CommitOptions {
+  keys: { repositoryKeyPem: string; certificatePem: string };
+  now?: Date;
+  tag?: { name: string; description?: string };
+  /** Uploads the new catalogs; defaults to conditional creates in order. */
+  upload?: (objects: PreparedObject[]) => Promise<void>;
+}
+
+export interface CommitOutcome {
+  manifest: Manifest;
+  catalogs: CommitResult['catalogs'];
+}
+
+/**
+ * Writes the tree's changed catalogs, a new history and reflog, and swaps the manifest from `head` to the
+ * new revision with compare-and-swap. Throws ConcurrentPublishError when someone else committed first.
+ */
+export async function commitRevision(store: ObjectStore, head: Head, tree: CatalogTree, options: CommitOptions): Promise<CommitOutcome> {
+  const old = head.manifest;
+  const revision = old.revision + 1;
+  const seconds = Math.max(Math.floor((options.now ?? new Date()).getTime() / 1000), old.publishedAt);
+  const committed = await tree.commit(revision, seconds);
+  const upload = options.upload ?? (async (objs) => { for (const o of objs) await putIfAbsent(store, o); });
+  await upload(committed.catalogs.map((c) => c.object));
+
+  const previousTags: Tag[] = old.history ? readHistory(await fetchObjectContent(store, old.history, 'H')).tags : [];
+  const tags = nextHistoryTags(previousTags, { hash: committed.rootHash, size: committed.rootSize, revision, timestamp: seconds }, options.tag);
+  const history = prepareObject(head.algorithm, createHistory(old.fqrn, tags, old.history), 'H');
+  await putIfAbsent(store, history);
+
+  const refs: ReflogEntry[] = [
+    { hash: committed.rootHash, type: 'catalog', timestamp: seconds },
+    { hash: history.hash, type: 'history', timestamp: seconds },
+  ];
+  const reflogKey = await writeReflog(store, old.fqrn, refs, head);
+
+  const manifest: Manifest = {
+    ...old, rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, revision, publishedAt: seconds,
+    history: history.hash, reflog: reflogKey ?? old.reflog, ttl: Number(tree.root.property('TTL') ?? old.ttl),
+  };
+  try {
+    await store.put(MANIFEST_KEY, signManifest(manifest, options.keys.repositoryKeyPem), { ifMatch: head.etag });
+  } catch (err) {
+    if (err instanceof PreconditionFailedError) throw new ConcurrentPublishError(old.revision);
+    throw err;
+  }
+  return { manifest, catalogs: committed.catalogs };
+}
+
+/** Adds refs to `.cvmfsreflog` with compare-and-swap and returns the hash that goes into manifest `Y`. */
+async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[], head: Head): Promise<ContentHash> {
+  for (let attempt = 0; ; attempt++) {
+    const current = await store.get(REFLOG_KEY);
+    const bytes = addToReflog(current?.body, fqrn, refs);
+    try {
+      await store.put(REFLOG_KEY, bytes, current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
+      return ContentHash.of(head.algorithm, bytes);
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError) || attempt >= 5) throw err;
+    }
+  }
+}

@@ -1,0 +1,352 @@
+// The embedded default store: a directory laid out exactly as a web server serves the repository,
+// so key `data/ab/cdef` is the file `<root>/data/ab/cdef`. Control data lives under `.scvmfs/`.
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  CONTROL_PREFIX,
+  PreconditionFailedError,
+  RangeNotSatisfiableError,
+  StoreError,
+  type ByteRange,
+  type GetResult,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from './object-store.js';
+
+const TMP_DIR = `${CONTROL_PREFIX}tmp`;
+const LOCK_DIR = `${CONTROL_PREFIX}locks`;
+/** The store's own scratch areas: never listed, never addressable as keys. */
+const RESERVED = [`${TMP_DIR}/`, `${LOCK_DIR}/`];
+
+// A live holder keeps a key lock for a few milliseconds (re-read the etag, rename), so a lock this
+// old was left by a process that died while holding it. Breaking it has a tiny race (two waiters
+// seeing the same stale lock at the same moment), which needs a crash first; we accept that.
+const STALE_LOCK_MS = 30_000;
+const LOCK_GIVE_UP_MS = 2 * STALE_LOCK_MS;
+
+const PLAIN_ERRNO: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a path component is a file where a directory is needed',
+  EEXIST: 'a path component is a file where a directory is needed',
+  EMFILE: 'too many open files',
+};
+
+function keyProblem(key: string): string | null {
+  if (typeof key !== 'string' || key === '') return 'it is empty';
+  if (key.includes('\0')) return 'it contains a NUL byte';
+  if (key.includes('\\')) return 'it contains a backslash';
+  if (key.startsWith('/')) return 'it starts with /';
+  for (const segment of key.split('/')) {
+    if (segment === '') return 'it has an empty path segment';
+    if (segment === '.' || segment === '..') return `it has a '${segment}' path segment`;
+  }
+  if (RESERVED.some((r) => key.startsWith(r))) return 'it is in the store\'s reserved scratch area';
+  return null;
+}
+
+/** Throws unless `key` is a safe relative path inside the store (no traversal, no odd characters). */
+export function validateKey(key: string): void {
+  const problem = keyProblem(key);
+  if (problem) throw new Error(`invalid store key '${key}': ${problem}`);
+}
+
+function md5(data: Uint8Array): string {
+  return createHash('md5').update(data).digest('hex');
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+/** Keeps our own outcome errors, turns everything else into a StoreError that says what happened. */
+function storeError(operation: string, key: string, err: unknown): Error {
+  if (err instanceof PreconditionFailedError || err instanceof RangeNotSatisfiableError || err instanceof StoreError) {
+    return err;
+  }
+  const code = errno(err);
+  const plain = code ? PLAIN_ERRNO[code] : undefined;
+  if (!plain) return new StoreError(operation, key, err);
+  const where = (err as NodeJS.ErrnoException).path;
+  return new StoreError(operation, key, new Error(`${plain}${where ? ` at ${where}` : ''} (${code})`, { cause: err }));
+}
+
+async function hashHandle(fh: FileHandle): Promise<{ etag: string; size: number }> {
+  const hash = createHash('md5');
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(chunk, 0, chunk.length, size);
+    if (bytesRead === 0) break;
+    hash.update(chunk.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { etag: hash.digest('hex'), size };
+}
+
+/** Opens a key's file for reading; null when there is no object (absent, or a directory). */
+async function openObject(file: string): Promise<FileHandle | null> {
+  let fh: FileHandle;
+  try {
+    fh = await fs.open(file, 'r');
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return null;
+    throw err;
+  }
+  if ((await fh.stat()).isFile()) return fh;
+  await fh.close();
+  return null;
+}
+
+/** Runs `op`; if it failed because the parent directory of `file` is missing, creates it and retries once. */
+async function withParent<T>(file: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (errno(err) !== 'ENOENT') throw err;
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    return await op();
+  }
+}
+
+/** Makes a just-created name durable; the file's own fsync does not cover its directory entry. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch (err) {
+    if (errno(err) !== 'EINVAL') throw err; // file systems that cannot fsync directories
+  } finally {
+    await fh.close();
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Lexicographic order of what a directory entry contributes to keys; a directory's keys all start `name/`. */
+interface Entry { name: string; dir: boolean; sortKey: string }
+
+export class FsStore implements ObjectStore {
+  readonly root: string;
+  readonly description: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.description = `file://${this.root}`;
+  }
+
+  private file(key: string): string {
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  async get(key: string, range?: ByteRange): Promise<GetResult | null> {
+    validateKey(key);
+    if (range) checkRange(range);
+    try {
+      const fh = await openObject(this.file(key));
+      if (!fh) return null;
+      try {
+        // One handle for stat and content: a concurrent rename replaces the inode, not what we read.
+        const stat = await fh.stat();
+        const whole = await fh.readFile();
+        const info = { key, size: whole.length, etag: md5(whole), lastModified: stat.mtime, totalSize: whole.length };
+        if (!range) return { ...info, body: whole };
+        if (range.start >= whole.length) throw new RangeNotSatisfiableError(key, whole.length);
+        const end = Math.min(range.end ?? whole.length - 1, whole.length - 1);
+        return { ...info, body: whole.subarray(range.start, end + 1) };
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw storeError('get', key, err);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    try {
+      const fh = await openObject(this.file(key));
+      if (!fh) return null;
+      try {
+        const stat = await fh.stat();
+        const { etag, size } = await hashHandle(fh);
+        return { key, size, etag, lastModified: stat.mtime };
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw storeError('head', key, err);
+    }
+  }
+
+  async put(key: string, body: Uint8Array, options: PutOptions = {}): Promise<{ etag: string }> {
+    validateKey(key);
+    if (options.ifNoneMatch !== undefined && options.ifMatch !== undefined) {
+      throw new Error(`put '${key}': ifNoneMatch and ifMatch cannot be combined`);
+    }
+    const conditional = options.ifNoneMatch !== undefined || options.ifMatch !== undefined;
+    const target = this.file(key);
+    const temp = path.join(this.root, TMP_DIR, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    try {
+      await withParent(temp, () => writeFile(temp, body, conditional));
+      if (options.ifNoneMatch === '*') {
+        // link() fails if the name exists, so create-if-absent is atomic across processes.
+        await withParent(target, () => fs.link(temp, target)).catch((err) => {
+          if (errno(err) === 'EEXIST') throw new PreconditionFailedError(key, 'the object already exists');
+          throw err;
+        });
+      } else if (options.ifMatch !== undefined) {
+        const expected = options.ifMatch;
+        await this.withKeyLock(key, async () => {
+          const fh = await openObject(target);
+          if (!fh) throw new PreconditionFailedError(key, 'the object does not exist');
+          const { etag: current } = await hashHandle(fh).finally(() => fh.close());
+          if (current !== expected) throw new PreconditionFailedError(key, `its etag is ${current}, not ${expected}`);
+          await fs.rename(temp, target);
+        });
+      } else {
+        await withParent(target, () => fs.rename(temp, target));
+      }
+      if (conditional) await fsyncDir(path.dirname(target));
+      return { etag: md5(body) };
+    } catch (err) {
+      throw storeError('put', key, err);
+    } finally {
+      // After a successful rename the temp name is gone already; after anything else it must go.
+      await fs.rm(temp, { force: true }).catch(() => {});
+    }
+  }
+
+  /**
+   * Serialises compare-and-swap on one key across processes: mkdir is atomic, so exactly one
+   * process holds `<root>/.scvmfs/locks/<hash of key>` at a time.
+   */
+  private async withKeyLock<T>(key: string, critical: () => Promise<T>): Promise<T> {
+    const lock = path.join(this.root, LOCK_DIR, createHash('sha1').update(key).digest('hex'));
+    const deadline = Date.now() + LOCK_GIVE_UP_MS;
+    for (;;) {
+      try {
+        await withParent(lock, () => fs.mkdir(lock));
+        break;
+      } catch (err) {
+        if (errno(err) !== 'EEXIST') throw err;
+      }
+      const stat = await fs.stat(lock).catch(() => null);
+      if (stat && Date.now() - stat.mtimeMs > STALE_LOCK_MS) {
+        await fs.rmdir(lock).catch(() => {});
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the lock on '${key}' (${lock})`);
+      await sleep(1 + Math.random() * 5);
+    }
+    try {
+      return await critical();
+    } finally {
+      await fs.rmdir(lock).catch(() => {});
+    }
+  }
+
+  async list(prefix: string, options: { after?: string; limit?: number } = {}): Promise<ListPage> {
+    // A prefix may end in '/' or mid-segment; it is valid when some key could start with it.
+    const problem = keyProblem(prefix + 'x');
+    if (problem) throw new Error(`invalid list prefix '${prefix}': no valid key can start with it (${problem.replace('it ', 'a key ')})`);
+    const limit = options.limit ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`list limit must be a positive integer, got ${limit}`);
+    const after = options.after ?? '';
+    try {
+      const keys: string[] = [];
+      let more = false;
+      const slash = prefix.lastIndexOf('/');
+      const dirKey = prefix.slice(0, slash + 1);
+      for await (const key of this.walk(dirKey, prefix.slice(slash + 1), after)) {
+        if (!key.startsWith(prefix) || key <= after) continue;
+        if (keys.length === limit) {
+          more = true;
+          break;
+        }
+        keys.push(key);
+      }
+      const objects: ObjectInfo[] = [];
+      // Hash a few files at a time: parallel enough to be quick, bounded to stay clear of EMFILE.
+      for (let i = 0; i < keys.length; i += 32) {
+        const infos = await Promise.all(keys.slice(i, i + 32).map((k) => this.head(k)));
+        for (const info of infos) if (info) objects.push(info); // deleted meanwhile: skip
+      }
+      return more ? { objects, next: keys[keys.length - 1]! } : { objects };
+    } catch (err) {
+      throw storeError('list', prefix, err);
+    }
+  }
+
+  /**
+   * Yields the keys below directory `dirKey` (ends in '/' or is '') whose first segment there starts
+   * with `partial`, in lexicographic order, skipping subtrees that hold only keys <= `after`.
+   */
+  private async *walk(dirKey: string, partial: string, after: string): AsyncGenerator<string> {
+    let dirents;
+    try {
+      dirents = await fs.readdir(path.join(this.root, ...dirKey.split('/')), { withFileTypes: true });
+    } catch (err) {
+      if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return;
+      throw err;
+    }
+    const entries: Entry[] = [];
+    for (const d of dirents) {
+      if (!d.name.startsWith(partial)) continue;
+      if (d.isDirectory()) {
+        if (RESERVED.includes(`${dirKey}${d.name}/`)) continue;
+        entries.push({ name: d.name, dir: true, sortKey: `${d.name}/` });
+      } else if (d.isFile()) {
+        entries.push({ name: d.name, dir: false, sortKey: d.name });
+      }
+    }
+    // Plain code-unit comparison: equals byte order for the ASCII keys a repository uses.
+    entries.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const e of entries) {
+      const key = dirKey + e.sortKey;
+      if (!e.dir) {
+        yield key;
+        continue;
+      }
+      // Every key in this subtree starts with `key`; if `after` is past all of them, skip it.
+      if (after > key && !after.startsWith(key)) continue;
+      yield* this.walk(key, '', after);
+    }
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    keys.forEach(validateKey);
+    for (const key of keys) {
+      try {
+        await fs.unlink(this.file(key));
+      } catch (err) {
+        const code = errno(err);
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') continue;
+        throw storeError('delete', key, err);
+      }
+    }
+  }
+}
+
+function checkRange(range: ByteRange): void {
+  const ok = Number.isInteger(range.start) && range.start >= 0 &&
+    (range.end === undefined || (Number.isInteger(range.end) && range.end >= range.start));
+  if (!ok) throw new Error(`invalid byte range ${JSON.stringify(range)}`);
+}
+
+async function writeFile(file: string, body: Uint8Array, durable: boolean): Promise<void> {
+  const fh = await fs.open(file, 'wx');
+  try {
+    await fh.writeFile(body);
+    if (durable) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

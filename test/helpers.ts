@@ -1,0 +1,32 @@
+// Shared test fixtures: the stock-server test vector, temporary directories.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** test/ in the source tree (tests run from dist/test, fixtures stay in test/fixtures). */
+export const TEST_SOURCE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test');
+export const VECTOR_DIR = join(TEST_SOURCE_DIR, 'fixtures', 'legacy_aufs_repo_21');
+export const VECTOR_FQRN = 'legacy_aufs.cern.ch';
+
+/** A temporary directory removed when the process exits. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `scvmfs-${prefix}-`));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Vector {
+  /** The repository as the stock server stored it (served as-is). */
+  repo: string;
+  keys: string;
+  fqrn: string;
+}
+
+export function extractVector(): Vector {
+  const work = tempDir('vector');
+  execFileSync('tar', ['xzf', join(VECTOR_DIR, 'legacy_aufs_repo.tar.gz'), '-C', work]);
+  execFileSync('tar', ['xzf', join(VECTOR_DIR, 'keys.tar.gz'), '-C', work]);
+  return { repo: join(work, 'srv/cvmfs', VECTOR_FQRN), keys: join(work, 'etc/cvmfs/keys'), fqrn: VECTOR_FQRN };
+}
