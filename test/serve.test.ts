@@ -201,7 +201,7 @@ test('a store failure answers 500 and the server keeps serving', async (t) => {
   assert.ok(lines.some((l) => l.includes('GET /.cvmfspublished 200')));
 });
 
-test('close() ends promptly despite an idle keep-alive connection and a stalled client', async (t) => {
+test('close() ends promptly despite an idle keep-alive connection and a stalled client', { timeout: 10_000 }, async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'scvmfs-serve-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const store = new FsStore(dir);

@@ -61,7 +61,7 @@ export async function serveStore(store: ObjectStore, options: ServeOptions = {})
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
         // Idle keep-alive sockets would otherwise hold close() open until they time out.
-        //X
+        server.closeAllConnections();
       }),
   };
 }

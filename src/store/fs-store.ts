@@ -1,7 +1,7 @@
 // The embedded default store: a directory laid out exactly as a web server serves the repository,
 // so key `data/ab/cdef` is the file `<root>/data/ab/cdef`. Control data lives under `.scvmfs/`.
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -91,8 +91,11 @@ async function hashHandle(fh: FileHandle): Promise<{ etag: string; size: number 
   return { etag: hash.digest('hex'), size };
 }
 
-/** Opens a key's file for reading; null when there is no object (absent, or a directory). */
-async function openObject(file: string): Promise<FileHandle | null> {
+/**
+ * Opens a key's file for reading; null when there is no object (absent, or a directory). Stat and
+ * content then come from one inode, even if a concurrent put renames a new file over the name.
+ */
+async function openObject(file: string): Promise<{ fh: FileHandle; stat: Stats } | null> {
   let fh: FileHandle;
   try {
     fh = await fs.open(file, 'r');
@@ -100,7 +103,13 @@ async function openObject(file: string): Promise<FileHandle | null> {
     if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return null;
     throw err;
   }
-  if ((await fh.stat()).isFile()) return fh;
+  try {
+    const stat = await fh.stat();
+    if (stat.isFile()) return { fh, stat };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
   await fh.close();
   return null;
 }
@@ -130,8 +139,8 @@ async function fsyncDir(dir: string): Promise<void> {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Lexicographic order of what a directory entry contributes to keys; a directory's keys all start `name/`. */
-interface Entry { name: string; dir: boolean; sortKey: string }
+/** `sortKey` is what the entry contributes to its keys: a directory's keys all continue `name/`. */
+interface Entry { dir: boolean; sortKey: string }
 
 export class FsStore implements ObjectStore {
   readonly root: string;
@@ -150,11 +159,10 @@ export class FsStore implements ObjectStore {
     validateKey(key);
     if (range) checkRange(range);
     try {
-      const fh = await openObject(this.file(key));
-      if (!fh) return null;
+      const open = await openObject(this.file(key));
+      if (!open) return null;
+      const { fh, stat } = open;
       try {
-        // One handle for stat and content: a concurrent rename replaces the inode, not what we read.
-        const stat = await fh.stat();
         const whole = await fh.readFile();
         const info = { key, size: whole.length, etag: md5(whole), lastModified: stat.mtime, totalSize: whole.length };
         if (!range) return { ...info, body: whole };
@@ -172,10 +180,10 @@ export class FsStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | null> {
     validateKey(key);
     try {
-      const fh = await openObject(this.file(key));
-      if (!fh) return null;
+      const open = await openObject(this.file(key));
+      if (!open) return null;
+      const { fh, stat } = open;
       try {
-        const stat = await fh.stat();
         const { etag, size } = await hashHandle(fh);
         return { key, size, etag, lastModified: stat.mtime };
       } finally {
@@ -205,9 +213,9 @@ export class FsStore implements ObjectStore {
       } else if (options.ifMatch !== undefined) {
         const expected = options.ifMatch;
         await this.withKeyLock(key, async () => {
-          const fh = await openObject(target);
-          if (!fh) throw new PreconditionFailedError(key, 'the object does not exist');
-          const { etag: current } = await hashHandle(fh).finally(() => fh.close());
+          const open = await openObject(target);
+          if (!open) throw new PreconditionFailedError(key, 'the object does not exist');
+          const { etag: current } = await hashHandle(open.fh).finally(() => open.fh.close());
           if (current !== expected) throw new PreconditionFailedError(key, `its etag is ${current}, not ${expected}`);
           await fs.rename(temp, target);
         });
@@ -302,9 +310,9 @@ export class FsStore implements ObjectStore {
       if (!d.name.startsWith(partial)) continue;
       if (d.isDirectory()) {
         if (RESERVED.includes(`${dirKey}${d.name}/`)) continue;
-        entries.push({ name: d.name, dir: true, sortKey: `${d.name}/` });
+        entries.push({ dir: true, sortKey: `${d.name}/` });
       } else if (d.isFile()) {
-        entries.push({ name: d.name, dir: false, sortKey: d.name });
+        entries.push({ dir: false, sortKey: d.name });
       }
     }
     // Plain code-unit comparison: equals byte order for the ASCII keys a repository uses.

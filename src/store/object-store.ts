@@ -91,6 +91,6 @@ export const CONTROL_PREFIX = '.scvmfs/';
 
 /** True for keys the stock client or stratum-1 tools may read: the public repository part. */
 export function isPublicKey(key: string): boolean {
-  if (/^data\/[0-9a-f]{2}\/[0-9a-z-]+$/.test(key)) return true;
+  if (/^data\/[0-9a-f]{2}\/[0-9a-f]{38}(?:-rmd160|-shake128)?[CHXPML]?$/.test(key)) return true;
   return /^\.cvmfs[a-z0-9_.]*$/.test(key) && !key.startsWith(CONTROL_PREFIX);
 }

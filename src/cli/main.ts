@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+// scvmfs: the command-line front. Parsing, progress and exit codes only; the work is in the library.
+import { Command, Option } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseHashAlgorithm } from '../format/hash.js';
+import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
+import { openStore } from '../store/open-store.js';
+import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
+import { initRepository, resignWhitelist } from '../repo/repository.js';
+import { publishDirectory } from '../publish/publish-directory.js';
+import { serveStore } from '../serve/http-server.js';
+import { openSource } from '../client/sources.js';
+import { RepositoryReader } from '../client/reader.js';
+import { verifyRepository } from '../client/verify.js';
+import { ProgressLine, formatBytes } from './progress.js';
+
+const program = new Command('scvmfs')
+  .description('Publish CernVM-FS repositories into object storage and read them back verified')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '')}`) });
+
+program.command('init')
+  .description('create a repository: keys (if absent), whitelist, empty root catalog, manifest')
+  .argument('<fqrn>', 'repository name, e.g. sw.example.org')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory (<fqrn>.masterkey/.pub/.key/.crt)')
+  .addOption(new Option('--hash <algorithm>', 'content hash').choices(['sha1', 'rmd160', 'shake128']).default('sha1'))
+  .option('--ttl <seconds>', 'catalog TTL for clients', (v) => positiveInt(v, '--ttl'), 240)
+  .option('--whitelist-days <days>', 'whitelist validity (at most 30)', (v) => positiveInt(v, '--whitelist-days'), 30)
+  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number }) => {
+    const store = openStore(o.store);
+    const { keys, created } = await loadOrCreateKeys(o.keys, fqrn);
+    const manifest = await initRepository(store, { fqrn, keys, algorithm: parseHashAlgorithm(o.hash), ttl: o.ttl, whitelistDays: o.whitelistDays });
+    if (created) console.log(`created keys in ${o.keys} (give clients ${join(o.keys, `${fqrn}.pub`)})`);
+    console.log(`created ${fqrn} in ${store.description}: revision ${manifest.revision}, root catalog ${manifest.rootCatalog.toHex()}`);
+  });
+
+program.command('publish')
+  .description('make the repository (or --path within it) equal to a source directory')
+  .argument('<fqrn>', 'repository name')
+  .argument('<source-dir>', 'directory tree to publish')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
+  .option('--path <path>', 'repository sub-path to publish into', '/')
+  .option('--tag <name>', 'name this revision')
+  .option('--tag-description <text>', 'description of --tag')
+  .option('--checksum', 'hash every file again instead of trusting size and mtime')
+  .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
+  .option('-q, --quiet', 'no progress output')
+  .action(async (fqrn: string, source: string, o: { store: string; keys: string; path: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean }) => {
+    const store = openStore(o.store);
+    const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+    const progress = new ProgressLine(o.quiet);
+    const summary = await publishDirectory(store, source, {
+      fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
+      tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
+      onProgress: (p) => progress.update(p.phase === 'scan'
+        ? `scanning: ${p.scanned} entries`
+        : p.phase === 'upload' ? `compressing and uploading: ${p.filesDone}/${p.filesTotal} files, ${formatBytes(p.bytesRead)}`
+        : 'writing catalogs and manifest'),
+    });
+    progress.done();
+    if (!summary.changed) {
+      console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
+      return;
+    }
+    console.log(`published ${fqrn} revision ${summary.revision}`);
+    console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
+    console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
+    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
+    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+  });
+
+program.command('resign')
+  .description('re-sign the whitelist with the master key (it expires after at most 30 days)')
+  .argument('<fqrn>', 'repository name')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey and <fqrn>.crt')
+  .option('--days <days>', 'validity (at most 30)', (v) => positiveInt(v, '--days'), 30)
+  .action(async (fqrn: string, o: { store: string; keys: string; days: number }) => {
+    const keys = await loadKeys(o.keys, fqrn, { need: ['master', 'repository'] });
+    await resignWhitelist(openStore(o.store), fqrn, keys, new Date(), o.days);
+    console.log(`whitelist of ${fqrn} re-signed for ${o.days} days`);
+  });
+
+program.command('serve')
+  .description('serve a repository over HTTP/1.1 as a web server or CDN would')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .option('--host <address>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port (0 = any free port)', (v) => portNumber(v), 8000)
+  .option('--base-path <path>', 'URL prefix, e.g. /cvmfs/sw.example.org', '')
+  .option('--access-log', 'print one line per request')
+  .action(async (o: { store: string; host: string; port: number; basePath: string; accessLog?: boolean }) => {
+    const server = await serveStore(openStore(o.store), { host: o.host, port: o.port, basePath: o.basePath, log: o.accessLog ? (l) => console.log(l) : undefined });
+    console.log(`serving ${o.store} at ${server.url}/`);
+    const stop = async () => { await server.close(); process.exit(0); };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+
+interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false }
+
+function readerOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--fqrn <fqrn>', 'repository name')
+    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
+    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .option('--cache <dir>', 'object cache directory (default ~/.cache/scvmfs)')
+    .option('--no-cache', 'do not cache objects on disk');
+}
+
+async function openReader(location: string, o: ReadOptions): Promise<RepositoryReader> {
+  const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+  const cacheRoot = o.cache === false ? undefined : (o.cache ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'scvmfs'));
+  const source = openSource(location, cacheRoot ? join(cacheRoot, o.fqrn) : undefined);
+  return RepositoryReader.open(source, { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist });
+}
+
+function modeString(e: DirectoryEntry): string {
+  const type = { directory: 'd', file: '-', symlink: 'l', special: 'p' }[kindOfMode(e.mode)];
+  const bits = 'rwxrwxrwx'.split('').map((c, i) => (e.mode & (1 << (8 - i)) ? c : '-')).join('');
+  return type + bits;
+}
+
+function longLine(e: DirectoryEntry, name: string): string {
+  const time = new Date(e.mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
+  const link = kindOfMode(e.mode) === 'symlink' ? ` -> ${e.symlink}` : '';
+  return `${modeString(e)} ${String(e.linkcount).padStart(3)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(10)} ${time} ${name}${link}`;
+}
+
+readerOptions(program.command('ls')
+  .description('list a directory of a repository, verifying what it reads')
+  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
+  .argument('[path]', 'path inside the repository', '/')
+  .option('-l, --long', 'mode, links, owner, size, time')
+  .option('-R, --recursive', 'list everything below path'))
+  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean }) => {
+    const reader = await openReader(location, o);
+    if (o.recursive) {
+      for await (const { path: p, entry } of reader.walk(path)) console.log(o.long ? longLine(entry, p || '/') : (p || '/'));
+    } else {
+      for (const e of await reader.list(path)) console.log(o.long ? longLine(e, e.name) : e.name);
+    }
+  });
+
+readerOptions(program.command('cat')
+  .description('print a file of a repository, verified against its hash')
+  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
+  .argument('<path...>', 'file(s) inside the repository'))
+  .action(async (location: string, paths: string[], o: ReadOptions) => {
+    const reader = await openReader(location, o);
+    for (const p of paths) process.stdout.write(await reader.readFile(p));
+  });
+
+readerOptions(program.command('verify')
+  .description('check signatures, whitelist, every catalog and every object; names the first bad one')
+  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
+  .option('-q, --quiet', 'no progress output'))
+  .action(async (location: string, o: ReadOptions & { quiet?: boolean }) => {
+    const reader = await openReader(location, o);
+    const progress = new ProgressLine(o.quiet);
+    const report = await verifyRepository(reader, (p) => progress.update(`verifying: ${p.catalogs} catalogs, ${p.entries} entries, ${p.objects} objects`));
+    progress.done();
+    console.log(`OK ${o.fqrn} revision ${report.revision}: ${report.catalogs} catalogs, ${report.entries} entries, ` +
+      `${report.objects} objects (${formatBytes(report.bytes)}) verified; tags: ${report.tags.join(', ') || 'none'}`);
+  });
+
+function positiveInt(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive whole number, got '${v}'`);
+  return n;
+}
+
+function portNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port needs 0–65535, got '${v}'`);
+  return n;
+}
+
+program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
+  console.error(`scvmfs: error: ${err.message}`);
+  process.exitCode = 1;
+});
