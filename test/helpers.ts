@@ -10,10 +10,13 @@ export const TEST_SOURCE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..
 export const VECTOR_DIR = join(TEST_SOURCE_DIR, 'fixtures', 'legacy_aufs_repo_21');
 export const VECTOR_FQRN = 'legacy_aufs.cern.ch';
 
+const made: string[] = [];
+process.on('exit', () => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
+
 /** A temporary directory removed when the process exits. */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `scvmfs-${prefix}-`));
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
 

@@ -10,7 +10,8 @@ import { FsStore } from '../src/store/fs-store.js';
 import type { ObjectStore } from '../src/store/object-store.js';
 
 const MANIFEST = 'Cabc\nB1234\nRd41d8cd98f00b204e9800998ecf8427e\nNtest.repo\n';
-const DATA_KEY = 'data/ab/cdef0123456789';
+/** A SHA-1 object name: two hex digits of directory, 38 of file name. */
+const DATA_KEY = `data/ab/${'cd'.repeat(19)}`;
 const DATA = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
 
 interface Reply { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
@@ -74,7 +75,7 @@ test('the query string is ignored and percent-encoded names are decoded', async 
   const { get } = await setup(t);
   assert.equal((await get('/.cvmfspublished?nocache=123')).body.toString(), MANIFEST);
   assert.equal((await get('/%2Ecvmfspublished')).body.toString(), MANIFEST);
-  assert.deepEqual((await get(`/data%2Fab%2Fcdef0123456789`)).body, DATA);
+  assert.deepEqual((await get(`/${DATA_KEY.replaceAll('/', '%2F')}`)).body, DATA);
 });
 
 test('HEAD sends the GET headers without a body', async (t) => {
@@ -92,7 +93,7 @@ test('HEAD sends the GET headers without a body', async (t) => {
 
 test('missing objects are 404 and not cacheable, so a later publish is seen', async (t) => {
   const { get } = await setup(t);
-  for (const p of ['/.cvmfswhitelist', '/data/ab/0000', '/data/zz/cdef']) {
+  for (const p of ['/.cvmfswhitelist', `/data/ab/${'00'.repeat(19)}`, `/data/00/${'cd'.repeat(19)}C`, '/data/zz/cdef']) {
     const r = await get(p);
     assert.equal(r.status, 404, p);
     assert.equal(r.headers['cache-control'], 'no-store', p);
@@ -223,12 +224,13 @@ test('close() ends promptly despite an idle keep-alive connection and a stalled 
   await assert.rejects(request(server.port, 'GET', '/.cvmfspublished'));
 });
 
-// isPublicKey in object-store.ts only allows [0-9a-z-] after data/XX/, so objects with the upper-case
-// suffixes of spec §1.3 (C catalog, H history, X certificate, P partial, M meta-info) are refused.
-test('catalog objects (suffix C) are served like any data object', { todo: 'isPublicKey rejects upper-case object suffixes' }, async (t) => {
+test('suffixed and non-SHA-1 objects (catalogs, certificates, rmd160) are served like any data object', async (t) => {
   const { store, get } = await setup(t);
-  await store.put('data/ab/cdef0123456789C', Buffer.from('catalog'));
-  const r = await get('/data/ab/cdef0123456789C');
-  assert.equal(r.status, 200);
-  assert.equal(r.body.toString(), 'catalog');
+  for (const key of [`${DATA_KEY}C`, `${DATA_KEY}X`, `${DATA_KEY}-rmd160`, `${DATA_KEY}-shake128C`]) {
+    await store.put(key, Buffer.from(key));
+    const r = await get(`/${key}`);
+    assert.equal(r.status, 200, key);
+    assert.equal(r.body.toString(), key);
+    assert.equal(r.headers['cache-control'], 'public, max-age=259200, immutable', key);
+  }
 });

@@ -1,0 +1,89 @@
+// npm run bench: publish throughput next to the machine's own zlib-6 + SHA-1 limit on the same bytes
+// with the same number of worker threads, so the ratio means something on a noisy machine.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { FsStore } from '../src/store/fs-store.js';
+import { generateRepositoryKeys } from '../src/format/keys.js';
+import { initRepository } from '../src/repo/repository.js';
+import { publishDirectory } from '../src/publish/publish-directory.js';
+
+const workers = availableParallelism();
+const work = mkdtempSync(join(tmpdir(), 'scvmfs-bench-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+
+/** Compressible like real software: text-ish bytes with repetition, plus some binary noise. */
+function content(size: number): Buffer {
+  const words = randomBytes(Math.ceil(size / 4)).toString('base64');
+  const out = Buffer.alloc(size);
+  for (let off = 0; off < size;) {
+    const start = Math.floor(Math.random() * Math.max(1, words.length - 64));
+    off += out.write(words.slice(start, start + 16 + Math.floor(Math.random() * 48)) + ' ', off);
+  }
+  return out;
+}
+
+function makeTree(root: string, count: number, sizeOf: (i: number) => number): { files: string[]; bytes: number } {
+  const files: string[] = [];
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const dir = join(root, `d${Math.floor(i / 500)}`, `s${Math.floor(i / 50) % 10}`);
+    if (i % 50 === 0) mkdirSync(dir, { recursive: true });
+    const f = join(dir, `f${i}.dat`);
+    const size = sizeOf(i);
+    writeFileSync(f, content(size));
+    files.push(f);
+    bytes += size;
+  }
+  return { files, bytes };
+}
+
+async function limit(files: string[]): Promise<number> {
+  const shares: string[][] = Array.from({ length: workers }, () => []);
+  files.forEach((f, i) => shares[i % workers]!.push(f));
+  const ws = shares.map((s) => new Worker(new URL('./limit-worker.js', import.meta.url), { workerData: { files: s } }));
+  await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
+  const t0 = process.hrtime.bigint();
+  await Promise.all(ws.map((w) => new Promise((r) => { w.once('message', r); w.postMessage('go'); })));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await Promise.all(ws.map((w) => w.terminate()));
+  return seconds;
+}
+
+async function publishOnce(name: string, src: string): Promise<{ seconds: number; uploaded: number }> {
+  const store = new FsStore(join(work, `store-${name}`));
+  const keys = await generateRepositoryKeys('bench.example.org');
+  await initRepository(store, { fqrn: 'bench.example.org', keys });
+  const t0 = process.hrtime.bigint();
+  const s = await publishDirectory(store, src, { fqrn: 'bench.example.org', keys });
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, uploaded: s.objectsUploaded };
+}
+
+interface Row { name: string; files: number; mb: number; publish: number; limit: number }
+const rows: Row[] = [];
+
+async function scenario(name: string, count: number, sizeOf: (i: number) => number): Promise<void> {
+  const src = join(work, name);
+  const { files, bytes } = makeTree(src, count, sizeOf);
+  const lim = await limit(files);
+  const pub = await publishOnce(name, src);
+  rows.push({ name, files: count, mb: bytes / 1e6, publish: pub.seconds, limit: lim });
+  const r = rows[rows.length - 1]!;
+  console.log(`${name}: ${count} files, ${r.mb.toFixed(1)} MB`);
+  console.log(`  publish (fs store):   ${(count / pub.seconds).toFixed(0)} files/s, ${(r.mb / pub.seconds).toFixed(1)} MB/s (${pub.seconds.toFixed(2)} s)`);
+  console.log(`  zlib-6 + SHA-1 limit: ${(count / lim).toFixed(0)} files/s, ${(r.mb / lim).toFixed(1)} MB/s (${lim.toFixed(2)} s, ${workers} workers)`);
+  console.log(`  ratio: ${(100 * lim / pub.seconds).toFixed(0)} % of the limit`);
+}
+
+console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${workers} cores, node ${process.version}`);
+await scenario('small-files', 20_000, () => 1024 + Math.floor(Math.random() * 7 * 1024));
+await scenario('large-files', 4, () => 48 << 20);
+
+console.log('\n| scenario | files | MB | publish files/s | publish MB/s | limit MB/s | % of limit |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.name} | ${r.files} | ${r.mb.toFixed(1)} | ${(r.files / r.publish).toFixed(0)} | ${(r.mb / r.publish).toFixed(1)} | ${(r.mb / r.limit).toFixed(1)} | ${(100 * r.limit / r.publish).toFixed(0)} % |`);
+}
+void statSync;
