@@ -72,7 +72,19 @@ export interface CatalogProperties {
 const ENTRY_COLUMNS = 'hardlinks, hash, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr';
 
 export class CatalogDb {
+  private readonly statements = new Map<string, Database.Statement>();
+
   private constructor(private readonly db: Database.Database) {}
+
+  /** Prepared statements are cached: preparing costs more than running one on the hot publish path. */
+  private sql(text: string): Database.Statement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
 
   /** An empty catalog for the subtree at `rootPrefix` ('' for the repository root). */
   static create(props: CatalogProperties): CatalogDb {
@@ -116,13 +128,13 @@ export class CatalogDb {
   }
 
   property(key: string): string | undefined {
-    const row = this.db.prepare('SELECT value FROM properties WHERE key = ?').get(key) as { value: unknown } | undefined;
+    const row = this.sql('SELECT value FROM properties WHERE key = ?').get(key) as { value: unknown } | undefined;
     return row === undefined || row.value === null ? undefined : String(row.value);
   }
 
   setProperty(key: string, value: string | undefined): void {
-    if (value === undefined) this.db.prepare('DELETE FROM properties WHERE key = ?').run(key);
-    else this.db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)').run(key, value);
+    if (value === undefined) this.sql('DELETE FROM properties WHERE key = ?').run(key);
+    else this.sql('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)').run(key, value);
   }
 
   setProperties(p: Partial<CatalogProperties>): void {
@@ -147,7 +159,7 @@ export class CatalogDb {
 
   lookup(path: string): DirectoryEntry | null {
     const h = md5Path(path);
-    const row = this.db.prepare(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?`)
+    const row = this.sql(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?`)
       .safeIntegers(true).get(h.h1, h.h2) as CatalogRow | undefined;
     return row ? entryFromRow(row) : null;
   }
@@ -155,19 +167,19 @@ export class CatalogDb {
   /** Entries whose parent is `dirPath`, by name. */
   children(dirPath: string): DirectoryEntry[] {
     const h = md5Path(dirPath);
-    const rows = this.db.prepare(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ?`)
+    const rows = this.sql(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ?`)
       .safeIntegers(true).all(h.h1, h.h2) as CatalogRow[];
     return rows.map(entryFromRow).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   hasChildren(dirPath: string): boolean {
     const h = md5Path(dirPath);
-    return this.db.prepare('SELECT 1 FROM catalog WHERE parent_1 = ? AND parent_2 = ? LIMIT 1').get(h.h1, h.h2) !== undefined;
+    return this.sql('SELECT 1 FROM catalog WHERE parent_1 = ? AND parent_2 = ? LIMIT 1').get(h.h1, h.h2) !== undefined;
   }
 
   countChildDirectories(dirPath: string): number {
     const h = md5Path(dirPath);
-    const row = this.db.prepare(`SELECT count(*) AS n FROM catalog WHERE parent_1 = ? AND parent_2 = ? AND (mode & ${S_IFMT}) = ${S_IFDIR}`)
+    const row = this.sql(`SELECT count(*) AS n FROM catalog WHERE parent_1 = ? AND parent_2 = ? AND (mode & ${S_IFMT}) = ${S_IFDIR}`)
       .get(h.h1, h.h2) as { n: number };
     return row.n;
   }
@@ -178,62 +190,62 @@ export class CatalogDb {
     const p: PathHash = path === '' ? { h1: 0n, h2: 0n } : md5Path(parentPath(path));
     const values = [hardlinksValue(entry), entry.hash ? entry.hash.digest : null, entry.size, entry.mode, entry.mtime,
       entry.mtimeNs, entryFlags(entry), entry.name, entry.symlink, entry.uid, entry.gid, entry.xattr];
-    const updated = this.db.prepare(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
+    const updated = this.sql(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
       mode = ?, mtime = ?, mtimens = ?, flags = ?, name = ?, symlink = ?, uid = ?, gid = ?, xattr = ?
       WHERE md5path_1 = ? AND md5path_2 = ?`).run(p.h1, p.h2, ...values, h.h1, h.h2);
     if (updated.changes === 0) {
-      this.db.prepare(`INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, ${ENTRY_COLUMNS})
+      this.sql(`INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, ${ENTRY_COLUMNS})
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(h.h1, h.h2, p.h1, p.h2, ...values);
     }
-    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
   }
 
   /** Chunk list of a chunked file, by offset; the hashes name `P` objects. */
   chunks(path: string, algorithm: HashAlgorithm): FileChunk[] {
     const h = md5Path(path);
-    const rows = this.db.prepare('SELECT offset, size, hash FROM chunks WHERE md5path_1 = ? AND md5path_2 = ? ORDER BY offset')
+    const rows = this.sql('SELECT offset, size, hash FROM chunks WHERE md5path_1 = ? AND md5path_2 = ? ORDER BY offset')
       .all(h.h1, h.h2) as { offset: number; size: number; hash: Buffer }[];
     return rows.map((r) => ({ offset: Number(r.offset), size: Number(r.size), hash: new ContentHash(algorithm, r.hash) }));
   }
 
   setChunks(path: string, chunks: FileChunk[]): void {
     const h = md5Path(path);
-    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
-    const stmt = this.db.prepare('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
+    this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    const stmt = this.sql('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
     for (const c of chunks) stmt.run(h.h1, h.h2, c.offset, c.size, c.hash.digest);
   }
 
   delete(path: string): void {
     const h = md5Path(path);
-    this.db.prepare('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
-    this.db.prepare('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    this.sql('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
   }
 
   nestedCatalogs(): NestedCatalogRef[] {
-    const rows = this.db.prepare('SELECT path, sha1, size FROM nested_catalogs ORDER BY path').all() as
+    const rows = this.sql('SELECT path, sha1, size FROM nested_catalogs ORDER BY path').all() as
       { path: string; sha1: string; size: number }[];
     return rows.map((r) => ({ path: r.path, hash: ContentHash.fromHex(r.sha1), size: Number(r.size) }));
   }
 
   nestedCatalog(path: string): NestedCatalogRef | null {
-    const r = this.db.prepare('SELECT path, sha1, size FROM nested_catalogs WHERE path = ?').get(path) as
+    const r = this.sql('SELECT path, sha1, size FROM nested_catalogs WHERE path = ?').get(path) as
       { path: string; sha1: string; size: number } | undefined;
     return r ? { path: r.path, hash: ContentHash.fromHex(r.sha1), size: Number(r.size) } : null;
   }
 
   setNestedCatalog(ref: NestedCatalogRef): void {
-    this.db.prepare('INSERT OR REPLACE INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)')
+    this.sql('INSERT OR REPLACE INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)')
       .run(ref.path, ref.hash.toHex(), ref.size);
   }
 
   removeNestedCatalog(path: string): void {
-    this.db.prepare('DELETE FROM nested_catalogs WHERE path = ?').run(path);
+    this.sql('DELETE FROM nested_catalogs WHERE path = ?').run(path);
   }
 
   /** Counts this catalog's own rows the way the stock TreeCounters do (spec §4.6). */
   computeSelfCounters(): Counters {
     const c = zeroCounters();
-    const row = this.db.prepare(`SELECT
+    const row = this.sql(`SELECT
       sum((mode & ${S_IFMT}) = ${S_IFREG}) AS regular,
       sum((mode & ${S_IFMT}) = ${S_IFLNK}) AS symlink,
       sum((flags & ${FLAG.special}) != 0) AS special,
@@ -246,15 +258,15 @@ export class CatalogDb {
       sum(CASE WHEN (flags & ${FLAG.external}) != 0 THEN size ELSE 0 END) AS external_file_size
       FROM catalog`).get() as Record<string, number | null>;
     for (const [k, v] of Object.entries(row)) c[k as CounterName] = Number(v ?? 0);
-    c.nested = (this.db.prepare('SELECT count(*) AS n FROM nested_catalogs').get() as { n: number }).n;
-    c.chunks = (this.db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
+    c.nested = (this.sql('SELECT count(*) AS n FROM nested_catalogs').get() as { n: number }).n;
+    c.chunks = (this.sql('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
     return c;
   }
 
   readCounters(): { self: Counters; subtree: Counters } {
     const self = zeroCounters();
     const subtree = zeroCounters();
-    const rows = this.db.prepare('SELECT counter, value FROM statistics').all() as { counter: string; value: number }[];
+    const rows = this.sql('SELECT counter, value FROM statistics').all() as { counter: string; value: number }[];
     for (const r of rows) {
       const m = /^(self|subtree)_(.+)$/.exec(r.counter);
       if (m && (COUNTER_NAMES as readonly string[]).includes(m[2]!)) {
@@ -265,7 +277,7 @@ export class CatalogDb {
   }
 
   writeCounters(self: Counters, subtree: Counters): void {
-    const stmt = this.db.prepare('INSERT OR REPLACE INTO statistics (counter, value) VALUES (?, ?)');
+    const stmt = this.sql('INSERT OR REPLACE INTO statistics (counter, value) VALUES (?, ?)');
     this.db.transaction(() => {
       for (const n of COUNTER_NAMES) {
         stmt.run(`self_${n}`, self[n]);
@@ -294,7 +306,7 @@ export class CatalogDb {
   }
 
   rowCount(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM catalog').get() as { n: number }).n;
+    return (this.sql('SELECT count(*) AS n FROM catalog').get() as { n: number }).n;
   }
 
   transaction<T>(fn: () => T): T {

@@ -5,10 +5,11 @@ import { availableParallelism } from 'node:os';
 import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import type { CompressBatch, CompressJob, CompressResult } from './compress-worker.js';
 
-export interface CompressedFile {
-  hash: ContentHash;
-  stored: Buffer;
-}
+export type CompressedFile =
+  /** Compressed bytes for the caller to upload. */
+  | { hash: ContentHash; stored: Buffer }
+  /** Already written to the filesystem store by the worker. */
+  | { hash: ContentHash; storedSize: number; written: boolean };
 
 interface Pending {
   job: CompressJob;
@@ -28,7 +29,7 @@ export class CompressPool {
   private flushTimer: NodeJS.Immediate | null = null;
   private failure: Error | null = null;
 
-  constructor(private readonly algorithm: HashAlgorithm, readonly size = availableParallelism()) {
+  constructor(private readonly algorithm: HashAlgorithm, readonly size = availableParallelism(), private readonly fsStoreRoot?: string) {
     const url = new URL('./compress-worker.js', import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url);
@@ -40,10 +41,10 @@ export class CompressPool {
     }
   }
 
-  compress(path: string, size: number, mtimeMs: number): Promise<CompressedFile> {
+  compress(path: string, size: number, mtimeNs: bigint): Promise<CompressedFile> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.queue.push({ job: { id: this.nextId++, path, size, mtimeMs }, resolve, reject });
+      this.queue.push({ job: { id: this.nextId++, path, size, mtimeNs }, resolve, reject });
       // Deferred so that files queued in the same turn travel together.
       if (!this.flushTimer) this.flushTimer = setImmediate(() => { this.flushTimer = null; this.dispatch(); });
     });
@@ -61,7 +62,7 @@ export class CompressPool {
       }
       for (const p of jobs) this.inFlight.set(p.job.id, p);
       const worker = this.idle.pop()!;
-      const batch: CompressBatch = { algorithm: this.algorithm, jobs: jobs.map((p) => p.job) };
+      const batch: CompressBatch = { algorithm: this.algorithm, jobs: jobs.map((p) => p.job), fsStoreRoot: this.fsStoreRoot };
       worker.ref();
       worker.postMessage(batch);
     }
@@ -75,6 +76,7 @@ export class CompressPool {
       if (!p) continue;
       this.inFlight.delete(r.id);
       if ('error' in r) p.reject(new Error(`cannot read ${p.job.path}: ${r.error}`));
+      else if ('written' in r) p.resolve({ hash: new ContentHash(this.algorithm, Buffer.from(r.digest)), storedSize: r.storedSize, written: r.written });
       else p.resolve({ hash: new ContentHash(this.algorithm, Buffer.from(r.digest)), stored: Buffer.from(r.stored.buffer, r.stored.byteOffset, r.stored.byteLength) });
     }
     this.dispatch();

@@ -13,6 +13,7 @@ import { PublishLock } from '../repo/publish-lock.js';
 import { CompressPool } from './compress-pool.js';
 import { diffSource, type Operation } from './source-diff.js';
 import { Uploader } from './uploader.js';
+import { FsStore } from '../store/fs-store.js';
 
 export interface PublishProgress {
   phase: 'scan' | 'upload' | 'commit';
@@ -111,36 +112,36 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const progress: PublishProgress = { phase: 'scan', scanned: 0, filesDone: 0, filesTotal: 0, bytesRead: 0 };
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
-  const pool = new CompressPool(algorithm, options.workers);
+  // Workers write straight into a filesystem store; other stores get the bytes back to upload.
+  const pool = new CompressPool(algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
   try {
     await ensureAncestors(tree, repoPath, Math.floor(now().getTime() / 1000));
     const pending: Promise<void>[] = [];
+    const startFile = async (op: Extract<Operation, { kind: 'file' }>): Promise<void> => {
+      progress.filesTotal++;
+      if (op.entry.size === 0) {
+        op.entry.hash = empty.hash;
+        await uploader.upload(empty);
+      } else {
+        const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
+        op.entry.hash = c.hash;
+        filesCompressed++;
+        progress.bytesRead += op.entry.size;
+        if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
+        else uploader.recordWritten(c.written, c.storedSize);
+      }
+      progress.filesDone++;
+      if (progress.filesDone % 500 === 0) report();
+    };
     const { operations, stats } = await diffSource(tree, source, repoPath, {
       checksum: options.checksum,
       onWarning: options.onWarning,
       onScanned: (n) => { progress.scanned = n; report(); },
+      onFile: (op) => { pending.push(startFile(op)); },
     });
     progress.phase = 'upload';
-    for (const op of operations) {
-      if (op.kind !== 'file') continue;
-      progress.filesTotal++;
-      if (op.entry.size === 0) {
-        op.entry.hash = empty.hash;
-        pending.push(uploader.upload(empty));
-        progress.filesDone++;
-        continue;
-      }
-      pending.push(pool.compress(op.source, op.entry.size, op.mtimeMs).then(async (c) => {
-        op.entry.hash = c.hash;
-        filesCompressed++;
-        progress.bytesRead += op.entry.size;
-        await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
-        progress.filesDone++;
-        if (progress.filesDone % 500 === 0) report();
-      }));
-    }
     await settleAll(pending);
     report();
 

@@ -1,7 +1,8 @@
 // Walks a source directory next to the repository's head tree and lists what must change, so that a
 // publish touches only new, changed and removed entries (and the catalogs that hold them).
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+// Blocking calls on purpose: a cached lstat takes microseconds, an async one costs a thread-pool round
+// trip, and the compression workers run in parallel either way.
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { CatalogTree } from '../repo/catalog-tree.js';
 import { kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
@@ -14,7 +15,7 @@ export const CATALOG_MARKER = '.cvmfscatalog';
 export type Operation =
   | { kind: 'upsert'; path: string; entry: DirectoryEntry }
   /** A regular file whose content must be compressed and hashed before it can be written. */
-  | { kind: 'file'; path: string; entry: DirectoryEntry; source: string; mtimeMs: number }
+  | { kind: 'file'; path: string; entry: DirectoryEntry; source: string; mtimeNs: bigint }
   | { kind: 'remove'; path: string }
   | { kind: 'nest'; path: string }
   | { kind: 'unnest'; path: string };
@@ -24,6 +25,8 @@ export interface DiffOptions {
   checksum?: boolean;
   onWarning?: (message: string) => void;
   onScanned?: (entries: number) => void;
+  /** Called as soon as a file needs compressing, so that workers start while the walk goes on. */
+  onFile?: (op: Extract<Operation, { kind: 'file' }>) => void;
 }
 
 export interface DiffStats {
@@ -33,17 +36,17 @@ export interface DiffStats {
   removed: number;
 }
 
-function entryFromStat(name: string, st: Stats & { mtimeNs?: bigint }, symlink: string): DirectoryEntry {
-  const kind = kindOfMode(st.mode);
-  const mtimeNs = st.mtimeNs !== undefined ? Number(st.mtimeNs % 1_000_000_000n) : null;
+function entryFromStat(name: string, st: BigIntStats, symlink: string): DirectoryEntry {
+  const mode = Number(st.mode);
+  const kind = kindOfMode(mode);
   return {
     name,
-    mode: st.mode,
-    size: kind === 'directory' ? DIRECTORY_SIZE : kind === 'symlink' ? Buffer.byteLength(symlink) : st.size,
-    mtime: Math.floor(st.mtimeMs / 1000),
-    mtimeNs,
-    uid: st.uid,
-    gid: st.gid,
+    mode,
+    size: kind === 'directory' ? DIRECTORY_SIZE : kind === 'symlink' ? Buffer.byteLength(symlink) : Number(st.size),
+    mtime: Number(st.mtimeNs / 1_000_000_000n),
+    mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
     hash: null,
     symlink,
     linkcount: 1,
@@ -54,11 +57,11 @@ function entryFromStat(name: string, st: Stats & { mtimeNs?: bigint }, symlink: 
   };
 }
 
-async function statSource(path: string): Promise<{ st: Stats & { mtimeNs?: bigint }; mtimeNs: bigint }> {
-  const big = await lstat(path, { bigint: true });
-  const st = await lstat(path);
-  return { st: Object.assign(st, { mtimeNs: big.mtimeNs }), mtimeNs: big.mtimeNs };
+function statSource(path: string): BigIntStats {
+  return lstatSync(path, { bigint: true });
 }
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function sameMetadata(a: DirectoryEntry, b: DirectoryEntry): boolean {
   return a.mode === b.mode && a.mtime === b.mtime && a.mtimeNs === b.mtimeNs && a.uid === b.uid &&
@@ -81,11 +84,15 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
   const stats: DiffStats = { scanned: 0, added: 0, changed: 0, removed: 0 };
   const warn = options.onWarning ?? (() => {});
 
-  const rootStat = await statSource(sourceDir).catch((err: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read source directory ${sourceDir}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}`);
-  });
-  if ((rootStat.st.mode & S_IFMT) !== S_IFDIR) throw new Error(`source ${sourceDir} is not a directory`);
-  const rootEntry = entryFromStat('', rootStat.st, '');
+  let rootStat: BigIntStats;
+  try {
+    rootStat = statSource(sourceDir);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot read source directory ${sourceDir}: ${e.code === 'ENOENT' ? 'no such directory' : e.message}`);
+  }
+  if ((Number(rootStat.mode) & S_IFMT) !== S_IFDIR) throw new Error(`source ${sourceDir} is not a directory`);
+  const rootEntry = entryFromStat('', rootStat, '');
   const headRoot = await tree.lookup(repoPath);
   if (headRoot && kindOfMode(headRoot.mode) !== 'directory') {
     throw new Error(`repository path '${repoPath}' is a ${kindOfMode(headRoot.mode)}, not a directory`);
@@ -99,7 +106,7 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
   const walk = async (dir: string, path: string, headExists: boolean): Promise<void> => {
     let names: string[];
     try {
-      names = (await readdir(dir)).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      names = readdirSync(dir).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
     } catch (err) {
       throw new Error(`cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
     }
@@ -122,15 +129,18 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
       if (Buffer.byteLength(name) > 255) throw new Error(`name longer than 255 bytes in ${dir}: '${name.slice(0, 40)}…'`);
       const source = join(dir, name);
       const childPath = `${path}/${name}`;
-      const { st } = await statSource(source);
+      const st = statSource(source);
       stats.scanned++;
-      if (stats.scanned % 1000 === 0) options.onScanned?.(stats.scanned);
-      const kind = kindOfMode(st.mode);
+      if (stats.scanned % 256 === 0) {
+        options.onScanned?.(stats.scanned);
+        await yieldToEventLoop();
+      }
+      const kind = kindOfMode(Number(st.mode));
       if (kind === 'special') {
         warn(`skipping special file ${source} (FIFOs, sockets and devices are not published yet)`);
         continue;
       }
-      const target = kind === 'symlink' ? await readlink(source) : '';
+      const target = kind === 'symlink' ? readlinkSync(source) : '';
       const entry = entryFromStat(name, st, target);
       const old = head.get(name);
       const count = () => { if (old) stats.changed++; else stats.added++; };
@@ -155,7 +165,9 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
           count();
         }
       } else {
-        operations.push({ kind: 'file', path: childPath, entry, source, mtimeMs: st.mtimeMs });
+        const op = { kind: 'file' as const, path: childPath, entry, source, mtimeNs: st.mtimeNs };
+        operations.push(op);
+        options.onFile?.(op);
         count();
       }
     }

@@ -22,6 +22,16 @@ export class Uploader {
     return p;
   }
 
+  /** Counts an object that a worker wrote into the store itself. */
+  recordWritten(written: boolean, size: number): void {
+    if (written) {
+      this.uploaded++;
+      this.bytesUploaded += size;
+    } else {
+      this.alreadyPresent++;
+    }
+  }
+
   /** Uploads without queueing behind data objects (catalogs on the commit path). */
   uploadNow(obj: PreparedObject): Promise<void> {
     let p = this.seen.get(obj.key);

@@ -1,6 +1,7 @@
 // The embedded default store: a directory laid out exactly as a web server serves the repository,
 // so key `data/ab/cdef` is the file `<root>/data/ab/cdef`. Control data lives under `.scvmfs/`.
 import { createHash, randomBytes } from 'node:crypto';
+import * as fsSync from 'node:fs';
 import { promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +21,16 @@ import {
 const TMP_DIR = `${CONTROL_PREFIX}tmp`;
 const LOCK_DIR = `${CONTROL_PREFIX}locks`;
 /** The store's own scratch areas: never listed, never addressable as keys. */
+/**
+ * Temporary files live next to their target: on ext4, creating thousands of files in one shared
+ * scratch directory measured 6x slower (210 µs vs 34 µs per object) than in the 256 data/XX/ dirs.
+ */
+const TEMP_PREFIX = '.tmp-';
+
+function tempNameFor(target: string): string {
+  return path.join(path.dirname(target), `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
+}
+
 const RESERVED = [`${TMP_DIR}/`, `${LOCK_DIR}/`];
 
 // A live holder keeps a key lock for a few milliseconds (re-read the etag, rename), so a lock this
@@ -49,6 +60,7 @@ function keyProblem(key: string): string | null {
     if (segment === '.' || segment === '..') return `it has a '${segment}' path segment`;
   }
   if (RESERVED.some((r) => key.startsWith(r))) return 'it is in the store\'s reserved scratch area';
+  if (key.split('/').pop()!.startsWith(TEMP_PREFIX)) return `its name starts with ${TEMP_PREFIX}, reserved for temporary files`;
   return null;
 }
 
@@ -112,6 +124,34 @@ async function openObject(file: string): Promise<{ fh: FileHandle; stat: Stats }
   }
   await fh.close();
   return null;
+}
+
+/**
+ * Create-if-absent of a content-addressed object with blocking calls, for compression worker threads:
+ * async calls from every worker would queue on the one libuv pool, blocking ones run in parallel.
+ * Same meaning as put(key, body, {ifNoneMatch: '*'}) without fsync. Returns false if it existed.
+ * rename() instead of link()+unlink(): two writers of one content-addressed name write the same
+ * bytes, so replacing is as good as refusing, and it saves a directory operation per object.
+ */
+export function putContentAddressedSync(root: string, key: string, body: Uint8Array): boolean {
+  validateKey(key);
+  const target = path.join(root, key);
+  if (fsSync.existsSync(target)) return false;
+  const temp = tempNameFor(target);
+  try {
+    try {
+      fsSync.writeFileSync(temp, body, { flag: 'wx' });
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      fsSync.mkdirSync(path.dirname(target), { recursive: true });
+      fsSync.writeFileSync(temp, body, { flag: 'wx' });
+    }
+    fsSync.renameSync(temp, target);
+    return true;
+  } catch (err) {
+    try { fsSync.unlinkSync(temp); } catch { /* never created */ }
+    throw storeError('put', key, err);
+  }
 }
 
 /** Runs `op`; if it failed because the parent directory of `file` is missing, creates it and retries once. */
@@ -200,10 +240,13 @@ export class FsStore implements ObjectStore {
       throw new Error(`put '${key}': ifNoneMatch and ifMatch cannot be combined`);
     }
     const conditional = options.ifNoneMatch !== undefined || options.ifMatch !== undefined;
+    // Mutable commit-point objects are synced; content-addressed data objects are not (an fsync per
+    // small file would cap a publish at the disk's sync rate; `verify` finds any lost to a power cut).
+    const durable = conditional && !key.startsWith('data/');
     const target = this.file(key);
-    const temp = path.join(this.root, TMP_DIR, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    const temp = tempNameFor(target);
     try {
-      await withParent(temp, () => writeFile(temp, body, conditional));
+      await withParent(temp, () => writeFile(temp, body, durable));
       if (options.ifNoneMatch === '*') {
         // link() fails if the name exists, so create-if-absent is atomic across processes.
         await withParent(target, () => fs.link(temp, target)).catch((err) => {
@@ -222,7 +265,7 @@ export class FsStore implements ObjectStore {
       } else {
         await withParent(target, () => fs.rename(temp, target));
       }
-      if (conditional) await fsyncDir(path.dirname(target));
+      if (durable) await fsyncDir(path.dirname(target));
       return { etag: md5(body) };
     } catch (err) {
       throw storeError('put', key, err);
@@ -311,7 +354,7 @@ export class FsStore implements ObjectStore {
       if (d.isDirectory()) {
         if (RESERVED.includes(`${dirKey}${d.name}/`)) continue;
         entries.push({ dir: true, sortKey: `${d.name}/` });
-      } else if (d.isFile()) {
+      } else if (d.isFile() && !d.name.startsWith(TEMP_PREFIX)) {
         entries.push({ dir: false, sortKey: d.name });
       }
     }
