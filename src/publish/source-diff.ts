@@ -99,8 +99,9 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
   }
   rootEntry.name = headRoot?.name ?? repoPath.slice(repoPath.lastIndexOf('/') + 1);
   if (!headRoot || !sameMetadata(rootEntry, headRoot)) {
+    // The directory published into; counted with the others only when it is new.
     operations.push({ kind: 'upsert', path: repoPath, entry: rootEntry });
-    if (headRoot) stats.changed++; else stats.added++;
+    if (!headRoot) stats.added++;
   }
 
   const walk = async (dir: string, path: string, headExists: boolean): Promise<void> => {
