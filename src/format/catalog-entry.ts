@@ -136,3 +136,11 @@ export function sameEntry(a: DirectoryEntry, b: DirectoryEntry): boolean {
     ((a.hash === null && b.hash === null) || (a.hash !== null && b.hash !== null && a.hash.equals(b.hash))) &&
     ((a.xattr === null && b.xattr === null) || (a.xattr !== null && b.xattr !== null && a.xattr.equals(b.xattr)));
 }
+
+/** A directory made by the publisher itself (the root, or a missing parent of a --path), owned by us. */
+export function newDirectoryEntry(name: string, mtime: number, owner: { uid: number; gid: number }): DirectoryEntry {
+  return {
+    name, mode: S_IFDIR | 0o755, size: 4096, mtime, mtimeNs: 0, uid: owner.uid, gid: owner.gid, hash: null,
+    symlink: '', linkcount: 2, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
+  };
+}

@@ -2,12 +2,12 @@
 // Order of writes: data objects, then catalogs (children first), history and reflog, manifest last.
 import type { ObjectStore } from '../store/object-store.js';
 import { ContentHash } from '../format/hash.js';
-import { S_IFDIR, type DirectoryEntry } from '../format/catalog-entry.js';
+import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
 import { normalizeRepoPath, parentPath } from '../format/md5path.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
 import {
-  catalogLoader, checkSigningKeys, commitRevision, emptyObject, readHead, RepositoryMissingError, type Head,
+  catalogLoader, checkSigningKeys, commitRevision, emptyObject, processOwner, readHead, RepositoryMissingError, type Head,
 } from '../repo/repository.js';
 import { PublishLock } from '../repo/publish-lock.js';
 import { CompressPool } from './compress-pool.js';
@@ -60,18 +60,11 @@ async function ensureAncestors(tree: CatalogTree, path: string, seconds: number)
   for (let p = path; p !== ''; p = parentPath(p)) {
     const parent = parentPath(p);
     const e = await tree.lookup(parent);
-    if (e && (e.mode & S_IFDIR) === S_IFDIR) break;
+    if (e && kindOfMode(e.mode) === 'directory') break;
     if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory in the repository`);
     missing.unshift(parent);
   }
-  for (const dir of missing) {
-    const entry: DirectoryEntry = {
-      name: dir.slice(dir.lastIndexOf('/') + 1), mode: S_IFDIR | 0o755, size: 4096, mtime: seconds, mtimeNs: 0,
-      uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, hash: null, symlink: '', linkcount: 2,
-      hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
-    };
-    await tree.upsert(dir, entry);
-  }
+  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
 }
 
 async function applyOperation(tree: CatalogTree, op: Operation): Promise<void> {

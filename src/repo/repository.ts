@@ -9,7 +9,7 @@ import { makeWhitelist, parseWhitelist, signWhitelist, certificateFingerprint } 
 import { assertKeyMatchesCertificate } from '../format/certificate.js';
 import { createHistory, nextHistoryTags, readHistory, type Tag } from '../format/history.js';
 import { addToReflog, type ReflogEntry } from '../format/reflog.js';
-import { S_IFDIR, type DirectoryEntry } from '../format/catalog-entry.js';
+import { newDirectoryEntry } from '../format/catalog-entry.js';
 import { CatalogTree, type CommitResult } from './catalog-tree.js';
 import { fetchCatalog, fetchObjectContent } from './objects.js';
 
@@ -86,6 +86,10 @@ export function emptyObject(algorithm: HashAlgorithm): PreparedObject {
   return { hash, suffix: '', key: hash.objectKey(''), stored: Buffer.from(EMPTY_OBJECT) };
 }
 
+export function processOwner(): { uid: number; gid: number } {
+  return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
 export interface InitOptions {
   fqrn: string;
   keys: { masterKeyPem: string; repositoryKeyPem: string; certificatePem: string };
@@ -111,11 +115,7 @@ export async function initRepository(store: ObjectStore, options: InitOptions): 
   const certificate = prepareObject(algorithm, Buffer.from(options.keys.certificatePem), 'X');
   await putIfAbsent(store, certificate);
 
-  const rootEntry: DirectoryEntry = {
-    name: '', mode: S_IFDIR | 0o755, size: 4096, mtime: seconds, mtimeNs: 0,
-    uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, hash: null, symlink: '', linkcount: 2,
-    hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
-  };
+  const rootEntry = newDirectoryEntry('', seconds, processOwner());
   const tree = CatalogTree.createEmpty(catalogLoader(store), algorithm, rootEntry, ttl);
   const committed = await tree.commit(1, seconds);
   tree.close();
