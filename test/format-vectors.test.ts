@@ -1,6 +1,7 @@
 // Unit vectors from the spec and the stock sources: hash names, the empty object, path hashes, flags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { ContentHash } from '../src/format/hash.js';
 import { EMPTY_OBJECT, compressObject, prepareObject } from '../src/format/zlib-object.js';
 import { md5Path, normalizeRepoPath } from '../src/format/md5path.js';
@@ -85,7 +86,19 @@ test('statistics counters of a known tree', () => {
   db.setNestedCatalog({ path: '/m', hash: ContentHash.of('sha1', 'm'), size: 4096 });
   const c = db.computeSelfCounters();
   assert.deepEqual(c, { regular: 2, symlink: 1, special: 1, dir: 3, nested: 1, chunked: 0, chunks: 0, file_size: 15, chunked_size: 0, xattr: 1, external: 0, external_file_size: 0 });
-  const names = (db.serialize(), COUNTER_NAMES.length);
-  assert.equal(names, 12);
+  db.writeCounters(c, c);
+  const bytes = db.serialize();
+  assert.deepEqual([bytes[18], bytes[19]], [1, 1], 'rollback-journal file format, not WAL');
+  const raw = new Database(bytes);
+  assert.equal((raw.prepare('SELECT count(*) AS n FROM statistics').get() as { n: number }).n, 24);
+  assert.deepEqual(raw.prepare('SELECT key, value, typeof(value) AS t FROM properties ORDER BY key').all(), [
+    { key: 'last_modified', value: '5', t: 'text' }, { key: 'revision', value: '1', t: 'text' },
+    { key: 'schema', value: '2.5', t: 'text' }, { key: 'schema_revision', value: '7', t: 'text' },
+  ]);
+  assert.equal(raw.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'bind_mountpoints'").pluck().get(), 1);
+  raw.close();
+  const stored = CatalogDb.fromBytes(bytes).readCounters();
+  assert.deepEqual(stored.self, c, 'all 12 self counters survive serialization');
+  assert.equal(COUNTER_NAMES.length * 2, 24, 'the client requires 24 statistics rows');
   db.close();
 });

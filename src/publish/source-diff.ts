@@ -6,7 +6,6 @@ import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import { join } from 'node:path';
 import type { CatalogTree } from '../repo/catalog-tree.js';
 import { kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
-import { isWithin } from '../format/md5path.js';
 
 /** Directory size recorded in catalogs; the stock publisher records the stat size, typically this. */
 const DIRECTORY_SIZE = 4096;
@@ -178,9 +177,4 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
   await walk(sourceDir, repoPath, headRoot !== null);
   options.onScanned?.(stats.scanned);
   return { operations, stats };
-}
-
-/** True when an operation list changes something inside `scope` only. */
-export function operationsWithin(operations: Operation[], scope: string): boolean {
-  return operations.every((op) => isWithin(op.path, scope));
 }
