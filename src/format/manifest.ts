@@ -111,6 +111,11 @@ export function splitSignedLetter(bytes: Buffer, what: string): { body: Buffer; 
   const hashEnd = bytes.indexOf(0x0a, hashStart);
   if (hashEnd < 0) throw new Error(`${what}: truncated after the '--' line (no complete hash line)`);
   const hashLine = bytes.subarray(hashStart, hashEnd).toString('latin1');
+  try {
+    ContentHash.fromHex(hashLine);
+  } catch {
+    throw new Error(`${what}: the line after '--' is not a body hash: '${hashLine}'`);
+  }
   const signature = bytes.subarray(hashEnd + 1);
   if (signature.length === 0) throw new Error(`${what}: empty signature after the hash line`);
   return { body: Buffer.from(body), hashLine, signature: Buffer.from(signature) };
@@ -176,11 +181,6 @@ export function parseManifestBody(body: Buffer): Manifest {
 
 export function parseManifest(bytes: Buffer): SignedManifest {
   const { body, hashLine, signature } = splitSignedLetter(bytes, '.cvmfspublished');
-  try {
-    ContentHash.fromHex(hashLine);
-  } catch {
-    throw new Error(`.cvmfspublished: the line after '--' is not a body hash: '${hashLine}'`);
-  }
   return { manifest: parseManifestBody(body), body, bodyHash: hashLine, signature };
 }
 
