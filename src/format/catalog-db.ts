@@ -1,5 +1,7 @@
-// A file catalog (SQLite, schema 2.5 revision 7) as spec §4 defines it, held in memory.
+// A file catalog (SQLite, schema 2.5 revision 7) as spec §4 defines it, held in memory or, for the
+// writer's scratch copies, in a file that is removed on close (so memory does not grow with catalog size).
 import Database from 'better-sqlite3';
+import { rmSync, writeFileSync } from 'node:fs';
 import { md5Path, parentPath, type PathHash } from './md5path.js';
 import { ContentHash, type HashAlgorithm } from './hash.js';
 import {
@@ -74,7 +76,10 @@ const ENTRY_COLUMNS = 'hardlinks, hash, size, mode, mtime, mtimens, flags, name,
 export class CatalogDb {
   private readonly statements = new Map<string, Database.Statement>();
 
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(private readonly db: Database.Database, private readonly file?: string) {
+    // A scratch file is rebuilt from the store after any crash: durability would only cost time.
+    if (file !== undefined) db.exec('PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -8192');
+  }
 
   /** Prepared statements are cached: preparing costs more than running one on the hot publish path. */
   private sql(text: string): Database.Statement {
@@ -86,29 +91,34 @@ export class CatalogDb {
     return stmt;
   }
 
-  /** An empty catalog for the subtree at `rootPrefix` ('' for the repository root). */
-  static create(props: CatalogProperties): CatalogDb {
-    const db = new Database(':memory:');
+  /**
+   * An empty catalog for the subtree at `rootPrefix` ('' for the repository root), in memory or in the
+   * scratch file `file`.
+   */
+  static create(props: CatalogProperties, file?: string): CatalogDb {
+    const db = new Database(file ?? ':memory:');
+    const catalog = new CatalogDb(db, file);
     for (const stmt of DDL) db.exec(stmt);
     const insert = db.prepare('INSERT INTO properties (key, value) VALUES (?, ?)');
     insert.run('schema', SCHEMA);
     insert.run('schema_revision', String(SCHEMA_REVISION));
-    const catalog = new CatalogDb(db);
     catalog.setProperties(props);
     catalog.writeCounters(zeroCounters(), zeroCounters());
     return catalog;
   }
 
   /** Opens the uncompressed bytes of a catalog; older schema revisions are brought up to 7. */
-  static fromBytes(bytes: Buffer): CatalogDb {
+  static fromBytes(bytes: Buffer, file?: string): CatalogDb {
     let db: Database.Database;
     try {
-      db = new Database(bytes);
+      if (file !== undefined) writeFileSync(file, bytes);
+      db = new Database(file ?? bytes);
       db.prepare("SELECT value FROM properties WHERE key = 'schema'").get();
     } catch (err) {
+      if (file !== undefined) rmSync(file, { force: true });
       throw new Error(`not a catalog database: ${(err as Error).message}`);
     }
-    const catalog = new CatalogDb(db);
+    const catalog = new CatalogDb(db, file);
     catalog.upgradeSchema();
     return catalog;
   }
@@ -319,6 +329,34 @@ export class CatalogDb {
     }
   }
 
+  /** The largest hardlink group id in use; new groups take the next one (catalog-unique, spec §4.3). */
+  maxHardlinkGroup(): number {
+    const row = this.sql('SELECT max(hardlinks >> 32) AS g FROM catalog').get() as { g: number | null };
+    return Number(row.g ?? 0);
+  }
+
+  /**
+   * The directories of this catalog with their direct child counts: what the balancer needs to weigh
+   * subtrees without loading rows. Keys are md5path halves joined, so parents can be found.
+   */
+  directoryShape(): { key: string; parent: string; name: string; children: number; mountpoint: boolean }[] {
+    const counts = new Map<string, number>();
+    for (const r of this.sql('SELECT parent_1 AS a, parent_2 AS b, count(*) AS n FROM catalog GROUP BY parent_1, parent_2')
+      .safeIntegers(true).iterate() as Iterable<{ a: bigint; b: bigint; n: bigint }>) {
+      counts.set(`${r.a}:${r.b}`, Number(r.n));
+    }
+    const dirs = this.sql(`SELECT md5path_1 AS a, md5path_2 AS b, parent_1 AS pa, parent_2 AS pb, name, flags
+      FROM catalog WHERE (mode & ${S_IFMT}) = ${S_IFDIR}`).safeIntegers(true).all() as
+      { a: bigint; b: bigint; pa: bigint; pb: bigint; name: string; flags: bigint }[];
+    return dirs.map((d) => {
+      const key = `${d.a}:${d.b}`;
+      return {
+        key, parent: `${d.pa}:${d.pb}`, name: d.name, children: counts.get(key) ?? 0,
+        mountpoint: (Number(d.flags) & FLAG.nestedMountpoint) !== 0,
+      };
+    });
+  }
+
   rowCount(): number {
     return (this.sql('SELECT count(*) AS n FROM catalog').get() as { n: number }).n;
   }
@@ -330,7 +368,9 @@ export class CatalogDb {
   }
 
   close(): void {
+    if (!this.db.open) return;
     this.settle();
     this.db.close();
+    if (this.file !== undefined) rmSync(this.file, { force: true });
   }
 }

@@ -11,7 +11,9 @@ import {
 } from '../repo/repository.js';
 import { PublishLock } from '../repo/publish-lock.js';
 import { CompressPool } from './compress-pool.js';
-import { diffSource, type Operation } from './source-diff.js';
+import { diffSource, type FileOperation, type HeadView, type Operation } from './source-diff.js';
+import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
+import { ScratchSpace } from '../repo/scratch.js';
 import { Uploader } from './uploader.js';
 import { FsStore } from '../store/fs-store.js';
 
@@ -35,6 +37,10 @@ export interface PublishOptions {
   now?: () => Date;
   onProgress?: (p: PublishProgress) => void;
   onWarning?: (message: string) => void;
+  /** Split heavy catalogs and merge light automatic ones (default on); weights in catalog rows. */
+  autocatalogs?: boolean | { maxWeight?: number; minWeight?: number };
+  /** The xattr blob of a source path, or null (see xattrs.ts). */
+  xattrs?: (sourcePath: string) => Buffer | null;
 }
 
 export interface PublishSummary {
@@ -51,6 +57,8 @@ export interface PublishSummary {
   objectsUploaded: number;
   objectsAlreadyPresent: number;
   catalogsWritten: number;
+  catalogsSplit: string[];
+  catalogsMerged: string[];
   seconds: number;
 }
 
@@ -67,15 +75,33 @@ async function ensureAncestors(tree: CatalogTree, path: string, seconds: number)
   for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
 }
 
-async function applyOperation(tree: CatalogTree, op: Operation): Promise<void> {
+/** Runs tree edits one at a time: the tree's methods await loads mid-edit and must not interleave. */
+class SerialTree implements HeadView {
+  private tail: Promise<unknown> = Promise.resolve();
+  constructor(readonly tree: CatalogTree) {}
+
+  run<T>(fn: (tree: CatalogTree) => Promise<T>): Promise<T> {
+    const next = this.tail.then(() => fn(this.tree));
+    this.tail = next.catch(() => {});
+    return next;
+  }
+
+  lookup(path: string) { return this.run((t) => t.lookup(path)); }
+  list(dir: string) { return this.run((t) => t.list(dir)); }
+  isMountpoint(path: string) { return this.run((t) => t.isMountpoint(path)); }
+}
+
+async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOperation>): Promise<void> {
   switch (op.kind) {
     case 'upsert': return tree.upsert(op.path, op.entry);
-    case 'file': return tree.upsert(op.path, op.entry);
     case 'remove': return tree.remove(op.path);
     case 'nest': return tree.createNested(op.path);
     case 'unnest': return tree.removeNested(op.path);
   }
 }
+
+/** Files compressing at once: bounds the memory held by queued operations, not the parallelism. */
+const MAX_FILES_IN_FLIGHT = 2048;
 
 export async function publishDirectory(store: ObjectStore, source: string, options: PublishOptions): Promise<PublishSummary> {
   const started = Date.now();
@@ -101,7 +127,7 @@ export async function publishDirectory(store: ObjectStore, source: string, optio
 async function publishLocked(store: ObjectStore, head: Head, source: string, repoPath: string, options: PublishOptions,
   lock: PublishLock, now: () => Date, started: number): Promise<PublishSummary> {
   const algorithm = head.algorithm;
-  const tree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, algorithm);
+  const scratch = ScratchSpace.create();
   const progress: PublishProgress = { phase: 'scan', scanned: 0, filesDone: 0, filesTotal: 0, bytesRead: 0 };
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
@@ -109,42 +135,83 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const pool = new CompressPool(algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
+  let tree: CatalogTree | undefined;
   try {
-    await ensureAncestors(tree, repoPath, Math.floor(now().getTime() / 1000));
-    const pending: Promise<void>[] = [];
-    const startFile = async (op: Extract<Operation, { kind: 'file' }>): Promise<void> => {
-      progress.filesTotal++;
+    tree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, algorithm, { scratch });
+    const serial = new SerialTree(tree);
+    await serial.run((t) => ensureAncestors(t, repoPath, Math.floor(now().getTime() / 1000)));
+
+    // Files compress in the workers while the walk goes on; their rows are written as each finishes.
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    let wake: (() => void) | null = null;
+    const publishFile = async (op: FileOperation): Promise<void> => {
+      let hash;
       if (op.entry.size === 0) {
-        op.entry.hash = empty.hash;
+        hash = empty.hash;
         await uploader.upload(empty);
       } else {
         const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
-        op.entry.hash = c.hash;
+        hash = c.hash;
         filesCompressed++;
         progress.bytesRead += op.entry.size;
         if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
         else uploader.recordWritten(c.written, c.storedSize);
       }
+      await serial.run(async (t) => {
+        const group = op.links.length > 0 ? await t.newHardlinkGroup(parentPath(op.path)) : 0;
+        await t.upsert(op.path, { ...op.entry, hash, hardlinkGroup: group });
+        for (const link of op.links) await t.upsert(link.path, { ...op.entry, name: link.name, hash, hardlinkGroup: group });
+      });
       progress.filesDone++;
       if (progress.filesDone % 500 === 0) report();
     };
-    const { operations, stats } = await diffSource(tree, source, repoPath, {
+    const stats = await diffSource(serial, source, repoPath, {
+      apply: (op) => {
+        if (failure) throw failure;
+        return serial.run((t) => applyOperation(t, op));
+      },
+      file: async (op) => {
+        if (failure) throw failure;
+        progress.filesTotal++;
+        while (inFlight.size >= MAX_FILES_IN_FLIGHT) await new Promise<void>((resolve) => { wake = resolve; });
+        const p: Promise<void> = publishFile(op).catch((err) => { failure ??= err; }).finally(() => {
+          inFlight.delete(p);
+          wake?.();
+          wake = null;
+        });
+        inFlight.add(p);
+      },
+    }, {
       checksum: options.checksum,
       onWarning: options.onWarning,
+      xattrs: options.xattrs,
       onScanned: (n) => { progress.scanned = n; report(); },
-      onFile: (op) => { pending.push(startFile(op)); },
+    }).catch(async (err) => {
+      await Promise.allSettled([...inFlight]);
+      throw err;
     });
     progress.phase = 'upload';
-    await settleAll(pending);
+    await Promise.allSettled([...inFlight]);
+    if (failure) throw failure;
     report();
 
-    const changed = operations.length > 0 || tree.changed;
-    if (!changed) {
+    let balanced = { split: [] as string[], merged: [] as string[] };
+    const auto = options.autocatalogs ?? true;
+    if (auto !== false && tree.changed) {
+      balanced = await balanceCatalogs(tree, {
+        maxWeight: (typeof auto === 'object' ? auto.maxWeight : undefined) ?? DEFAULT_MAX_WEIGHT,
+        minWeight: (typeof auto === 'object' ? auto.minWeight : undefined) ?? DEFAULT_MIN_WEIGHT,
+        emptyHash: empty.hash, owner: processOwner(), now: Math.floor(now().getTime() / 1000), onWarning: options.onWarning,
+      });
+      if (balanced.split.length > 0 || balanced.merged.length > 0) await uploader.upload(empty);
+    }
+
+    if (!tree.changed) {
       return summary(false, head.manifest.revision, head.manifest.rootCatalog, 0);
     }
     progress.phase = 'commit';
     report();
-    for (const op of operations) await applyOperation(tree, op);
     lock.check();
     const outcome = await commitRevision(store, head, tree, {
       keys: options.keys, now: now(), tag: options.tag,
@@ -157,18 +224,13 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
         changed: didChange, revision, rootCatalog: root, scanned: stats.scanned, added: stats.added,
         modified: stats.changed, removed: stats.removed, filesCompressed, bytesRead: progress.bytesRead,
         bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded,
-        objectsAlreadyPresent: uploader.alreadyPresent, catalogsWritten: catalogs, seconds: (Date.now() - started) / 1000,
+        objectsAlreadyPresent: uploader.alreadyPresent, catalogsWritten: catalogs,
+        catalogsSplit: balanced.split, catalogsMerged: balanced.merged, seconds: (Date.now() - started) / 1000,
       };
     }
   } finally {
     await pool.close();
-    tree.close();
+    tree?.close();
+    scratch.dispose();
   }
-}
-
-/** Waits for every promise and rethrows the first failure (never leaves work running behind an error). */
-async function settleAll(promises: Promise<void>[]): Promise<void> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
 }

@@ -1,31 +1,56 @@
-// Walks a source directory next to the repository's head tree and lists what must change, so that a
-// publish touches only new, changed and removed entries (and the catalogs that hold them).
+// Walks a source directory next to the repository's head tree and emits, in walk order, what must
+// change, so that a publish touches only new, changed and removed entries (and the catalogs that hold
+// them). Operations stream to a sink instead of being collected: memory stays flat for a million entries.
 // Blocking calls on purpose: a cached lstat takes microseconds, an async one costs a thread-pool round
 // trip, and the compression workers run in parallel either way.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import type { CatalogTree } from '../repo/catalog-tree.js';
 import { kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { AUTOCATALOG_MARKER, CATALOG_MARKER } from '../repo/catalog-balancer.js';
 
 /** Directory size recorded in catalogs; the stock publisher records the stat size, typically this. */
 const DIRECTORY_SIZE = 4096;
-export const CATALOG_MARKER = '.cvmfscatalog';
+export { CATALOG_MARKER };
+
+/** A regular file whose content must be compressed and hashed before its rows can be written. */
+export interface FileOperation {
+  kind: 'file';
+  path: string;
+  entry: DirectoryEntry;
+  source: string;
+  mtimeNs: bigint;
+  /** Further names of the same inode in the same directory: one hardlink group (spec §4.3). */
+  links: { path: string; name: string }[];
+}
 
 export type Operation =
   | { kind: 'upsert'; path: string; entry: DirectoryEntry }
-  /** A regular file whose content must be compressed and hashed before it can be written. */
-  | { kind: 'file'; path: string; entry: DirectoryEntry; source: string; mtimeNs: bigint }
+  | FileOperation
   | { kind: 'remove'; path: string }
   | { kind: 'nest'; path: string }
   | { kind: 'unnest'; path: string };
+
+/** The read side of the repository tree the walk compares against. */
+export interface HeadView {
+  lookup(path: string): Promise<DirectoryEntry | null>;
+  list(dir: string): Promise<DirectoryEntry[]>;
+  isMountpoint(path: string): Promise<boolean>;
+}
+
+export interface DiffSink {
+  /** Applies a metadata operation; awaited, so parents exist before their children arrive. */
+  apply(op: Exclude<Operation, FileOperation>): Promise<void>;
+  /** Queues a file for compression; may wait while too many are in flight (backpressure). */
+  file(op: FileOperation): Promise<void>;
+}
 
 export interface DiffOptions {
   /** Hash every file again even when size and mtime match the head. */
   checksum?: boolean;
   onWarning?: (message: string) => void;
   onScanned?: (entries: number) => void;
-  /** Called as soon as a file needs compressing, so that workers start while the walk goes on. */
-  onFile?: (op: Extract<Operation, { kind: 'file' }>) => void;
+  /** The xattr blob of a source path (spec §4.7), or null. */
+  xattrs?: (sourcePath: string) => Buffer | null;
 }
 
 export interface DiffStats {
@@ -38,10 +63,15 @@ export interface DiffStats {
 function entryFromStat(name: string, st: BigIntStats, symlink: string): DirectoryEntry {
   const mode = Number(st.mode);
   const kind = kindOfMode(mode);
+  let size: number;
+  if (kind === 'directory') size = DIRECTORY_SIZE;
+  else if (kind === 'symlink') size = Buffer.byteLength(symlink);
+  else if (kind === 'special') size = (mode & S_IFMT) === 0o020000 || (mode & S_IFMT) === 0o060000 ? Number(st.rdev) : 0;
+  else size = Number(st.size);
   return {
     name,
     mode,
-    size: kind === 'directory' ? DIRECTORY_SIZE : kind === 'symlink' ? Buffer.byteLength(symlink) : Number(st.size),
+    size,
     mtime: Number(st.mtimeNs / 1_000_000_000n),
     mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
     uid: Number(st.uid),
@@ -56,125 +86,177 @@ function entryFromStat(name: string, st: BigIntStats, symlink: string): Director
   };
 }
 
-function statSource(path: string): BigIntStats {
-  return lstatSync(path, { bigint: true });
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function sameXattr(a: Buffer | null, b: Buffer | null): boolean {
+  return a === null ? b === null : b !== null && a.equals(b);
+}
 
 function sameMetadata(a: DirectoryEntry, b: DirectoryEntry): boolean {
   return a.mode === b.mode && a.mtime === b.mtime && a.mtimeNs === b.mtimeNs && a.uid === b.uid &&
-    a.gid === b.gid && a.symlink === b.symlink && a.size === b.size;
+    a.gid === b.gid && a.symlink === b.symlink && a.size === b.size && sameXattr(a.xattr, b.xattr);
 }
 
 /** Content unchanged if the quick check (size and modification time) matches, as rsync does. */
 function sameContent(source: DirectoryEntry, head: DirectoryEntry): boolean {
-  return kindOfMode(head.mode) === 'file' && head.hash !== null && head.size === source.size &&
-    head.mtime === source.mtime && (head.mtimeNs === null || head.mtimeNs === source.mtimeNs);
+  return kindOfMode(head.mode) === 'file' && (head.hash !== null || head.chunkAlgorithm !== undefined) &&
+    head.size === source.size && head.mtime === source.mtime && (head.mtimeNs === null || head.mtimeNs === source.mtimeNs);
+}
+
+function byBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 /**
- * Compares `sourceDir` with the repository subtree at `repoPath` and returns the operations that make
- * the repository equal to the source, parents before children.
+ * Compares `sourceDir` with the repository subtree at `repoPath` and sends the operations that make the
+ * repository equal to the source to `sink`, parents before children.
  */
-export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath: string, options: DiffOptions = {}):
-  Promise<{ operations: Operation[]; stats: DiffStats }> {
-  const operations: Operation[] = [];
+export async function diffSource(head: HeadView, sourceDir: string, repoPath: string, sink: DiffSink,
+  options: DiffOptions = {}): Promise<DiffStats> {
   const stats: DiffStats = { scanned: 0, added: 0, changed: 0, removed: 0 };
   const warn = options.onWarning ?? (() => {});
+  const xattrsOf = options.xattrs ?? (() => null);
+  /** Inodes with several names already published from another directory: later names become copies. */
+  const linkedInodes = new Map<string, string>();
 
   let rootStat: BigIntStats;
   try {
-    rootStat = statSource(sourceDir);
+    rootStat = lstatSync(sourceDir, { bigint: true });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`cannot read source directory ${sourceDir}: ${e.code === 'ENOENT' ? 'no such directory' : e.message}`);
   }
   if ((Number(rootStat.mode) & S_IFMT) !== S_IFDIR) throw new Error(`source ${sourceDir} is not a directory`);
   const rootEntry = entryFromStat('', rootStat, '');
-  const headRoot = await tree.lookup(repoPath);
+  rootEntry.xattr = xattrsOf(sourceDir);
+  const headRoot = await head.lookup(repoPath);
   if (headRoot && kindOfMode(headRoot.mode) !== 'directory') {
     throw new Error(`repository path '${repoPath}' is a ${kindOfMode(headRoot.mode)}, not a directory`);
   }
   rootEntry.name = headRoot?.name ?? repoPath.slice(repoPath.lastIndexOf('/') + 1);
   if (!headRoot || !sameMetadata(rootEntry, headRoot)) {
     // The directory published into; counted with the others only when it is new.
-    operations.push({ kind: 'upsert', path: repoPath, entry: rootEntry });
+    await sink.apply({ kind: 'upsert', path: repoPath, entry: rootEntry });
     if (!headRoot) stats.added++;
   }
 
   const walk = async (dir: string, path: string, headExists: boolean): Promise<void> => {
     let names: string[];
     try {
-      names = readdirSync(dir).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      names = readdirSync(dir).sort(byBytes);
     } catch (err) {
       throw new Error(`cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
     }
-    const head = new Map<string, DirectoryEntry>();
-    if (headExists) for (const e of await tree.list(path)) head.set(e.name, e);
+    const present = new Set(names);
+    const old = new Map<string, DirectoryEntry>();
+    if (headExists) for (const e of await head.list(path)) old.set(e.name, e);
 
-    const wantsNested = names.includes(CATALOG_MARKER);
-    const isNested = headExists && path !== '' && await tree.isMountpoint(path);
-    if (path !== '' && wantsNested && !isNested) operations.push({ kind: 'nest', path });
-    if (path !== '' && !wantsNested && isNested) operations.push({ kind: 'unnest', path });
+    // Catalogs the balancer made carry both markers; the source knows nothing of them, so keep them.
+    const autoCatalog = old.has(AUTOCATALOG_MARKER) && !present.has(AUTOCATALOG_MARKER);
+    if (autoCatalog) {
+      old.delete(AUTOCATALOG_MARKER);
+      if (!present.has(CATALOG_MARKER)) old.delete(CATALOG_MARKER);
+    }
+    const wantsNested = present.has(CATALOG_MARKER) || autoCatalog;
+    const isNested = headExists && path !== '' && await head.isMountpoint(path);
+    if (path !== '' && wantsNested && !isNested) await sink.apply({ kind: 'nest', path });
+    if (path !== '' && !wantsNested && isNested) await sink.apply({ kind: 'unnest', path });
 
-    for (const [name] of head) {
-      if (!names.includes(name)) {
-        operations.push({ kind: 'remove', path: `${path}/${name}` });
+    for (const name of old.keys()) {
+      if (!present.has(name)) {
+        await sink.apply({ kind: 'remove', path: `${path}/${name}` });
         stats.removed++;
       }
     }
-    const subdirs: { source: string; path: string; exists: boolean }[] = [];
+
+    // Stat everything first: hardlink groups are only known once the whole directory has been seen.
+    const items: { name: string; source: string; st: BigIntStats }[] = [];
+    const groups = new Map<string, string[]>();
     for (const name of names) {
       if (Buffer.byteLength(name) > 255) throw new Error(`name longer than 255 bytes in ${dir}: '${name.slice(0, 40)}…'`);
       const source = join(dir, name);
+      const st = lstatSync(source, { bigint: true });
+      items.push({ name, source, st });
+      if (st.nlink > 1n && (Number(st.mode) & S_IFMT) === 0o100000) {
+        const inode = `${st.dev}:${st.ino}`;
+        const members = groups.get(inode);
+        if (members) members.push(name);
+        else groups.set(inode, [name]);
+      }
+    }
+
+    const subdirs: { source: string; path: string; exists: boolean }[] = [];
+    for (const { name, source, st } of items) {
       const childPath = `${path}/${name}`;
-      const st = statSource(source);
       stats.scanned++;
       if (stats.scanned % 256 === 0) {
         options.onScanned?.(stats.scanned);
         await yieldToEventLoop();
       }
       const kind = kindOfMode(Number(st.mode));
-      if (kind === 'special') {
-        warn(`skipping special file ${source} (FIFOs, sockets and devices are not published yet)`);
-        continue;
-      }
       const target = kind === 'symlink' ? readlinkSync(source) : '';
       const entry = entryFromStat(name, st, target);
-      const old = head.get(name);
-      const count = () => { if (old) stats.changed++; else stats.added++; };
-      if (old && kindOfMode(old.mode) !== kind) {
-        operations.push({ kind: 'remove', path: childPath });
-      }
-      const sameKind = old !== undefined && kindOfMode(old.mode) === kind;
+      entry.xattr = xattrsOf(source);
+      const before = old.get(name);
+      const count = () => { if (before) stats.changed++; else stats.added++; };
+      if (before && kindOfMode(before.mode) !== kind) await sink.apply({ kind: 'remove', path: childPath });
+      const sameKind = before !== undefined && kindOfMode(before.mode) === kind;
       if (kind === 'directory') {
-        if (!sameKind || !sameMetadata(entry, old)) {
-          operations.push({ kind: 'upsert', path: childPath, entry });
+        if (!sameKind || !sameMetadata(entry, before)) {
+          await sink.apply({ kind: 'upsert', path: childPath, entry });
           count();
         }
         subdirs.push({ source, path: childPath, exists: sameKind });
-      } else if (kind === 'symlink') {
-        if (!sameKind || !sameMetadata(entry, old)) {
-          operations.push({ kind: 'upsert', path: childPath, entry });
-          count();
-        }
-      } else if (sameKind && !options.checksum && sameContent(entry, old)) {
-        if (!sameMetadata(entry, old)) {
-          operations.push({ kind: 'upsert', path: childPath, entry: { ...entry, hash: old.hash } });
-          count();
-        }
-      } else {
-        const op = { kind: 'file' as const, path: childPath, entry, source, mtimeNs: st.mtimeNs };
-        operations.push(op);
-        options.onFile?.(op);
-        count();
+        continue;
       }
+      if (kind !== 'file') {
+        if (!sameKind || !sameMetadata(entry, before)) {
+          await sink.apply({ kind: 'upsert', path: childPath, entry });
+          count();
+        }
+        continue;
+      }
+
+      let links: { path: string; name: string }[] = [];
+      if (st.nlink > 1n) {
+        const inode = `${st.dev}:${st.ino}`;
+        const members = groups.get(inode)!;
+        if (members[0] !== name) continue; // published with the group's first name
+        const elsewhere = linkedInodes.get(inode);
+        if (elsewhere !== undefined) {
+          warn(`${source} is a hardlink of ${elsewhere} in another directory: stored as a separate file ` +
+            '(CernVM-FS hardlink groups stay within one directory)');
+        } else {
+          linkedInodes.set(inode, source);
+        }
+        links = members.slice(1).map((m) => ({ path: `${path}/${m}`, name: m }));
+        if (links.length > 0) {
+          entry.linkcount = members.length;
+          const olds = members.map((m) => old.get(m));
+          const unchanged = !options.checksum && olds.every((o) => o !== undefined && o.hardlinkGroup !== 0 &&
+            o.hardlinkGroup === olds[0]!.hardlinkGroup && o.linkcount === members.length && sameContent(entry, o) &&
+            sameMetadata({ ...entry, name: o.name }, o));
+          if (unchanged) continue;
+          for (const m of members) if (old.has(m)) stats.changed++; else stats.added++;
+          await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links });
+          continue;
+        }
+      }
+
+      if (sameKind && !options.checksum && sameContent(entry, before) && before.hardlinkGroup === 0) {
+        if (!sameMetadata(entry, before)) {
+          await sink.apply({ kind: 'upsert', path: childPath, entry: { ...entry, hash: before.hash, chunkAlgorithm: before.chunkAlgorithm, extraFlags: before.extraFlags } });
+          count();
+        }
+        continue;
+      }
+      count();
+      await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links: [] });
     }
     for (const s of subdirs) await walk(s.source, s.path, s.exists);
   };
 
   await walk(sourceDir, repoPath, headRoot !== null);
   options.onScanned?.(stats.scanned);
-  return { operations, stats };
+  return stats;
 }

@@ -9,6 +9,7 @@ import {
 import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
 import { parentPath, isWithin } from '../format/md5path.js';
 import { prepareObject, type PreparedObject } from '../format/zlib-object.js';
+import type { ScratchSpace } from './scratch.js';
 
 interface CatalogHandle {
   mountpoint: string;
@@ -22,9 +23,17 @@ interface CatalogHandle {
   subtreeDelta: Counters;
   dirty: boolean;
   parent: CatalogHandle | null;
+  /** Highest hardlink group id handed out in this edit (its rows may not be written yet). */
+  groupsIssued?: number;
 }
 
-export type CatalogLoader = (hash: ContentHash) => Promise<CatalogDb>;
+/** Loads a catalog by hash; with `file`, into that scratch file instead of memory. */
+export type CatalogLoader = (hash: ContentHash, file?: string) => Promise<CatalogDb>;
+
+export interface TreeOptions {
+  /** Where loaded and new catalogs live while edited; memory when absent. */
+  scratch?: ScratchSpace;
+}
 
 export interface CommittedCatalog {
   mountpoint: string;
@@ -69,18 +78,19 @@ export class CatalogTree {
   private readonly touchedDirs = new Set<string>();
   private committed = false;
 
-  private constructor(private readonly load: CatalogLoader, private readonly algorithm: HashAlgorithm, root: CatalogHandle) {
+  private constructor(private readonly load: CatalogLoader, readonly algorithm: HashAlgorithm, root: CatalogHandle,
+    private readonly scratch?: ScratchSpace) {
     this.handles.set('', root);
   }
 
   /** Opens the tree of an existing repository at its root catalog. */
-  static async open(load: CatalogLoader, rootHash: ContentHash, algorithm: HashAlgorithm): Promise<CatalogTree> {
-    const db = await load(rootHash);
+  static async open(load: CatalogLoader, rootHash: ContentHash, algorithm: HashAlgorithm, options: TreeOptions = {}): Promise<CatalogTree> {
+    const db = await load(rootHash, options.scratch?.file());
     const t = totals(db);
     return new CatalogTree(load, algorithm, {
       mountpoint: '', db, oldHash: rootHash, oldTotals: t.total, storedSubtree: t.subtree,
       subtreeDelta: zeroCounters(), dirty: false, parent: null,
-    });
+    }, options.scratch);
   }
 
   /** A new repository: a root catalog holding only the root directory entry. */
@@ -102,7 +112,7 @@ export class CatalogTree {
     if (known) return known;
     const ref = parent.db.nestedCatalog(mountpoint);
     if (!ref) throw new Error(`catalog of '${parent.mountpoint || '/'}' lists no nested catalog '${mountpoint}'`);
-    const db = await this.load(ref.hash);
+    const db = await this.load(ref.hash, this.scratch?.file());
     if (db.rootPrefix !== mountpoint) {
       throw new Error(`nested catalog ${ref.hash.toHex()} has root_prefix '${db.rootPrefix}', expected '${mountpoint}'`);
     }
@@ -175,6 +185,10 @@ export class CatalogTree {
       await this.remove(path);
       return this.upsert(path, entry, chunks);
     }
+    // A metadata-only change of a chunked file keeps its chunk list (put() drops the rows).
+    if (chunks.length === 0 && (entry.extraFlags & FLAG.chunked) && existing && (existing.extraFlags & FLAG.chunked) && !loc.mountpoint) {
+      chunks = loc.handle.db.chunks(path, existing.chunkAlgorithm ?? this.algorithm);
+    }
     const row: DirectoryEntry = { ...entry };
     if (isDir(row)) {
       row.linkcount = existing && isDir(existing) ? existing.linkcount : 2;
@@ -243,7 +257,7 @@ export class CatalogTree {
     const parent = loc.handle;
     const entry = parent.db.lookup(path);
     if (!entry || !isDir(entry)) throw new Error(`cannot create a nested catalog at '${path}': not a directory`);
-    const db = CatalogDb.create({ revision: 0, lastModified: 0, rootPrefix: path });
+    const db = CatalogDb.create({ revision: 0, lastModified: 0, rootPrefix: path }, this.scratch?.file());
     const nested: CatalogHandle = {
       mountpoint: path, db, oldHash: null, oldTotals: zeroCounters(), storedSubtree: zeroCounters(),
       subtreeDelta: zeroCounters(), dirty: true, parent,
@@ -296,6 +310,19 @@ export class CatalogTree {
       }
       from.db.delete(p);
     }
+  }
+
+  /** The catalogs loaded so far, for the balancer. */
+  loadedCatalogs(): { mountpoint: string; db: CatalogDb; dirty: boolean }[] {
+    return [...this.handles.values()].map((h) => ({ mountpoint: h.mountpoint, db: h.db, dirty: h.dirty }));
+  }
+
+  /** A hardlink group id not yet used in the catalog that holds the children of `dir`. */
+  async newHardlinkGroup(dir: string): Promise<number> {
+    const handle = await this.childrenHandle(dir);
+    const next = Math.max(handle.db.maxHardlinkGroup(), handle.groupsIssued ?? 0) + 1;
+    handle.groupsIssued = next;
+    return next;
   }
 
   /** True when nothing has been changed since open. */

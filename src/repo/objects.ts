@@ -25,10 +25,11 @@ export async function fetchObjectContent(store: ObjectReader, hash: ContentHash,
   return decompressObject(await fetchStoredObject(store, hash, suffix), `object ${hash.objectKey(suffix)}`);
 }
 
-export async function fetchCatalog(store: ObjectReader, hash: ContentHash): Promise<{ db: CatalogDb; size: number }> {
+/** A catalog, verified, opened in memory or (with `file`) in a scratch file. */
+export async function fetchCatalog(store: ObjectReader, hash: ContentHash, file?: string): Promise<{ db: CatalogDb; size: number }> {
   const bytes = await fetchObjectContent(store, hash, 'C');
   try {
-    return { db: CatalogDb.fromBytes(bytes), size: bytes.length };
+    return { db: CatalogDb.fromBytes(bytes, file), size: bytes.length };
   } catch (err) {
     throw new Error(`catalog ${hash.objectKey('C')}: ${(err as Error).message}`);
   }

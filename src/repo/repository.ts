@@ -51,7 +51,7 @@ export async function readHead(store: ObjectStore): Promise<Head | null> {
 }
 
 export function catalogLoader(store: ObjectReader) {
-  return async (hash: ContentHash) => (await fetchCatalog(store, hash)).db;
+  return async (hash: ContentHash, file?: string) => (await fetchCatalog(store, hash, file)).db;
 }
 
 /** Checks that the head is signed by the certificate it names and that `keys` may sign its successor. */
