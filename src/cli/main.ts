@@ -48,13 +48,17 @@ program.command('publish')
   .option('--tag-description <text>', 'description of --tag')
   .option('--checksum', 'hash every file again instead of trusting size and mtime')
   .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
+  .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
+  .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
+  .option('--no-autocatalogs', 'never split or merge catalogs automatically')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys: string; path: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys: string; path: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean }) => {
     const store = openStore(o.store);
     const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const progress = new ProgressLine(o.quiet);
     const summary = await publishDirectory(store, source, {
       fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
+      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (p) => progress.update(p.phase === 'scan'
@@ -71,6 +75,8 @@ program.command('publish')
     console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
     console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
     console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
+    if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
+    if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
   });
 
