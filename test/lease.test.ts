@@ -198,6 +198,7 @@ test('forged, altered, stale or out-of-scope requests are refused and write noth
   await refuse({ action: 'acquire', request: signDocument(LEASE_REQUEST_TYPE, dotdot, s.alice.privateKeyPem, 'alice') }, /contains '\.\.'/);
   await refuse(acquireEvent(s.alice, '/w1', 60, new Date(now.getTime() - 600_000)), /signed at .*, 600 s ago; requests are accepted for 300 s/);
   await refuse({ action: 'acquire', request: signLeaseRequest(s.alice, { fqrn: 'other.example.org', path: '/w1', ttlSeconds: 60 }) }, /is for other\.example\.org/);
+  await refuse({ action: 'release', leaseId: 'x' } as unknown as LeaseEvent, /leaseId and token must be strings/);
   await refuse({ action: 'steal' } as unknown as LeaseEvent, /unknown lease action "steal"/);
   await refuse({ action: 'acquire', request: { hello: 1 } } as unknown as LeaseEvent, /format undefined, expected 'scvmfs-signed-document-1'/);
 

@@ -254,6 +254,7 @@ export function decideRenew(table: LeaseTable, leaseId: string, token: string, t
 
 /** Null when there is nothing to release (already released, or expired): releasing twice is fine. */
 export function decideRelease(table: LeaseTable, leaseId: string, token: string, now: Date): LeaseTable | null {
+  if (typeof leaseId !== 'string' || typeof token !== 'string') throw new LeaseError('bad-request', 'leaseId and token must be strings');
   const lease = table.leases.find((l) => l.leaseId === leaseId);
   if (!lease) return null;
   if (!tokensEqual(lease.token, token)) throw new LeaseError('wrong-token', `wrong token for lease ${leaseId}`);
