@@ -9,6 +9,7 @@ import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 import { openStore } from '../store/open-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
+import { addPublisher, listPublishers, removePublisher } from '../repo/publishers.js';
 import { publishDirectory } from '../publish/publish-directory.js';
 import { serveStore } from '../serve/http-server.js';
 import { openSource } from '../client/sources.js';
@@ -105,6 +106,49 @@ program.command('serve')
     const stop = async () => { await server.close(); process.exit(0); };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+  });
+
+const publisher = program.command('publisher')
+  .description('manage publisher keys and the signed publisher policy (who may write which sub-paths)');
+
+publisher.command('add')
+  .description('create (or reuse) <keys>/<name>.publisher and allow it to write the given sub-paths')
+  .argument('<fqrn>', 'repository name')
+  .argument('<name>', 'publisher name (letters, digits, . _ -)')
+  .requiredOption('--path <sub-path...>', 'sub-path the publisher may write (repeatable; / = everything)')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
+  .action(async (fqrn: string, name: string, o: { path: string[]; store: string; keys: string }) => {
+    const added = await addPublisher(openStore(o.store), { keysDir: o.keys, fqrn, name, paths: o.path });
+    const entry = added.policy.publishers.find((p) => p.name === name)!;
+    console.log(`${added.keyCreated ? 'created' : 'reused'} publisher key ${added.keyPath} (${added.fingerprint})`);
+    console.log(`publisher '${name}' may write ${entry.paths.join(', ')} in ${fqrn} (policy version ${added.policy.version})`);
+  });
+
+publisher.command('list')
+  .description('show the publishers of the verified policy, their paths and key fingerprints')
+  .argument('<fqrn>', 'repository name')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.pub (verifies the policy)')
+  .action(async (fqrn: string, o: { store: string; keys: string }) => {
+    const listing = await listPublishers(openStore(o.store), { keysDir: o.keys, fqrn });
+    if (listing.publishers.length === 0) {
+      console.log(`${fqrn} has no publishers${listing.version ? ` (policy version ${listing.version})` : ''}`);
+      return;
+    }
+    console.log(`publisher policy of ${fqrn}, version ${listing.version}:`);
+    for (const p of listing.publishers) console.log(`${p.name}\t${p.paths.join(',')}\t${p.fingerprint}\tadded ${p.added}`);
+  });
+
+publisher.command('remove')
+  .description('remove a publisher from the policy (its key file is kept)')
+  .argument('<fqrn>', 'repository name')
+  .argument('<name>', 'publisher name')
+  .requiredOption('--store <dir>', 'where the repository lives')
+  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
+  .action(async (fqrn: string, name: string, o: { store: string; keys: string }) => {
+    const policy = await removePublisher(openStore(o.store), { keysDir: o.keys, fqrn, name });
+    console.log(`publisher '${name}' removed from ${fqrn} (policy version ${policy.version})`);
   });
 
 interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false }

@@ -21,7 +21,7 @@ const generateKeyPairAsync = promisify(generateKeyPair);
  * stock tools' `openssl genrsa` output and of the test vector, readable by every OpenSSL version the
  * server tools might use; node:crypto and OpenSSL's PEM_read_*PrivateKey read PKCS#8 too.
  */
-async function rsaKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
+export async function rsaKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
   return generateKeyPairAsync('rsa', {
     modulusLength: 2048,
     publicExponent: 0x10001,
