@@ -334,12 +334,14 @@ export class CatalogTree {
    * Writes every changed catalog, deepest first, with exact counters and properties. The root catalog
    * gets `revision` (the manifest's S); other changed catalogs their own revision + 1.
    */
-  async commit(revision: number, now: number): Promise<CommitResult> {
+  async commit(revision: number, now: number, options: { previousRoot?: ContentHash } = {}): Promise<CommitResult> {
     this.assertOpen();
     await this.fixDirectoryLinkcounts();
     for (const h of this.handles.values()) {
       if (h.dirty) for (let p = h.parent; p; p = p.parent) p.dirty = true;
     }
+    // The root always gets the new revision number, even when only its properties change.
+    if (options.previousRoot) this.handles.get('')!.dirty = true;
     const dirty = [...this.handles.values()].filter((h) => h.dirty)
       .sort((a, b) => depth(b.mountpoint) - depth(a.mountpoint) || (a.mountpoint < b.mountpoint ? -1 : 1));
     const catalogs: CommittedCatalog[] = [];
@@ -350,7 +352,7 @@ export class CatalogTree {
       h.db.setProperties({
         revision: h.parent === null ? revision : h.oldHash ? h.db.revision + 1 : revision,
         lastModified: now,
-        previousRevision: h.oldHash ?? undefined,
+        previousRevision: (h.parent === null ? options.previousRoot : undefined) ?? h.oldHash ?? undefined,
       });
       const bytes = h.db.serialize();
       const object = prepareObject(this.algorithm, bytes, 'C');

@@ -161,6 +161,10 @@ export interface CommitOptions {
   tag?: { name: string; description?: string };
   /** Uploads the new catalogs; defaults to conditional creates in order. */
   upload?: (objects: PreparedObject[]) => Promise<void>;
+  /** The root catalog this revision follows, when the tree was opened at an unpublished one. */
+  previousRoot?: ContentHash;
+  /** Runs after every object is stored and before the manifest swap (a commit chain's checkpoint). */
+  beforeSwap?: (manifest: Manifest) => Promise<void>;
 }
 
 export interface CommitOutcome {
@@ -176,7 +180,7 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
   const old = head.manifest;
   const revision = old.revision + 1;
   const seconds = Math.max(Math.floor((options.now ?? new Date()).getTime() / 1000), old.publishedAt);
-  const committed = await tree.commit(revision, seconds);
+  const committed = await tree.commit(revision, seconds, { previousRoot: options.previousRoot });
   const upload = options.upload ?? (async (objs) => { for (const o of objs) await putIfAbsent(store, o); });
   await upload(committed.catalogs.map((c) => c.object));
 
@@ -195,6 +199,7 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
     ...old, rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, revision, publishedAt: seconds,
     history: history.hash, reflog: reflogKey ?? old.reflog, ttl: Number(tree.root.property('TTL') ?? old.ttl),
   };
+  await options.beforeSwap?.(manifest);
   try {
     await store.put(MANIFEST_KEY, signManifest(manifest, options.keys.repositoryKeyPem), { ifMatch: head.etag });
   } catch (err) {

@@ -1,0 +1,340 @@
+// The commit function: applies a writer's signed changeset to the current head in bounded slices and
+// swaps the manifest. Every slice starts from a checkpoint in the control area and ends by writing the
+// next one with compare-and-swap, so a step killed anywhere, or delivered twice, repeats harmlessly:
+// catalogs are immutable content-addressed objects, and only the holder of the checkpoint's current ETag
+// may advance it. A lost manifest race rebases: the operations are re-applied to the new head, which is
+// mechanical because leases keep writers on disjoint paths.
+import { readFile } from 'node:fs/promises';
+import {
+  CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksFromWire, entryFromWire, opPaths, partDigest, txnKeys,
+  type ChangeOp, type ChangesetHeader, type ChangesetPart,
+} from '../format/changeset.js';
+import { ContentHash } from '../format/hash.js';
+import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
+import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
+import { openSignedDocument } from '../format/signed-document.js';
+import { CatalogTree } from '../repo/catalog-tree.js';
+import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
+import { fetchCatalog } from '../repo/objects.js';
+import { checkLease, releaseLease } from '../repo/leases.js';
+import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
+import { requirePolicy } from '../repo/publisher-policy.js';
+import {
+  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, processOwner, readHead, type Head,
+} from '../repo/repository.js';
+import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
+import { openStore } from '../store/open-store.js';
+import type { FunctionContext, Handler } from './types.js';
+
+export interface CommitEvent {
+  txnId: string;
+  leaseId: string;
+  token: string;
+}
+
+export interface CommitResultBody {
+  status: 'committed' | 'aborted' | 'superseded';
+  revision?: number;
+  rootCatalog?: string;
+  slices?: number;
+  rebases?: number;
+}
+
+/** The checkpoint: where the chain stands. Written only with compare-and-swap. */
+export interface CommitState {
+  txnId: string;
+  status: 'applying' | 'swapping' | 'committed' | 'aborted';
+  /** Head revision the work is based on, and its root catalog. */
+  baseRevision: number;
+  baseRoot: string;
+  /** Next operation to apply. */
+  part: number;
+  op: number;
+  /** Root catalog of the partly applied tree (an unpublished catalog object), null before the first slice. */
+  workRoot: string | null;
+  /** Set just before the manifest swap: the revision and root that swap publishes. */
+  pending: { revision: number; root: string } | null;
+  revision: number | null;
+  slices: number;
+  rebases: number;
+}
+
+export interface CommitConfig {
+  store: ObjectStore;
+  fqrn: string;
+  keys: { repositoryKeyPem: string; certificatePem: string; masterPublicKeyPem: string };
+  autocatalogs?: { maxWeight: number; minWeight: number } | false;
+  now?: () => Date;
+}
+
+/** Fraction of the invocation's time an apply loop may use; the rest writes catalogs and the checkpoint. */
+const APPLY_SHARE = 0.4;
+const MAX_OPS_PER_SLICE = 20_000;
+
+class Superseded extends Error {}
+
+async function readState(store: ObjectStore, key: string): Promise<{ state: CommitState; etag: string } | null> {
+  const got = await store.get(key);
+  return got ? { state: JSON.parse(got.body.toString('utf8')) as CommitState, etag: got.etag } : null;
+}
+
+/** Advances the checkpoint; losing the swap means another delivery of this step got there first. */
+async function writeState(store: ObjectStore, key: string, state: CommitState, etag: string | null): Promise<string> {
+  try {
+    const r = await store.put(key, Buffer.from(JSON.stringify(state)), etag === null ? { ifNoneMatch: '*' } : { ifMatch: etag });
+    return r.etag;
+  } catch (err) {
+    if (err instanceof PreconditionFailedError) throw new Superseded('another delivery of this commit step advanced it');
+    throw err;
+  }
+}
+
+/** Whether the head's history contains `root` as revision `revision` (our swap landed, maybe followed by others). */
+async function landed(store: ObjectStore, head: Head, pending: { revision: number; root: string }): Promise<boolean> {
+  if (head.manifest.revision < pending.revision) return false;
+  let hash: ContentHash | undefined = head.manifest.rootCatalog;
+  for (let rev = head.manifest.revision; hash && rev >= pending.revision; rev--) {
+    if (rev === pending.revision) return hash.toHex() === pending.root;
+    const { db } = await fetchCatalog(store, hash);
+    const prev = db.property('previous_revision');
+    db.close();
+    hash = prev ? ContentHash.fromHex(prev) : undefined;
+  }
+  return false;
+}
+
+function freshState(txnId: string, head: Head, rebases: number, slices: number): CommitState {
+  return {
+    txnId, status: 'applying', baseRevision: head.manifest.revision, baseRoot: head.manifest.rootCatalog.toHex(),
+    part: 0, op: 0, workRoot: null, pending: null, revision: null, slices, rebases,
+  };
+}
+
+async function loadHeader(store: ObjectStore, config: CommitConfig, txnId: string) {
+  const keys = txnKeys(txnId);
+  const got = await store.get(keys.header);
+  if (!got) throw new Error(`transaction ${txnId} has no changeset (${keys.header})`);
+  const policy = await requirePolicy(store, config.fqrn, config.keys.masterPublicKeyPem);
+  const { body, keyId } = openSignedDocument(got.body, CHANGESET_TYPE, (id) => findPublisher(policy, id)?.publicKeyPem);
+  const header = body as ChangesetHeader;
+  if (header.publisher !== keyId) throw new Error(`changeset names publisher '${header.publisher}' but is signed by '${keyId}'`);
+  if (header.fqrn !== config.fqrn) throw new Error(`changeset is for ${header.fqrn}, this is ${config.fqrn}`);
+  if (header.txnId !== txnId) throw new Error(`changeset belongs to transaction ${header.txnId}, not ${txnId}`);
+  if (!Array.isArray(header.parts)) throw new Error('changeset lists no parts');
+  const path = normalizeRepoPath(header.path);
+  authorize(policy, keyId, scopePath(path || '/'));
+  return { header, path, policy, keyId };
+}
+
+async function loadPart(store: ObjectStore, txnId: string, index: number, header: ChangesetHeader, publicKeyPem: string): Promise<ChangeOp[]> {
+  const key = txnKeys(txnId).part(index);
+  const got = await store.get(key);
+  if (!got) throw new Error(`transaction ${txnId} lacks part ${index} (${key})`);
+  if (partDigest(got.body) !== header.parts[index]) throw new Error(`part ${index} of transaction ${txnId} does not match its digest in the changeset`);
+  const { body } = openSignedDocument(got.body, CHANGESET_PART_TYPE, (id) => (id === header.publisher ? publicKeyPem : undefined));
+  const part = body as ChangesetPart;
+  if (part.txnId !== txnId || part.index !== index || !Array.isArray(part.ops)) throw new Error(`part ${index} of transaction ${txnId} is malformed`);
+  return part.ops;
+}
+
+/** Refuses an operation outside the changeset's sub-path, or one naming an object the store lacks. */
+async function checkOp(store: ObjectStore, op: ChangeOp, scope: string, exists: Map<string, Promise<boolean>>): Promise<void> {
+  for (const p of opPaths(op)) {
+    const path = normalizeRepoPath(p);
+    if (path !== p || !isWithin(path, scope)) throw new Error(`operation on '${p}' lies outside the changeset's path '${scope || '/'}'`);
+  }
+  if (op.op !== 'upsert') return;
+  const keys: string[] = [];
+  if (op.entry.hash) keys.push(ContentHash.fromHex(op.entry.hash).objectKey(''));
+  for (const c of op.chunks ?? []) keys.push(ContentHash.fromHex(c.hash).objectKey('P'));
+  for (const key of keys) {
+    let p = exists.get(key);
+    if (!p) {
+      p = store.head(key).then((h) => h !== null);
+      exists.set(key, p);
+    }
+    if (!(await p)) throw new Error(`changeset references ${key} (for '${op.path}'), which is not in the store`);
+  }
+}
+
+async function applyOp(tree: CatalogTree, op: ChangeOp): Promise<void> {
+  switch (op.op) {
+    case 'remove': return tree.remove(op.path);
+    case 'nest': return tree.createNested(op.path);
+    case 'unnest': return tree.removeNested(op.path);
+    case 'upsert': {
+      const entry = entryFromWire(op.entry);
+      const chunks = chunksFromWire(op.chunks);
+      const links = op.links ?? [];
+      const group = links.length > 0 ? await tree.newHardlinkGroup(parentPath(op.path)) : 0;
+      await tree.upsert(op.path, { ...entry, hardlinkGroup: group }, chunks);
+      for (const l of links) await tree.upsert(l.path, { ...entry, name: l.name, hardlinkGroup: group }, chunks);
+      return;
+    }
+    default: throw new Error(`unknown changeset operation ${JSON.stringify((op as { op?: unknown }).op)}`);
+  }
+}
+
+/** Directories above the changeset's path that the head lacks, made as the owner's local publish does. */
+async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
+  const missing: string[] = [];
+  for (let p = path; p !== ''; p = parentPath(p)) {
+    const parent = parentPath(p);
+    const e = await tree.lookup(parent);
+    if (e && kindOfMode(e.mode) === 'directory') break;
+    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory`);
+    missing.unshift(parent);
+  }
+  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
+}
+
+export async function handleCommitEvent(event: CommitEvent, config: CommitConfig, context: FunctionContext):
+  Promise<{ result?: CommitResultBody; next?: { fn: 'commit'; event: CommitEvent } }> {
+  const store = config.store;
+  const now = config.now ?? (() => new Date());
+  const started = context.getRemainingTimeInMillis();
+  const keys = txnKeys(event.txnId);
+  const { header, path, policy, keyId } = await loadHeader(store, config, event.txnId);
+  const publisherKey = findPublisher(policy, keyId)!.publicKeyPem;
+
+  let loaded = await readState(store, keys.state);
+  let head = await readHead(store);
+  if (!head) throw new Error(`no repository in ${store.description}`);
+  if (loaded?.state.status === 'committed' || loaded?.state.status === 'aborted') {
+    const s = loaded.state;
+    return { result: { status: s.status as 'committed' | 'aborted', revision: s.revision ?? undefined, slices: s.slices, rebases: s.rebases } };
+  }
+  await checkLease(store, event.leaseId, event.token, scopePath(path || '/'), now());
+  if (event.leaseId !== header.leaseId) throw new Error(`commit event lease ${event.leaseId} is not the changeset's lease ${header.leaseId}`);
+
+  try {
+    if (!loaded) {
+      const state = freshState(event.txnId, head, 0, 0);
+      loaded = { state, etag: await writeState(store, keys.state, state, null) };
+    }
+    let { state, etag } = loaded;
+
+    if (state.status === 'swapping' && state.pending) {
+      if (await landed(store, head, state.pending)) return await finish(state, etag, state.pending.revision, state.pending.root);
+      if (head.manifest.revision !== state.baseRevision) {
+        state = freshState(event.txnId, head, state.rebases + 1, state.slices);
+        etag = await writeState(store, keys.state, state, etag);
+        return { next: { fn: 'commit', event } };
+      }
+    } else if (head.manifest.revision !== state.baseRevision) {
+      // Someone committed while we applied: start again on their head.
+      state = freshState(event.txnId, head, state.rebases + 1, state.slices);
+      etag = await writeState(store, keys.state, state, etag);
+    }
+
+    const algorithm = head.algorithm;
+    const root = state.workRoot ? ContentHash.fromHex(state.workRoot) : head.manifest.rootCatalog;
+    const tree = await CatalogTree.open(catalogLoader(store), root, algorithm);
+    try {
+      const seconds = Math.floor(now().getTime() / 1000);
+      if (state.part === 0 && state.op === 0) await ensureAncestors(tree, path, seconds);
+      const exists = new Map<string, Promise<boolean>>();
+      let applied = 0;
+      let part = state.part;
+      let op = state.op;
+      let ops = part < header.parts.length ? await loadPart(store, event.txnId, part, header, publisherKey) : [];
+      const budget = started * APPLY_SHARE;
+      while (part < header.parts.length) {
+        if (op >= ops.length) {
+          part++;
+          op = 0;
+          if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey);
+          continue;
+        }
+        if (applied > 0 && (applied >= MAX_OPS_PER_SLICE || started - context.getRemainingTimeInMillis() > budget)) break;
+        // Check a window of objects at once: one round trip per window instead of per file.
+        const window = ops.slice(op, op + 64);
+        await Promise.all(window.map((o) => checkOp(store, o, path, exists)));
+        await applyOp(tree, ops[op]!);
+        op++;
+        applied++;
+      }
+
+      const done = part >= header.parts.length;
+      if (!done) {
+        const c = await tree.commit(state.baseRevision + 1, seconds);
+        for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
+        state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1 };
+        etag = await writeState(store, keys.state, state, etag);
+        return { next: { fn: 'commit', event } };
+      }
+
+      if (config.autocatalogs !== false) {
+        const empty = emptyObject(algorithm);
+        await putIfAbsent(store, empty.key, empty.stored);
+        await balanceCatalogs(tree, {
+          maxWeight: config.autocatalogs?.maxWeight ?? DEFAULT_MAX_WEIGHT,
+          minWeight: config.autocatalogs?.minWeight ?? DEFAULT_MIN_WEIGHT,
+          emptyHash: empty.hash, owner: processOwner(), now: seconds,
+        });
+      }
+      let swapEtag = etag;
+      const outcome = await commitRevision(store, head, tree, {
+        keys: config.keys, now: now(), tag: header.tag, previousRoot: head.manifest.rootCatalog,
+        beforeSwap: async (manifest) => {
+          const pending = { revision: manifest.revision, root: manifest.rootCatalog.toHex() };
+          state = { ...state, part, op, status: 'swapping', pending, slices: state.slices + 1 };
+          swapEtag = await writeState(store, keys.state, state, etag);
+        },
+      }).catch(async (err) => {
+        if (!(err instanceof ConcurrentPublishError)) throw err;
+        head = (await readHead(store))!;
+        state = freshState(event.txnId, head, state.rebases + 1, state.slices);
+        await writeState(store, keys.state, state, swapEtag);
+        return null;
+      });
+      if (!outcome) return { next: { fn: 'commit', event } };
+      return await finish(state, swapEtag, outcome.manifest.revision, outcome.manifest.rootCatalog.toHex());
+    } finally {
+      tree.close();
+    }
+  } catch (err) {
+    if (err instanceof Superseded) return { result: { status: 'superseded' } };
+    throw err;
+  }
+
+  async function finish(state: CommitState, etag: string, revision: number, rootCatalog: string) {
+    const final: CommitState = { ...state, status: 'committed', revision, pending: null };
+    await writeState(store, keys.state, final, etag);
+    await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
+    return { result: { status: 'committed' as const, revision, rootCatalog, slices: final.slices, rebases: final.rebases } };
+  }
+}
+
+async function putIfAbsent(store: ObjectStore, key: string, body: Uint8Array): Promise<void> {
+  try {
+    await store.put(key, body, { ifNoneMatch: '*' });
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
+  }
+}
+
+function requiredEnv(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`the commit function needs the environment variable ${name}`);
+  return v;
+}
+
+/** Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS on every call: a warm sandbox keeps no state. */
+export async function commitConfigFromEnv(): Promise<CommitConfig> {
+  const fqrn = requiredEnv('SCVMFS_FQRN');
+  const dir = requiredEnv('SCVMFS_KEYS');
+  const keys = await loadKeys(dir, fqrn, { need: ['repository'] });
+  const masterPublicKeyPem = keys.masterPublicKeyPem ?? await readFile(keyFilePaths(dir, fqrn).masterPublicKeyPem, 'utf8');
+  const max = Number(process.env.SCVMFS_MAX_WEIGHT ?? DEFAULT_MAX_WEIGHT);
+  const min = Number(process.env.SCVMFS_MIN_WEIGHT ?? DEFAULT_MIN_WEIGHT);
+  return {
+    store: openStore(requiredEnv('SCVMFS_STORE')), fqrn,
+    keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem },
+    autocatalogs: process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min },
+  };
+}
+
+export const handler: Handler<CommitEvent, CommitResultBody> = async (event, context) =>
+  handleCommitEvent(event, await commitConfigFromEnv(), context);

@@ -1,0 +1,213 @@
+// The writer of serverless publishing: takes a lease on its sub-path, diffs its source against the head
+// catalogs (public reads), compresses and uploads new objects, uploads the signed changeset in bounded
+// parts, and runs the commit chain. It never holds the repository signing key and never writes a
+// catalog or the manifest itself; the functions it calls do, wherever the runtime runs them.
+import { randomBytes } from 'node:crypto';
+import type { ObjectStore } from '../store/object-store.js';
+import type { ContentHash } from '../format/hash.js';
+import {
+  CHANGESET_PART_TYPE, CHANGESET_TYPE, entryToWire, MAX_OPS_PER_PART, partDigest, txnKeys,
+  type ChangeOp, type ChangesetHeader, type ChangesetPart,
+} from '../format/changeset.js';
+import { signLeaseRequest } from '../format/lease.js';
+import { normalizeRepoPath } from '../format/md5path.js';
+import { scopePath } from '../format/publisher-policy.js';
+import { serializeSignedDocument, signDocument } from '../format/signed-document.js';
+import { CatalogTree } from '../repo/catalog-tree.js';
+import { catalogLoader, emptyObject, readHead, RepositoryMissingError } from '../repo/repository.js';
+import { ScratchSpace } from '../repo/scratch.js';
+import { FsStore } from '../store/fs-store.js';
+import { CompressPool } from './compress-pool.js';
+import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
+import { Uploader } from './uploader.js';
+
+/** How the writer reaches the functions: the local runtime, or Lambda. */
+export interface FunctionInvoker {
+  /** One invocation; resolves to the handler's `result`. */
+  invoke(fn: string, event: unknown): Promise<unknown>;
+  /** Runs a chain from `fn` until a step answers without `next`; resolves to the last `result`. */
+  runChain(fn: string, event: unknown): Promise<unknown>;
+}
+
+export interface PublisherIdentity {
+  name: string;
+  fqrn: string;
+  privateKeyPem: string;
+}
+
+export interface ChainPublishOptions {
+  fqrn: string;
+  publisher: PublisherIdentity;
+  path: string;
+  functions: FunctionInvoker;
+  leaseSeconds?: number;
+  tag?: { name: string; description?: string };
+  checksum?: boolean;
+  workers?: number;
+  onProgress?: (message: string) => void;
+  onWarning?: (message: string) => void;
+  xattrs?: (sourcePath: string) => Buffer | null;
+}
+
+export interface ChainPublishSummary {
+  changed: boolean;
+  revision: number;
+  stats: DiffStats;
+  operations: number;
+  parts: number;
+  filesCompressed: number;
+  bytesRead: number;
+  objectsUploaded: number;
+  objectsAlreadyPresent: number;
+  slices: number;
+  rebases: number;
+  seconds: number;
+}
+
+export class LeaseBusyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaseBusyError';
+  }
+}
+
+interface LeaseAnswer {
+  status: 'ok' | 'busy';
+  message?: string;
+  lease?: { leaseId: string; token: string; expiresAt: string };
+}
+
+/** Buffers operations and uploads them as signed parts of bounded size. */
+class ChangesetWriter {
+  private ops: ChangeOp[] = [];
+  readonly digests: string[] = [];
+  count = 0;
+  constructor(private readonly store: ObjectStore, private readonly fqrn: string, private readonly txnId: string,
+    private readonly publisher: PublisherIdentity) {}
+
+  async add(op: ChangeOp): Promise<void> {
+    this.ops.push(op);
+    this.count++;
+    if (this.ops.length >= MAX_OPS_PER_PART) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.ops.length === 0) return;
+    const body: ChangesetPart = { fqrn: this.fqrn, txnId: this.txnId, index: this.digests.length, ops: this.ops };
+    this.ops = [];
+    const bytes = serializeSignedDocument(signDocument(CHANGESET_PART_TYPE, body, this.publisher.privateKeyPem, this.publisher.name));
+    await this.store.put(txnKeys(this.txnId).part(body.index), bytes);
+    this.digests.push(partDigest(bytes));
+  }
+}
+
+export async function publishThroughChain(store: ObjectStore, source: string, options: ChainPublishOptions): Promise<ChainPublishSummary> {
+  const started = Date.now();
+  const path = normalizeRepoPath(options.path);
+  const say = options.onProgress ?? (() => {});
+  if (options.publisher.fqrn !== options.fqrn) {
+    throw new Error(`publisher key '${options.publisher.name}' belongs to ${options.publisher.fqrn}, not ${options.fqrn}`);
+  }
+  const head = await readHead(store);
+  if (!head) throw new RepositoryMissingError(store);
+  if (head.manifest.fqrn !== options.fqrn) throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${options.fqrn}'`);
+
+  const leaseSeconds = options.leaseSeconds ?? 600;
+  const request = signLeaseRequest(options.publisher, { fqrn: options.fqrn, path: scopePath(path || '/'), ttlSeconds: leaseSeconds });
+  const answer = (await options.functions.invoke('lease', { action: 'acquire', request })) as LeaseAnswer;
+  if (answer.status === 'busy' || !answer.lease) throw new LeaseBusyError(answer.message ?? 'lease refused');
+  const lease = answer.lease;
+  say(`lease ${lease.leaseId} on ${scopePath(path || '/')} until ${lease.expiresAt}`);
+  // Long scans keep the lease alive; a writer that dies stops renewing and its lease expires.
+  const renew = setInterval(() => {
+    options.functions.invoke('lease', { action: 'renew', leaseId: lease.leaseId, token: lease.token }).catch(() => {});
+  }, Math.max(1000, (leaseSeconds * 1000) / 3));
+  renew.unref();
+
+  const txnId = `${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(6).toString('hex')}`;
+  const scratch = ScratchSpace.create();
+  const uploader = new Uploader(store, 32);
+  const pool = new CompressPool(head.algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
+  const empty = emptyObject(head.algorithm);
+  const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher);
+  let tree: CatalogTree | undefined;
+  let committed = false;
+  let filesCompressed = 0;
+  let bytesRead = 0;
+  try {
+    tree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, head.algorithm, { scratch });
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    const publishFile = async (op: FileOperation) => {
+      let hash: ContentHash;
+      if (op.entry.size === 0) {
+        hash = empty.hash;
+        await uploader.upload(empty);
+      } else {
+        const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
+        hash = c.hash;
+        filesCompressed++;
+        bytesRead += op.entry.size;
+        if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
+        else uploader.recordWritten(c.written, c.storedSize);
+      }
+      const upsert: ChangeOp = { op: 'upsert', path: op.path, entry: entryToWire({ ...op.entry, hash }) };
+      if (op.links.length > 0) upsert.links = op.links;
+      await changeset.add(upsert);
+    };
+    const t = tree;
+    const stats = await diffSource({
+      lookup: (p) => t.lookup(p), list: (d) => t.list(d), isMountpoint: (p) => t.isMountpoint(p),
+    }, source, path, {
+      apply: async (op) => {
+        if (failure) throw failure;
+        if (op.kind === 'upsert') await changeset.add({ op: 'upsert', path: op.path, entry: entryToWire(op.entry) });
+        else await changeset.add({ op: op.kind, path: op.path });
+      },
+      file: async (op) => {
+        if (failure) throw failure;
+        while (inFlight.size >= 2048) await Promise.race(inFlight);
+        const p: Promise<void> = publishFile(op).catch((err) => { failure ??= err; }).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      },
+    }, { checksum: options.checksum, onWarning: options.onWarning, xattrs: options.xattrs })
+      .finally(() => Promise.allSettled([...inFlight]));
+    await Promise.allSettled([...inFlight]);
+    if (failure) throw failure;
+
+    if (changeset.count === 0) {
+      await options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token });
+      committed = true;
+      return summary(false, head.manifest.revision, stats, 0, 0);
+    }
+    await changeset.flush();
+    const header: ChangesetHeader = {
+      fqrn: options.fqrn, txnId, publisher: options.publisher.name, leaseId: lease.leaseId, path,
+      parts: changeset.digests, createdAt: new Date().toISOString(),
+    };
+    if (options.tag) header.tag = options.tag.description === undefined ? { name: options.tag.name } : options.tag;
+    await store.put(txnKeys(txnId).header, serializeSignedDocument(signDocument(CHANGESET_TYPE, header, options.publisher.privateKeyPem, options.publisher.name)));
+    say(`changeset ${txnId}: ${changeset.count} operations in ${changeset.digests.length} parts; committing`);
+    const result = (await options.functions.runChain('commit', { txnId, leaseId: lease.leaseId, token: lease.token })) as
+      { status: string; revision?: number; slices?: number; rebases?: number };
+    if (result.status !== 'committed' || result.revision === undefined) throw new Error(`commit chain ended '${result.status}' without a revision`);
+    committed = true;
+    return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0);
+
+    function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number): ChainPublishSummary {
+      return {
+        changed, revision, stats: s, operations: changeset.count, parts: changeset.digests.length, filesCompressed, bytesRead,
+        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases,
+        seconds: (Date.now() - started) / 1000,
+      };
+    }
+  } finally {
+    clearInterval(renew);
+    await pool.close();
+    tree?.close();
+    scratch.dispose();
+    if (!committed) {
+      await options.functions.invoke('abort', { txnId, leaseId: lease.leaseId, token: lease.token }).catch(() => {});
+    }
+  }
+}

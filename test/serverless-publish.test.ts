@@ -1,0 +1,212 @@
+// Serverless publishing end to end: publisher keys, leases, changesets and the commit chain, with
+// several writers at once, tiny slices, events delivered twice and steps killed at every store write.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { tempDir } from './helpers.js';
+import { FsStore } from '../src/store/fs-store.js';
+import type { ObjectStore, PutOptions } from '../src/store/object-store.js';
+import { writeKeys } from '../src/repo/keys-dir.js';
+import { generateRepositoryKeys } from '../src/format/keys.js';
+import { initRepository, readHead } from '../src/repo/repository.js';
+import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
+import { publishThroughChain, LeaseBusyError, type FunctionInvoker } from '../src/publish/publish-changeset.js';
+import { handleCommitEvent, type CommitConfig, type CommitEvent } from '../src/functions/commit.js';
+import { handleLeaseEvent } from '../src/functions/lease.js';
+import { handleAbortEvent } from '../src/functions/abort.js';
+import { RepositoryReader } from '../src/client/reader.js';
+import { verifyRepository } from '../src/client/verify.js';
+import { signLeaseRequest } from '../src/format/lease.js';
+import type { FunctionContext } from '../src/functions/types.js';
+
+const FQRN = 'serverless.example.org';
+
+async function setup(name: string, writers: string[]) {
+  const work = tempDir(name);
+  const store = new FsStore(join(work, 'store'));
+  const keysDir = join(work, 'keys');
+  const keys = await generateRepositoryKeys(FQRN);
+  await writeKeys(keysDir, FQRN, keys);
+  await initRepository(store, { fqrn: FQRN, keys });
+  for (const w of writers) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths: [`/${w}`] });
+  const config: CommitConfig = {
+    store, fqrn: FQRN, autocatalogs: false,
+    keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem: keys.masterPublicKeyPem },
+  };
+  const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+  return { work, store, keysDir, keys, config, open };
+}
+
+function context(fn: string, remainingMs: () => number): FunctionContext {
+  return { awsRequestId: randomUUID(), functionName: fn, memoryLimitInMB: 128, getRemainingTimeInMillis: remainingMs };
+}
+
+interface InvokerOptions {
+  /** Commit steps see this store (e.g. one that dies at a chosen write). */
+  commitStore?: () => ObjectStore;
+  /** Milliseconds a commit step may run (small values force many slices). */
+  commitBudgetMs?: number;
+  deliverTwice?: boolean;
+  /** Called when a step dies; the event is delivered again, as an asynchronous invocation is retried. */
+  maxRetries?: number;
+}
+
+/** Runs the handlers in this process, with a wall-time budget per step, as a minimal runtime. */
+function invoker(config: CommitConfig, o: InvokerOptions = {}): FunctionInvoker & { steps: number; deaths: number } {
+  const self = {
+    steps: 0,
+    deaths: 0,
+    async invoke(fn: string, event: unknown): Promise<unknown> {
+      if (fn === 'lease') return handleLeaseEvent(event as never, { store: config.store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
+      if (fn === 'abort') return handleAbortEvent(event as never, config.store);
+      throw new Error(`no function ${fn}`);
+    },
+    async runChain(fn: string, event: unknown): Promise<unknown> {
+      assert.equal(fn, 'commit');
+      let current = event as CommitEvent;
+      for (let guard = 0; guard < 10_000; guard++) {
+        let answer;
+        for (let attempt = 0; ; attempt++) {
+          const budget = o.commitBudgetMs ?? 60_000;
+          const start = Date.now();
+          const step = () => handleCommitEvent(current, { ...config, store: o.commitStore?.() ?? config.store },
+            context('commit', () => budget - (Date.now() - start)));
+          self.steps++;
+          try {
+            answer = await step();
+            if (o.deliverTwice) {
+              self.steps++;
+              await step();
+            }
+            break;
+          } catch (err) {
+            if (!(err instanceof StepDied) || attempt >= (o.maxRetries ?? 0)) throw err;
+            self.deaths++;
+          }
+        }
+        if (!answer.next) return answer.result;
+        current = answer.next.event;
+      }
+      throw new Error('chain did not end');
+    },
+  };
+  return self;
+}
+
+class StepDied extends Error {}
+
+/** A store whose `n`th write (counted over the whole chain) fails, as if the step had been killed there. */
+function dyingStore(inner: ObjectStore, n: number): ObjectStore {
+  let writes = 0;
+  return {
+    description: inner.description,
+    get: (k, r) => inner.get(k, r),
+    head: (k) => inner.head(k),
+    list: (p, op) => inner.list(p, op),
+    delete: (keys) => inner.delete(keys),
+    put: async (k: string, body: Uint8Array, opts?: PutOptions) => {
+      if (++writes === n) throw new StepDied(`killed before write ${writes} (${k})`);
+      return inner.put(k, body, opts);
+    },
+  };
+}
+
+function makeTree(root: string, label: string, files: number): void {
+  mkdirSync(join(root, 'lib'), { recursive: true });
+  for (let i = 0; i < files; i++) writeFileSync(join(root, 'lib', `f${i}`), `${label} file ${i}\n`);
+  writeFileSync(join(root, 'README'), `${label}\n`);
+}
+
+test('a writer with a publisher key publishes its sub-path through the commit chain, in many small slices', async () => {
+  const { work, store, keysDir, config, open } = await setup('chain-one', ['w1']);
+  const src = join(work, 'src');
+  makeTree(src, 'one', 40);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  const fns = invoker(config, { commitBudgetMs: 1 });
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: fns });
+  assert.equal(s.revision, 2);
+  assert.ok(s.slices > 10, `tiny budgets make many slices (${s.slices})`);
+  const reader = await open();
+  assert.equal((await reader.readFile('/w1/lib/f39')).toString(), 'one file 39\n');
+  await verifyRepository(reader);
+  reader.close();
+
+  const again = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: fns });
+  assert.equal(again.changed, false);
+  assert.equal((await readHead(store))!.manifest.revision, 2);
+});
+
+test('writers outside their scope, or on a busy path, are refused and change nothing', async () => {
+  const { work, store, keysDir, config } = await setup('chain-refuse', ['w1', 'w2']);
+  const src = join(work, 'src');
+  makeTree(src, 'x', 2);
+  const w1 = await loadPublisherKey(keysDir, 'w1');
+  const fns = invoker(config);
+  const before = (await readHead(store))!.bytes;
+  await assert.rejects(publishThroughChain(store, src, { fqrn: FQRN, publisher: w1, path: '/w2', functions: fns }), /may not write \/w2/);
+  const held = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(w1, { fqrn: FQRN, path: '/w1', ttlSeconds: 60 }) },
+    { store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
+  assert.equal(held.status, 'ok');
+  await assert.rejects(publishThroughChain(store, src, { fqrn: FQRN, publisher: w1, path: '/w1/sub', functions: fns }),
+    (err: Error) => err instanceof LeaseBusyError && /w1/.test(err.message) && /\d+ s/.test(err.message));
+  assert.ok((await readHead(store))!.bytes.equals(before));
+});
+
+test('a writer that died holding a lease blocks nobody once the lease expires', async () => {
+  const { work, store, keysDir, config } = await setup('chain-expired', ['w1']);
+  const src = join(work, 'src');
+  makeTree(src, 'late', 3);
+  const w1 = await loadPublisherKey(keysDir, 'w1');
+  await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(w1, { fqrn: FQRN, path: '/w1', ttlSeconds: 1 }) },
+    { store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
+  await new Promise((r) => setTimeout(r, 1100));
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher: w1, path: '/w1', functions: invoker(config) });
+  assert.equal(s.revision, 2);
+});
+
+test('several writers on disjoint paths publish at once: every change lands, revisions strictly increase', async () => {
+  const writers = ['w1', 'w2', 'w3', 'w4'];
+  const { work, store, keysDir, config, open } = await setup('chain-race', writers);
+  const rounds = 3;
+  const revisions: number[] = [];
+  await Promise.all(writers.map(async (w) => {
+    const publisher = await loadPublisherKey(keysDir, w);
+    for (let r = 0; r < rounds; r++) {
+      const src = join(work, `${w}-${r}`);
+      makeTree(src, `${w} round ${r}`, 5);
+      const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: `/${w}`, functions: invoker(config, { commitBudgetMs: 5 }) });
+      revisions.push(s.revision);
+    }
+  }));
+  assert.equal(new Set(revisions).size, writers.length * rounds, `distinct revisions ${revisions.join(',')}`);
+  assert.equal((await readHead(store))!.manifest.revision, 1 + writers.length * rounds);
+  const reader = await open();
+  for (const w of writers) assert.equal((await reader.readFile(`/${w}/README`)).toString(), `${w} round ${rounds - 1}\n`);
+  await verifyRepository(reader);
+  reader.close();
+});
+
+test('every commit step killed at every store write, and every event delivered twice, converges to one revision', async () => {
+  const { work, store, keysDir, config, open } = await setup('chain-kill', ['w1']);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  let expected = 1;
+  for (let n = 1; n <= 200; n++) {
+    const src = join(work, `src-${n}`);
+    makeTree(src, `kill ${n}`, 4);
+    // The chain's nth store write kills its step; the retried delivery carries on.
+    const dying = dyingStore(store, n);
+    const fns = invoker(config, { commitBudgetMs: 3, deliverTwice: n % 2 === 0, maxRetries: 1, commitStore: () => dying });
+    const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: fns });
+    expected++;
+    assert.equal(s.revision, expected, `kill at write ${n}: exactly one new revision`);
+    assert.equal((await readHead(store))!.manifest.revision, expected);
+    const reader = await open();
+    assert.equal((await reader.readFile('/w1/README')).toString(), `kill ${n}\n`);
+    await verifyRepository(reader);
+    reader.close();
+    if (fns.deaths === 0) break; // the chain made fewer than n writes: every point has been covered
+  }
+  assert.ok(expected > 5, 'the chain was killed at several points');
+});
