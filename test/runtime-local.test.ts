@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ChainError, FunctionError, KilledError, LocalRuntime, type LocalRuntimeOptions } from '../src/runtime/local.js';
+import { ChainError, FunctionError, KilledError, LocalRuntime, killAtPlan, killPlansFrom, type LocalRuntimeOptions } from '../src/runtime/local.js';
 import type { FunctionName } from '../src/functions/types.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'functions');
@@ -140,7 +140,8 @@ test('killAt stops an invocation mid-flight and runChain retries the step to com
   const commit = out.records.filter((r) => r.fn === 'commit');
   assert.deepEqual(commit.map((r) => r.outcome), ['killed', 'killed', 'ok']);
   assert.deepEqual(commit[0]!.checkpoints, ['before-work'], 'killed during the sleep');
-  assert.ok(commit[0]!.durationMs >= 30 && commit[0]!.durationMs < 140, `${commit[0]!.durationMs} ms`);
+  // libuv timers run on a millisecond clock, so they may fire a fraction of a millisecond early.
+  assert.ok(commit[0]!.durationMs >= 29, `${commit[0]!.durationMs} ms`);
   assert.deepEqual(commit[1]!.checkpoints, ['before-work', 'after-work']);
   assert.equal(out.report.commit?.killed, 2);
   assert.equal(out.report.commit?.invocations, 3);
@@ -150,6 +151,22 @@ test('a step killed more often than it is retried fails the chain with the Kille
   const rt = runtime(t, { modules: CHAIN_MODULES, killAt: (fn) => (fn === 'resign' ? { checkpoint: 0 } : undefined) });
   await assert.rejects(rt.runChain('lease', { plan: ['resign'], trail: [] }, { retries: 1 }),
     (e: unknown) => e instanceof ChainError && e.cause instanceof KilledError && e.report.resign?.killed === 2 && /after 2 attempt/.test(e.message));
+});
+
+test('killing every function at every checkpoint and before every answer still completes the chain', async (t) => {
+  const clean = await runtime(t, { modules: CHAIN_MODULES }).runChain('lease', { plan: ['commit', 'resign'], trail: [] });
+  const plans = killPlansFrom(clean.records);
+  // Three steps, each with two checkpoints and an answer.
+  assert.equal(plans.length, 9);
+  for (const plan of plans) {
+    const rt = runtime(t, { modules: CHAIN_MODULES, killAt: killAtPlan(plan) });
+    const out = await rt.runChain('lease', { plan: ['commit', 'resign'], trail: [] });
+    const what = `${plan.fn} #${plan.index} at ${JSON.stringify(plan.at)}`;
+    assert.deepEqual(out.result, ['lease', 'commit', 'resign'], what);
+    assert.deepEqual(out.records.map((r) => r.outcome).filter((o) => o !== 'ok'), ['killed'], what);
+    assert.equal(out.report[plan.fn]?.invocations, 2, what);
+    await rt.close();
+  }
 });
 
 test('checkpoint kills work in strict mode too', async (t) => {
@@ -175,7 +192,7 @@ test('the context carries the request id, name and memory, and the remaining tim
   assert.equal(echo.functionName, 'lease');
   assert.equal(echo.memoryLimitInMB, 192);
   const [first, second] = (await rt.invoke('lease', { action: 'remaining', ms: 100 }, { timeoutMs: 2000 })).result as number[];
-  assert.ok(first! <= 2000 && first! > 1800, `first ${first}`);
+  assert.ok(first! <= 2000 && first! > 1500, `first ${first}`);
   assert.ok(second! <= first! - 90, `${first} then ${second}`);
 });
 

@@ -13,6 +13,7 @@ import { WorkerSandbox } from './worker-sandbox.js';
 
 export { FunctionError, KilledError, type FailureKind } from './errors.js';
 export type { KillPoint } from './sandbox.js';
+export { killAtPlan, killPlansFrom, type KillPlan } from './kill-plans.js';
 export type { FunctionStats, InvocationRecord, RuntimeReport } from './stats.js';
 
 export interface Limits {
@@ -97,6 +98,8 @@ const MB = 1024 * 1024;
 export class LocalRuntime {
   private readonly idle = new Map<string, Sandbox[]>();
   private readonly live = new Set<Sandbox>();
+  /** Sandboxes being destroyed in the background, so that an answer never waits for a teardown. */
+  private readonly closing = new Set<Promise<void>>();
   private readonly deliveries = new Map<FunctionName, number>();
   private readonly totals: RuntimeReport = {};
   private readonly payload: PayloadLimits;
@@ -164,7 +167,7 @@ export class LocalRuntime {
     const all = [...this.live];
     this.live.clear();
     this.idle.clear();
-    await Promise.all(all.map((s) => s.close()));
+    await Promise.all([...all.map((s) => s.close()), ...this.closing]);
   }
 
   private limitsOf(fn: FunctionName, override: Partial<Limits>): Limits {
@@ -224,7 +227,7 @@ export class LocalRuntime {
       record.cold = true;
       delivery = { error: err };
     } finally {
-      if (sandbox) await this.release(sandbox);
+      if (sandbox) this.release(sandbox);
     }
     if (delivery.error) {
       record.outcome = delivery.error.kind;
@@ -275,12 +278,13 @@ export class LocalRuntime {
     return { sandbox, cold: true };
   }
 
-  private async release(s: Sandbox): Promise<void> {
+  private release(s: Sandbox): void {
     const key = poolKey(s.fn, s.memoryMb);
     const pool = this.idle.get(key) ?? [];
     if (s.dead || this.closed || this.options.forceColdStart || pool.length >= (this.options.warmSandboxes ?? 2)) {
       this.live.delete(s);
-      await s.close();
+      const closing: Promise<void> = s.close().finally(() => this.closing.delete(closing));
+      this.closing.add(closing);
       return;
     }
     pool.push(s);

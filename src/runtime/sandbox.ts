@@ -6,8 +6,12 @@ import type { FunctionName } from '../functions/types.js';
 import { FunctionError, KilledError, timeoutError } from './errors.js';
 import type { FromSandbox, MemoryReport, ToSandbox } from './protocol.js';
 
-/** Milliseconds after the invocation starts, or the handler's n-th checkpoint (from 0) or named checkpoint. */
-export type KillPoint = number | { checkpoint: number | string };
+/**
+ * Where fault injection kills an invocation: milliseconds after the handler is invoked; the handler's
+ * n-th checkpoint (from 0) or first checkpoint of that name (src/functions/checkpoint.ts); or
+ * 'before-answer': the handler ran to the end but its answer is lost, as when a sandbox dies on the way out.
+ */
+export type KillPoint = number | { checkpoint: number | string } | 'before-answer';
 
 export interface InvocationPlan {
   requestId: string;
@@ -116,10 +120,15 @@ export abstract class Sandbox {
         this.onCheckpoint(m.id, m.name);
         return;
       case 'result':
-        if (this.pending?.id === m.id) this.finish({ payload: m.payload }, m.memory);
-        return;
       case 'error':
-        if (this.pending?.id === m.id) {
+        if (this.pending?.id !== m.id) return;
+        if (this.pending.plan.kill === 'before-answer') {
+          this.abort(new KilledError(this.fn, `killed by fault injection after the handler of request ${this.pending.plan.requestId} finished, before its answer`));
+          return;
+        }
+        if (m.type === 'result') {
+          this.finish({ payload: m.payload }, m.memory);
+        } else {
           this.finish({ error: new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack) }, m.memory);
         }
         return;
