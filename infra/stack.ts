@@ -181,7 +181,7 @@ export class ScvmfsStack extends Stack {
         SCVMFS_FQRN: fqrn,
         NODE_OPTIONS: '--enable-source-maps',
       };
-      if (fn === 'commit') environment.SCVMFS_KEY_SECRET = this.repositoryKey.secretArn;
+      if (readsRepositoryKey(fn, this.masterKey !== undefined)) environment.SCVMFS_KEY_SECRET = this.repositoryKey.secretArn;
       if (fn === 'resign' && this.masterKey) environment.SCVMFS_MASTER_KEY_SECRET = this.masterKey.secretArn;
       for (const next of FUNCTION_CHAINS[fn]) environment[functionEnvName(next)] = names[next];
 
@@ -214,7 +214,9 @@ export class ScvmfsStack extends Stack {
       functions[fn] = f;
     }
     this.functions = functions as Record<FunctionName, lambda.Function>;
-    this.repositoryKey.grantRead(this.functions.commit);
+    for (const fn of FUNCTION_NAMES) {
+      if (readsRepositoryKey(fn, this.masterKey !== undefined)) this.repositoryKey.grantRead(this.functions[fn]);
+    }
     if (this.masterKey) this.masterKey.grantRead(this.functions.resign);
 
     if (props.scheduleResign) {
@@ -293,6 +295,15 @@ export class ScvmfsStack extends Stack {
     // store (lease lookups, existence checks) would fail. It reveals key names only, never content.
     f.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
   }
+}
+
+/**
+ * Commit signs manifests. Resign, when the master key is in the account, gets the repository secret too:
+ * re-signing needs the certificate, the keys directory it loads is then complete as on a laptop, and a
+ * holder of the master key can already make any key trusted, so the repository key adds no power.
+ */
+function readsRepositoryKey(fn: FunctionName, masterKeyInAccount: boolean): boolean {
+  return fn === 'commit' || (fn === 'resign' && masterKeyInAccount);
 }
 
 function checkSettings(fn: FunctionName, s: FunctionSettings): void {

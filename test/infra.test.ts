@@ -162,7 +162,7 @@ test('five functions on Node 20, one entry module each, with default and overrid
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit reads the repository key and may invoke itself; only resign reads the master key', () => {
+test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit chains', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -176,9 +176,9 @@ test('only commit reads the repository key and may invoke itself; only resign re
     const statements = statementsOf(full, fn);
     const readsSecret = (id: string) => statements.some((s) => list(s.Action).includes('secretsmanager:GetSecretValue')
       && list(s.Resource).some((r) => r.Ref === id));
-    assert.equal(readsSecret(repoKey), fn === 'commit', `${fn} and the repository key`);
+    assert.equal(readsSecret(repoKey), fn === 'commit' || fn === 'resign', `${fn} and the repository key`);
     assert.equal(readsSecret(masterKey), fn === 'resign', `${fn} and the master key`);
-    assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' ? { Ref: repoKey } : undefined);
+    assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' || fn === 'resign' ? { Ref: repoKey } : undefined);
     assert.deepEqual(env.SCVMFS_MASTER_KEY_SECRET, fn === 'resign' ? { Ref: masterKey } : undefined);
     const invokes = statements.filter((s) => list(s.Action).some((a: string) => a.startsWith('lambda:')));
     if (fn === 'commit') {
@@ -191,7 +191,11 @@ test('only commit reads the repository key and may invoke itself; only resign re
       assert.ok(!Object.keys(env).some((k) => k.startsWith('SCVMFS_FN_')), `${fn} chains nowhere`);
     }
   }
-  assert.equal(functionOf(plain, 'resign')[1].Properties.Environment.Variables.SCVMFS_MASTER_KEY_SECRET, undefined);
+  // Without the master key in the account, resign holds no key at all.
+  const plainResign = functionOf(plain, 'resign')[1].Properties.Environment.Variables;
+  assert.equal(plainResign.SCVMFS_MASTER_KEY_SECRET, undefined);
+  assert.equal(plainResign.SCVMFS_KEY_SECRET, undefined);
+  assert.ok(!statementsOf(plain, 'resign').some((s) => list(s.Action).some((a: string) => a.startsWith('secretsmanager:'))));
 });
 
 test('each role reaches only its own keys, and no policy grants a wildcard action or every resource', () => {
