@@ -3,7 +3,7 @@
 // secrets, and the whitelist re-signing schedule. docs/aws.md says what each piece is for and what it costs.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy, Stack, type StackProps, ArnFormat } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
 import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -218,6 +218,17 @@ export class ScvmfsStack extends Stack {
       if (readsRepositoryKey(fn, this.masterKey !== undefined)) this.repositoryKey.grantRead(this.functions[fn]);
     }
     if (this.masterKey) this.masterKey.grantRead(this.functions.resign);
+
+    // What the owner needs after `cdk deploy`: where to store keys, what to give clients.
+    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+    new CfnOutput(this, 'StoreUrl', { value: `s3://${this.bucket.bucketName}/${fqrn}` });
+    new CfnOutput(this, 'ServerUrl', {
+      value: `http://${this.distribution.distributionDomainName}/@fqrn@`,
+      description: 'CVMFS_SERVER_URL for clients',
+    });
+    new CfnOutput(this, 'RepositoryKeySecret', { value: this.repositoryKey.secretName });
+    if (this.masterKey) new CfnOutput(this, 'MasterKeySecret', { value: this.masterKey.secretName });
+    for (const fn of FUNCTION_NAMES) new CfnOutput(this, `${pascal(fn)}FunctionName`, { value: names[fn] });
 
     if (props.scheduleResign) {
       new events.Rule(this, 'ResignSchedule', {

@@ -255,6 +255,15 @@ test('the whitelist schedule exists only when asked for, and then targets resign
   synth({ masterKeyInAccount: true }, 'NoSchedule').resourceCountIs('AWS::Events::Rule', 0);
 });
 
+test('the outputs tell the owner where to store keys and what to give clients', () => {
+  const outputs = full.toJSON().Outputs;
+  assert.deepEqual(outputs.ServerUrl.Value,
+    { 'Fn::Join': ['', ['http://', { 'Fn::GetAtt': [only(full, 'AWS::CloudFront::Distribution')[0], 'DomainName'] }, '/@fqrn@']] });
+  assert.equal(outputs.CommitFunctionName.Value, 'Repo-commit');
+  assert.ok(outputs.RepositoryKeySecret && outputs.MasterKeySecret && outputs.StoreUrl && outputs.BucketName);
+  assert.equal(plain.toJSON().Outputs.MasterKeySecret, undefined);
+});
+
 test('bad settings are refused at synthesis with a message that names them', () => {
   const cases: [Partial<ScvmfsStackProps>, RegExp][] = [
     [{ fqrn: 'Repo/../x' }, /invalid repository name/],
