@@ -1,0 +1,330 @@
+// One repository on AWS: a bucket (public repository part, private control part), a CloudFront
+// distribution with the cache rules of spec §11, the five functions with least-privilege roles, the key
+// secrets, and the whitelist re-signing schedule. docs/aws.md says what each piece is for and what it costs.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
+import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
+import { functionEnvName } from '../src/runtime/aws.js';
+import { CONTROL_PREFIX } from '../src/store/object-store.js';
+
+/** Where scripts/package-lambda.sh puts dist/src + production node_modules. */
+export const DEFAULT_CODE_DIRECTORY = fileURLToPath(new URL('../../build/lambda', import.meta.url));
+
+/** spec §11.1: `.cvmfs*` files 61 s ("60 s and below is not cached at all by Squid"), CAS objects 3 days. */
+export const MANIFEST_TTL = Duration.seconds(61);
+export const DATA_TTL = Duration.days(3);
+
+/**
+ * What each function may do to objects, as key patterns under the repository prefix `<fqrn>/`. This table
+ * is the whole S3 permission model; widen a row here, nowhere else.
+ */
+export interface ObjectAccess {
+  read?: string[];
+  write?: string[];
+  delete?: string[];
+}
+export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
+  // Records, renews and expires leases: nothing outside its part of the control area.
+  lease: { read: [`${CONTROL_PREFIX}leases/*`], write: [`${CONTROL_PREFIX}leases/*`], delete: [`${CONTROL_PREFIX}leases/*`] },
+  // Answers "already there" (HEAD) or a pre-signed PUT; the URL carries this role's rights, so PutObject
+  // on data/* is exactly what a writer can be granted through it.
+  'upload-grant': { read: ['data/*'], write: ['data/*'] },
+  // Reads changesets and catalogs, writes catalogs, manifest, history, reflog and checkpoints. It never
+  // deletes repository objects (garbage collection would), only its own control-area state.
+  commit: { read: ['*'], write: ['*'], delete: [`${CONTROL_PREFIX}*`] },
+  // Throws away a transaction and its lease: control area only.
+  abort: { read: [`${CONTROL_PREFIX}*`], write: [`${CONTROL_PREFIX}*`], delete: [`${CONTROL_PREFIX}*`] },
+  // Reads the manifest and certificate to list the certificate, writes the whitelist.
+  resign: { read: ['.cvmfspublished', 'data/*'], write: ['.cvmfswhitelist'] },
+};
+
+/** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
+export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [],
+};
+
+export interface FunctionSettings {
+  memoryMB: number;
+  timeout: Duration;
+}
+
+// Small, short functions; commit gets the memory for SQLite catalogs and the longest slice.
+export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> = {
+  lease: { memoryMB: 256, timeout: Duration.seconds(10) },
+  'upload-grant': { memoryMB: 256, timeout: Duration.seconds(30) },
+  commit: { memoryMB: 1024, timeout: Duration.minutes(5) },
+  abort: { memoryMB: 256, timeout: Duration.minutes(1) },
+  resign: { memoryMB: 256, timeout: Duration.seconds(30) },
+};
+
+/** The event the schedule sends to resign. */
+export const RESIGN_SCHEDULE_EVENT = { trigger: 'schedule' };
+
+export interface ScvmfsStackProps extends StackProps {
+  /** Repository name; objects live under `<fqrn>/` (as cvmfs_server's S3 uploader lays them out). */
+  fqrn: string;
+  /** A fixed bucket name; default a generated one. */
+  bucketName?: string;
+  /** Per-function memory and timeout, over the defaults above. */
+  functions?: Partial<Record<FunctionName, Partial<FunctionSettings>>>;
+  /**
+   * Node.js major version of the functions. Default 20 (the project's minimum); Lambda deprecates 20 in
+   * 2026, and 22 or 24 run the same code.
+   */
+  nodeVersion?: 20 | 22 | 24;
+  /** Must match the machine that built the native modules in the code directory. Default x86_64. */
+  architecture?: 'x86_64' | 'arm64';
+  /** dist/src + production node_modules; default `build/lambda` (scripts/package-lambda.sh). */
+  codeDirectory?: string;
+  /**
+   * The owner keeps the master key in this account (a second secret, readable by resign only). Without
+   * it the master key stays with the owner and the whitelist is re-signed off-line with `scvmfs resign`.
+   */
+  masterKeyInAccount?: boolean;
+  /** Re-sign the whitelist on a schedule; needs `masterKeyInAccount`. Default false. */
+  scheduleResign?: boolean;
+  /** Days between scheduled re-signings (1–29: a whitelist is valid 30 days). Default 7. */
+  resignEveryDays?: number;
+  /** CloudFront edge locations paid for. Default PRICE_CLASS_100 (North America and Europe). */
+  priceClass?: cloudfront.PriceClass;
+  /** How long function logs are kept. Default one month. */
+  logRetention?: logs.RetentionDays;
+}
+
+const NODE_RUNTIMES = { 20: lambda.Runtime.NODEJS_20_X, 22: lambda.Runtime.NODEJS_22_X, 24: lambda.Runtime.NODEJS_24_X };
+
+const FQRN_PATTERN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/;
+
+export class ScvmfsStack extends Stack {
+  readonly bucket: s3.Bucket;
+  readonly distribution: cloudfront.Distribution;
+  readonly repositoryKey: secretsmanager.Secret;
+  readonly masterKey?: secretsmanager.Secret;
+  readonly functions: Record<FunctionName, lambda.Function>;
+
+  constructor(scope: Construct, id: string, props: ScvmfsStackProps) {
+    super(scope, id, props);
+    const { fqrn } = props;
+    if (!FQRN_PATTERN.test(fqrn)) {
+      throw new Error(`invalid repository name ${JSON.stringify(fqrn)}: expected a lower-case DNS name like repo.example.org`);
+    }
+    if (props.scheduleResign && !props.masterKeyInAccount) {
+      throw new Error('scheduleResign needs masterKeyInAccount: the schedule can only re-sign with a master key'
+        + ' stored in this account; otherwise re-sign off-line with `scvmfs resign`');
+    }
+    const resignEveryDays = props.resignEveryDays ?? 7;
+    if (!Number.isInteger(resignEveryDays) || resignEveryDays < 1 || resignEveryDays > 29) {
+      throw new Error(`resignEveryDays must be a whole number of days from 1 to 29, got ${resignEveryDays}`);
+    }
+    if (props.nodeVersion !== undefined && !(props.nodeVersion in NODE_RUNTIMES)) {
+      throw new Error(`nodeVersion must be 20, 22 or 24, got ${props.nodeVersion}`);
+    }
+    const codeDirectory = props.codeDirectory ?? DEFAULT_CODE_DIRECTORY;
+    if (!existsSync(codeDirectory)) {
+      throw new Error(`function code directory ${codeDirectory} does not exist: run scripts/package-lambda.sh first`);
+    }
+
+    this.bucket = new s3.Bucket(this, 'Repository', {
+      bucketName: props.bucketName,
+      // ACLs off: access is decided by the policy below alone, so no object can be made public by an upload
+      // that sends `x-amz-acl: public-read` (it is refused), and the control area stays private.
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      blockPublicAccess: new s3.BlockPublicAccess({
+        blockPublicAcls: true, ignorePublicAcls: true, blockPublicPolicy: false, restrictPublicBuckets: false,
+      }),
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      // Stock clients and proxies read over plain HTTP (through CloudFront or directly), so no TLS-only rule.
+      enforceSSL: false,
+      lifecycleRules: [{ abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+      // The repository outlives the stack: deleting the stack must not delete the data.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    // Anonymous reads of exactly what the stock client fetches (spec §1.1); the control area
+    // `<fqrn>/.scvmfs/` matches neither pattern.
+    this.bucket.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'PublicRepositoryRead',
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:GetObject'],
+      resources: [this.bucket.arnForObjects(`${fqrn}/.cvmfs*`), this.bucket.arnForObjects(`${fqrn}/data/*`)],
+    }));
+
+    this.distribution = this.cdn(fqrn, props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100);
+
+    this.repositoryKey = this.emptySecret('RepositoryKey', `scvmfs/${fqrn}/repository-key`,
+      `Repository key and certificate of ${fqrn}: JSON {"key": PEM, "crt": PEM} (docs/aws.md)`);
+    if (props.masterKeyInAccount) {
+      this.masterKey = this.emptySecret('MasterKey', `scvmfs/${fqrn}/master-key`,
+        `Master key of ${fqrn}, for scheduled whitelist re-signing: JSON {"masterkey": PEM} (docs/aws.md)`);
+    }
+
+    const code = lambda.Code.fromAsset(codeDirectory);
+    const architecture = props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64;
+    const names = Object.fromEntries(FUNCTION_NAMES.map((fn) => [fn, `${this.stackName}-${fn}`])) as
+      Record<FunctionName, string>;
+    const functions: Partial<Record<FunctionName, lambda.Function>> = {};
+    for (const fn of FUNCTION_NAMES) {
+      const settings = { ...DEFAULT_FUNCTION_SETTINGS[fn], ...props.functions?.[fn] };
+      checkSettings(fn, settings);
+      const environment: Record<string, string> = {
+        SCVMFS_STORE: `s3://${this.bucket.bucketName}/${fqrn}`,
+        SCVMFS_FQRN: fqrn,
+        NODE_OPTIONS: '--enable-source-maps',
+      };
+      if (readsRepositoryKey(fn, this.masterKey !== undefined)) environment.SCVMFS_KEY_SECRET = this.repositoryKey.secretArn;
+      if (fn === 'resign' && this.masterKey) environment.SCVMFS_MASTER_KEY_SECRET = this.masterKey.secretArn;
+      for (const next of FUNCTION_CHAINS[fn]) environment[functionEnvName(next)] = names[next];
+
+      const logGroup = new logs.LogGroup(this, `${pascal(fn)}Logs`, {
+        logGroupName: `/aws/lambda/${names[fn]}`,
+        retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      const f = new lambda.Function(this, `${pascal(fn)}Function`, {
+        functionName: names[fn],
+        description: `scvmfs ${fn} for ${fqrn}`,
+        runtime: NODE_RUNTIMES[props.nodeVersion ?? 20],
+        architecture,
+        code,
+        handler: `dist/src/runtime/aws-entry/${fn}.handler`,
+        memorySize: settings.memoryMB,
+        timeout: settings.timeout,
+        environment,
+        logGroup,
+      });
+      this.grantObjects(f, fqrn, FUNCTION_ACCESS[fn]);
+      // Names come from the stack, not from the function resources, so that commit can be allowed to invoke
+      // itself without a reference cycle.
+      const chainTargets = FUNCTION_CHAINS[fn].map((next) => this.formatArn({
+        service: 'lambda', resource: 'function', resourceName: names[next], arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }));
+      if (chainTargets.length > 0) {
+        f.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: chainTargets }));
+      }
+      functions[fn] = f;
+    }
+    this.functions = functions as Record<FunctionName, lambda.Function>;
+    for (const fn of FUNCTION_NAMES) {
+      if (readsRepositoryKey(fn, this.masterKey !== undefined)) this.repositoryKey.grantRead(this.functions[fn]);
+    }
+    if (this.masterKey) this.masterKey.grantRead(this.functions.resign);
+
+    // What the owner needs after `cdk deploy`: where to store keys, what to give clients.
+    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+    new CfnOutput(this, 'StoreUrl', { value: `s3://${this.bucket.bucketName}/${fqrn}` });
+    new CfnOutput(this, 'ServerUrl', {
+      value: `http://${this.distribution.distributionDomainName}/@fqrn@`,
+      description: 'CVMFS_SERVER_URL for clients',
+    });
+    new CfnOutput(this, 'RepositoryKeySecret', { value: this.repositoryKey.secretName });
+    if (this.masterKey) new CfnOutput(this, 'MasterKeySecret', { value: this.masterKey.secretName });
+    for (const fn of FUNCTION_NAMES) new CfnOutput(this, `${pascal(fn)}FunctionName`, { value: names[fn] });
+
+    if (props.scheduleResign) {
+      new events.Rule(this, 'ResignSchedule', {
+        description: `Re-sign the whitelist of ${fqrn} every ${resignEveryDays} days (valid 30)`,
+        schedule: events.Schedule.rate(Duration.days(resignEveryDays)),
+        targets: [new targets.LambdaFunction(this.functions.resign, {
+          event: events.RuleTargetInput.fromObject(RESIGN_SCHEDULE_EVENT),
+          retryAttempts: 2,
+        })],
+      });
+    }
+  }
+
+  /**
+   * The origin is the bucket read anonymously, so CloudFront serves exactly what the bucket policy makes
+   * public. (An origin access control would let CloudFront read the whole bucket, control area included.)
+   */
+  private cdn(fqrn: string, priceClass: cloudfront.PriceClass): cloudfront.Distribution {
+    const origin = origins.S3BucketOrigin.withBucketDefaults(this.bucket);
+    const policy = (id: string, ttl: Duration, comment: string) => new cloudfront.CachePolicy(this, id, {
+      comment,
+      defaultTtl: ttl, minTtl: ttl, maxTtl: ttl,
+      // Nothing from the request varies the answer: one cache entry per object, whatever the client sends.
+      queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
+      cookieBehavior: cloudfront.CacheCookieBehavior.none(),
+      headerBehavior: cloudfront.CacheHeaderBehavior.none(),
+      // The client checks the stored bytes' hash: no Content-Encoding may be added (spec §11.2).
+      enableAcceptEncodingGzip: false,
+      enableAcceptEncodingBrotli: false,
+    });
+    const manifest = policy('ManifestCachePolicy', MANIFEST_TTL, `scvmfs ${fqrn}: .cvmfs* files, 61 s`);
+    const data = policy('DataCachePolicy', DATA_TTL, `scvmfs ${fqrn}: content-addressed objects, 3 days`);
+    const behavior = (cachePolicy: cloudfront.ICachePolicy): cloudfront.BehaviorOptions => ({
+      origin,
+      cachePolicy,
+      compress: false,
+      allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+      cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
+      // Clients and site proxies (Squid) mostly speak plain HTTP.
+      viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.ALLOW_ALL,
+    });
+    return new cloudfront.Distribution(this, 'Cdn', {
+      comment: `scvmfs ${fqrn}`,
+      // The stock client speaks HTTP/1.1 only (spec §11.2); nothing newer is offered.
+      httpVersion: cloudfront.HttpVersion.HTTP1_1,
+      priceClass,
+      // Anything that is neither public file nor object gets the short lifetime (mostly errors).
+      defaultBehavior: behavior(manifest),
+      additionalBehaviors: {
+        [`${fqrn}/.cvmfs*`]: behavior(manifest),
+        [`${fqrn}/data/*`]: behavior(data),
+      },
+    });
+  }
+
+  /** A secret with no value: the owner stores the keys (docs/aws.md), and redeploying never touches them. */
+  private emptySecret(id: string, secretName: string, description: string): secretsmanager.Secret {
+    const secret = new secretsmanager.Secret(this, id, { secretName, description, removalPolicy: RemovalPolicy.RETAIN });
+    // CDK generates a random value when none is given; a repository key is not a password, so store none.
+    (secret.node.defaultChild as secretsmanager.CfnSecret).addPropertyDeletionOverride('GenerateSecretString');
+    return secret;
+  }
+
+  private grantObjects(f: lambda.Function, fqrn: string, access: ObjectAccess): void {
+    const objects = (patterns: string[] | undefined) => (patterns ?? []).map((p) => this.bucket.arnForObjects(`${fqrn}/${p}`));
+    const grants: [string, string[]][] = [
+      ['s3:GetObject', objects(access.read)],
+      ['s3:PutObject', objects(access.write)],
+      ['s3:DeleteObject', objects(access.delete)],
+    ];
+    for (const [action, resources] of grants) {
+      if (resources.length > 0) f.addToRolePolicy(new iam.PolicyStatement({ actions: [action], resources }));
+    }
+    // Without ListBucket, S3 answers 403 instead of 404 for a missing key, and every "is it there?" in the
+    // store (lease lookups, existence checks) would fail. It reveals key names only, never content.
+    f.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
+  }
+}
+
+/**
+ * Commit signs manifests. Resign, when the master key is in the account, gets the repository secret too:
+ * re-signing needs the certificate, the keys directory it loads is then complete as on a laptop, and a
+ * holder of the master key can already make any key trusted, so the repository key adds no power.
+ */
+function readsRepositoryKey(fn: FunctionName, masterKeyInAccount: boolean): boolean {
+  return fn === 'commit' || (fn === 'resign' && masterKeyInAccount);
+}
+
+function checkSettings(fn: FunctionName, s: FunctionSettings): void {
+  if (!Number.isInteger(s.memoryMB) || s.memoryMB < 128 || s.memoryMB > 10240) {
+    throw new Error(`${fn}: memoryMB must be a whole number from 128 to 10240, got ${s.memoryMB}`);
+  }
+  const seconds = s.timeout.toSeconds();
+  if (seconds < 1 || seconds > 900) throw new Error(`${fn}: timeout must be from 1 s to 15 min, got ${seconds} s`);
+}
+
+function pascal(fn: string): string {
+  return fn.split('-').map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
+}

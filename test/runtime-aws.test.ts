@@ -1,0 +1,175 @@
+// The Lambda wrapper, with fakes only where the cloud would answer: a Lambda client that records
+// invocations and a Secrets Manager client that serves a JSON secret.
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { test } from 'node:test';
+import type { InvokeCommand } from '@aws-sdk/client-lambda';
+import type { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+import { generateRepositoryKeys } from '../src/format/keys.js';
+import { loadKeys } from '../src/repo/keys-dir.js';
+import { functionEnvName, lambdaHandler, type LambdaContext } from '../src/runtime/aws.js';
+import type { FunctionContext, Handler } from '../src/functions/types.js';
+import { tempDir } from './helpers.js';
+
+const FQRN = 'aws.example.org';
+
+class RecordingLambda {
+  readonly invocations: InvokeCommand['input'][] = [];
+  constructor(private readonly status = 202) {}
+  async send(command: InvokeCommand) {
+    this.invocations.push(command.input);
+    return { StatusCode: this.status };
+  }
+}
+
+class FakeSecrets {
+  calls = 0;
+  failuresLeft = 0;
+  constructor(private readonly values: Record<string, string | undefined>) {}
+  async send(command: GetSecretValueCommand) {
+    this.calls++;
+    const id = command.input.SecretId!;
+    if (this.failuresLeft > 0) {
+      this.failuresLeft--;
+      throw new Error('Rate exceeded');
+    }
+    if (this.values[id] === undefined) {
+      throw new Error("Secrets Manager can't find the specified secret value for staging label: AWSCURRENT");
+    }
+    return { SecretString: this.values[id] };
+  }
+}
+
+function lambdaContext(remaining = 4321): LambdaContext {
+  return {
+    awsRequestId: 'req-1',
+    functionName: 'stack-commit',
+    memoryLimitInMB: '512',
+    getRemainingTimeInMillis: () => remaining,
+  };
+}
+
+function baseEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { SCVMFS_STORE: 's3://bucket/aws.example.org', SCVMFS_FQRN: FQRN, ...extra };
+}
+
+test('the Lambda context becomes our FunctionContext', async () => {
+  let seen: FunctionContext | undefined;
+  const toy: Handler = async (_event, context) => {
+    seen = context;
+    return { result: 'ok' };
+  };
+  const wrapped = lambdaHandler('commit', toy, { env: baseEnv(), lambda: new RecordingLambda() });
+  let remaining = 9000;
+  const ctx = { ...lambdaContext(), getRemainingTimeInMillis: () => remaining };
+  assert.equal(await wrapped({}, ctx), 'ok');
+  assert.equal(seen!.awsRequestId, 'req-1');
+  assert.equal(seen!.functionName, 'stack-commit');
+  assert.equal(seen!.memoryLimitInMB, 512);
+  remaining = 1234;
+  assert.equal(seen!.getRemainingTimeInMillis(), 1234, 'remaining time is asked of Lambda each time');
+});
+
+test('a next step becomes exactly one asynchronous invoke of the configured function with the event', async () => {
+  const lambda = new RecordingLambda();
+  const event = { txn: 'abc', slice: 3, paths: ['/a', '/b'] };
+  const toy: Handler = async () => ({ result: { sliced: true }, next: { fn: 'commit', event } });
+  const env = baseEnv({ [functionEnvName('commit')]: 'prod-commit', SCVMFS_FN_ABORT: 'prod-abort' });
+  const wrapped = lambdaHandler('commit', toy, { env, lambda });
+  assert.deepEqual(await wrapped({}, lambdaContext()), { sliced: true });
+  assert.equal(lambda.invocations.length, 1);
+  const call = lambda.invocations[0]!;
+  assert.equal(call.FunctionName, 'prod-commit');
+  assert.equal(call.InvocationType, 'Event');
+  assert.deepEqual(JSON.parse(Buffer.from(call.Payload as Uint8Array).toString('utf8')), event);
+});
+
+test('no next step, no invocation; a handler without result answers null', async () => {
+  const lambda = new RecordingLambda();
+  const wrapped = lambdaHandler('lease', async () => ({}), { env: baseEnv({ SCVMFS_FN_LEASE: 'x' }), lambda });
+  assert.equal(await wrapped({}, lambdaContext()), null);
+  assert.equal(lambda.invocations.length, 0);
+});
+
+test('chaining to a function the deployment did not wire is refused by name', async () => {
+  const lambda = new RecordingLambda();
+  const toy: Handler = async () => ({ next: { fn: 'resign', event: {} } });
+  const wrapped = lambdaHandler('commit', toy, { env: baseEnv({ SCVMFS_FN_COMMIT: 'c' }), lambda });
+  await assert.rejects(wrapped({}, lambdaContext()), /SCVMFS_FN_RESIGN is not set/);
+  assert.equal(lambda.invocations.length, 0);
+  assert.equal(functionEnvName('upload-grant'), 'SCVMFS_FN_UPLOAD_GRANT');
+});
+
+test('an invocation Lambda did not accept fails this step so that Lambda retries it', async () => {
+  const toy: Handler = async () => ({ next: { fn: 'commit', event: {} } });
+  const wrapped = lambdaHandler('commit', toy, { env: baseEnv({ SCVMFS_FN_COMMIT: 'c' }), lambda: new RecordingLambda(500) });
+  await assert.rejects(wrapped({}, lambdaContext()), /was not accepted: status 500/);
+});
+
+test('missing configuration is named and the handler does not run', async () => {
+  let ran = false;
+  const toy: Handler = async () => { ran = true; return {}; };
+  const wrapped = lambdaHandler('lease', toy, { env: { SCVMFS_FQRN: FQRN }, lambda: new RecordingLambda() });
+  await assert.rejects(wrapped({}, lambdaContext()), /missing environment: SCVMFS_STORE/);
+  assert.equal(ran, false);
+});
+
+test('the key secret becomes a keys directory, read once per warm sandbox', async () => {
+  const keys = await generateRepositoryKeys(FQRN);
+  const secrets = new FakeSecrets({
+    'repo-secret': JSON.stringify({ key: keys.repositoryKeyPem, crt: keys.certificatePem }),
+    'master-secret': JSON.stringify({ masterkey: keys.masterKeyPem }),
+  });
+  const env = baseEnv({ SCVMFS_KEY_SECRET: 'repo-secret', SCVMFS_MASTER_KEY_SECRET: 'master-secret' });
+  const loaded: string[] = [];
+  const toy: Handler = async () => {
+    // The handler loads keys exactly as under the local runtime.
+    const found = await loadKeys(env.SCVMFS_KEYS!, FQRN, { need: ['repository', 'master'] });
+    loaded.push(found.certificatePem);
+    return {};
+  };
+  const wrapped = lambdaHandler('resign', toy, { env, secrets, scratchDir: tempDir('aws-keys') });
+  await wrapped({}, lambdaContext());
+  const dir = env.SCVMFS_KEYS!;
+  await wrapped({}, lambdaContext());
+  await wrapped({}, lambdaContext());
+  assert.deepEqual(loaded, [keys.certificatePem, keys.certificatePem, keys.certificatePem]);
+  assert.equal(secrets.calls, 2, 'one read per secret for three invocations');
+  assert.equal(env.SCVMFS_KEYS, dir);
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  assert.equal(statSync(`${dir}/${FQRN}.key`).mode & 0o777, 0o600);
+  assert.equal(statSync(`${dir}/${FQRN}.masterkey`).mode & 0o777, 0o600);
+});
+
+test('a failed secret read is not cached: the next invocation reads again', async () => {
+  const keys = await generateRepositoryKeys(FQRN);
+  const secrets = new FakeSecrets({ s: JSON.stringify({ key: keys.repositoryKeyPem, crt: keys.certificatePem }) });
+  secrets.failuresLeft = 1;
+  let runs = 0;
+  const env = baseEnv({ SCVMFS_KEY_SECRET: 's' });
+  const wrapped = lambdaHandler('commit', async () => { runs++; return {}; }, { env, secrets, scratchDir: tempDir('aws-keys') });
+  await assert.rejects(wrapped({}, lambdaContext()), /cannot read secret s: Rate exceeded/);
+  assert.equal(runs, 0);
+  await wrapped({}, lambdaContext());
+  await wrapped({}, lambdaContext());
+  assert.equal(runs, 2);
+  assert.equal(secrets.calls, 2);
+});
+
+test('an unfilled or malformed secret is refused with a message that says what to store', async () => {
+  const cases: [string | undefined, RegExp][] = [
+    [undefined, /cannot read secret s: .*has the owner stored the keys/],
+    ['not json', /not a JSON object of PEM texts/],
+    ['{}', /lacks 'key', 'crt'/],
+    [JSON.stringify({ key: 'x', crt: 'y' }), /field 'key' is not a PEM text/],
+    [JSON.stringify({ password: '-----BEGIN x' }), /unknown field 'password'/],
+  ];
+  for (const [value, message] of cases) {
+    let ran = false;
+    const wrapped = lambdaHandler('commit', async () => { ran = true; return {}; }, {
+      env: baseEnv({ SCVMFS_KEY_SECRET: 's' }), secrets: new FakeSecrets({ s: value }), scratchDir: tempDir('aws-keys'),
+    });
+    await assert.rejects(wrapped({}, lambdaContext()), message);
+    assert.equal(ran, false);
+  }
+});
