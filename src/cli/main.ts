@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // scvmfs: the command-line front. Parsing, progress and exit codes only; the work is in the library.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseHashAlgorithm } from '../format/hash.js';
 import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 import { openStore } from '../store/open-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
-import { addPublisher, listPublishers, removePublisher } from '../repo/publishers.js';
+import { addPublisher, listPublishers, loadPublisherKey, removePublisher } from '../repo/publishers.js';
+import { publishThroughChain, type FunctionInvoker } from '../publish/publish-changeset.js';
+import { awsInvoker, localInvoker, type LocalInvoker } from '../runtime/invokers.js';
 import { publishDirectory } from '../publish/publish-directory.js';
 import { serveStore } from '../serve/http-server.js';
 import { openSource } from '../client/sources.js';
@@ -43,7 +45,13 @@ program.command('publish')
   .argument('<fqrn>', 'repository name')
   .argument('<source-dir>', 'directory tree to publish')
   .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
+  .option('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
+  .option('--publisher <keyfile>', 'publish as this publisher (<keys>/<name>.publisher) through a lease and the commit chain')
+  .addOption(new Option('--runtime <where>', 'where the functions run (with --publisher)').choices(['local', 'aws']).default('local'))
+  .option('--fn-timeout <duration>', 'wall-time limit per function invocation, e.g. 2s or 500ms', parseDuration, 3000)
+  .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
+  .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
+  .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
   .option('--path <path>', 'repository sub-path to publish into', '/')
   .option('--tag <name>', 'name this revision')
   .option('--tag-description <text>', 'description of --tag')
@@ -53,10 +61,12 @@ program.command('publish')
   .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
   .option('--no-autocatalogs', 'never split or merge catalogs automatically')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys: string; path: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean }) => {
     const store = openStore(o.store);
-    const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const progress = new ProgressLine(o.quiet);
+    if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress);
+    if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
+    const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const summary = await publishDirectory(store, source, {
       fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
@@ -80,6 +90,69 @@ program.command('publish')
     if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
   });
+
+async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number },
+  progress: ProgressLine): Promise<void> {
+  const keyFile = resolve(o.publisher!);
+  const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
+  let functions: FunctionInvoker;
+  let local: LocalInvoker | undefined;
+  if (o.runtime === 'aws') {
+    if (!o.fnNames) throw new Error('--runtime aws needs --fn-names with the deployed function names (see the stack outputs)');
+    functions = awsInvoker({ functionNames: JSON.parse(o.fnNames), store });
+  } else {
+    if (!o.keys) throw new Error('--runtime local runs the commit function here: give --keys with <fqrn>.key, .crt and .pub');
+    const storeSpec = /^[a-z][a-z0-9+.-]*:\/\//i.test(o.store) ? o.store : resolve(o.store);
+    local = localInvoker({
+      env: { SCVMFS_STORE: storeSpec, SCVMFS_FQRN: fqrn, SCVMFS_KEYS: resolve(o.keys), ...passThroughEnv() },
+      limits: { timeoutMs: o.fnTimeout, memoryMb: o.fnMemory }, mode: o.fnStrict ? 'strict' : 'worker',
+    });
+    functions = local;
+  }
+  try {
+    const summary = await publishThroughChain(store, source, {
+      fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers,
+      tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
+      onProgress: (m) => { progress.done(); console.log(m); },
+    });
+    progress.done();
+    if (!summary.changed) {
+      console.log(`no change: ${fqrn} stays at revision ${summary.revision}`);
+      return;
+    }
+    console.log(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
+    console.log(`  entries: ${summary.stats.scanned} scanned, ${summary.stats.added} added, ${summary.stats.changed} changed, ${summary.stats.removed} removed`);
+    console.log(`  changeset: ${summary.operations} operations in ${summary.parts} parts; commit: ${summary.slices} slices, ${summary.rebases} rebases`);
+    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; ${formatBytes(summary.bytesRead)} read`);
+    if (local) {
+      for (const [fn, st] of Object.entries(local.report())) {
+        if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
+      }
+    }
+    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+  } finally {
+    await local?.close();
+  }
+}
+
+/** Store credentials and endpoints the functions need, as a cloud function would get them. */
+function passThroughEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
+  }
+  return out;
+}
+
+function parseDuration(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`'${v}' is not a duration (e.g. 2s, 500ms)`);
+  const n = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 'ms' ? 1 : 1000);
+  if (n < 100 || n > 900_000) throw new InvalidArgumentError('function timeout must be between 100ms and 15m');
+  return Math.round(n);
+}
 
 program.command('resign')
   .description('re-sign the whitelist with the master key (it expires after at most 30 days)')
