@@ -20,6 +20,8 @@ import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import { signLeaseRequest } from '../src/format/lease.js';
 import type { FunctionContext } from '../src/functions/types.js';
+import { localInvoker } from '../src/runtime/invokers.js';
+import { killAtPlan, killPlansFrom, type InvocationRecord } from '../src/runtime/local.js';
 
 const FQRN = 'serverless.example.org';
 
@@ -209,4 +211,40 @@ test('every commit step killed at every store write, and every event delivered t
     if (fns.deaths === 0) break; // the chain made fewer than n writes: every point has been covered
   }
   assert.ok(expected > 5, 'the chain was killed at several points');
+});
+
+test('under the local runtime, every function killed at every checkpoint still lands exactly one revision', async () => {
+  const { work, store, keysDir, open } = await setup('chain-runtime-kill', ['w1']);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  const env = { SCVMFS_STORE: store.root, SCVMFS_FQRN: FQRN, SCVMFS_KEYS: keysDir, SCVMFS_SLICE_OPS: '4', SCVMFS_AUTOCATALOGS: 'off' };
+  const publishOnce = async (label: string, runtime: Parameters<typeof localInvoker>[0]) => {
+    const src = join(work, label);
+    makeTree(src, label, 10);
+    const fns = localInvoker(runtime);
+    try {
+      return await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: fns });
+    } finally {
+      await fns.close();
+    }
+  };
+  const records: InvocationRecord[] = [];
+  const first = await publishOnce('plain', { env, onInvocation: (r) => records.push(r) });
+  assert.equal(first.revision, 2);
+  const plans = killPlansFrom(records);
+  assert.ok(plans.filter((p) => p.fn === 'commit').length >= 10, `kill points: ${plans.length}`);
+  let revision = 2;
+  for (const [i, plan] of plans.entries()) {
+    let killed = 0;
+    const s = await publishOnce(`kill-${i}`, {
+      env, killAt: killAtPlan(plan), deliverTwice: i % 3 === 0 ? 'sequential' : false,
+      onInvocation: (r) => { if (r.outcome === 'killed') killed++; },
+    });
+    revision++;
+    assert.equal(killed, 1, `plan ${JSON.stringify(plan)} killed once`);
+    assert.equal(s.revision, revision, `plan ${JSON.stringify(plan)}: exactly one new revision`);
+    const reader = await open();
+    assert.equal((await reader.readFile('/w1/README')).toString(), `kill-${i}\n`);
+    await verifyRepository(reader);
+    reader.close();
+  }
 });

@@ -26,6 +26,7 @@ import {
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { openStore } from '../store/open-store.js';
 import type { FunctionContext, Handler } from './types.js';
+import { checkpoint } from './checkpoint.js';
 
 export interface CommitEvent {
   txnId: string;
@@ -65,6 +66,8 @@ export interface CommitConfig {
   fqrn: string;
   keys: { repositoryKeyPem: string; certificatePem: string; masterPublicKeyPem: string };
   autocatalogs?: { maxWeight: number; minWeight: number } | false;
+  /** Operations per slice at most (besides the time budget); fixed counts make chains repeatable in tests. */
+  maxOpsPerSlice?: number;
   now?: () => Date;
 }
 
@@ -203,15 +206,19 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
   if (!head) throw new Error(`no repository in ${store.description}`);
   if (loaded?.state.status === 'committed' || loaded?.state.status === 'aborted') {
     const s = loaded.state;
+    // A step killed between the last checkpoint and the release leaves the lease to this delivery.
+    await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
     return { result: { status: s.status as 'committed' | 'aborted', revision: s.revision ?? undefined, slices: s.slices, rebases: s.rebases } };
   }
   await checkLease(store, event.leaseId, event.token, scopePath(path || '/'), now());
   if (event.leaseId !== header.leaseId) throw new Error(`commit event lease ${event.leaseId} is not the changeset's lease ${header.leaseId}`);
 
   try {
+    await checkpoint('verified');
     if (!loaded) {
       const state = freshState(event.txnId, head, 0, 0);
       loaded = { state, etag: await writeState(store, keys.state, state, null) };
+      await checkpoint('started');
     }
     let { state, etag } = loaded;
 
@@ -247,7 +254,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey);
           continue;
         }
-        if (applied > 0 && (applied >= MAX_OPS_PER_SLICE || started - context.getRemainingTimeInMillis() > budget)) break;
+        if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
         // Check a window of objects at once: one round trip per window instead of per file.
         const window = ops.slice(op, op + 64);
         await Promise.all(window.map((o) => checkOp(store, o, path, exists)));
@@ -260,8 +267,10 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       if (!done) {
         const c = await tree.commit(state.baseRevision + 1, seconds);
         for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
+        await checkpoint('slice-catalogs-stored');
         state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1 };
         etag = await writeState(store, keys.state, state, etag);
+        await checkpoint('slice-checkpointed');
         return { next: { fn: 'commit', event } };
       }
 
@@ -278,9 +287,11 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       const outcome = await commitRevision(store, head, tree, {
         keys: config.keys, now: now(), tag: header.tag, previousRoot: head.manifest.rootCatalog,
         beforeSwap: async (manifest) => {
+          await checkpoint('objects-stored');
           const pending = { revision: manifest.revision, root: manifest.rootCatalog.toHex() };
           state = { ...state, part, op, status: 'swapping', pending, slices: state.slices + 1 };
           swapEtag = await writeState(store, keys.state, state, etag);
+          await checkpoint('swap-pending');
         },
       }).catch(async (err) => {
         if (!(err instanceof ConcurrentPublishError)) throw err;
@@ -290,6 +301,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         return null;
       });
       if (!outcome) return { next: { fn: 'commit', event } };
+      await checkpoint('swapped');
       return await finish(state, swapEtag, outcome.manifest.revision, outcome.manifest.rootCatalog.toHex());
     } finally {
       tree.close();
@@ -302,6 +314,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
   async function finish(state: CommitState, etag: string, revision: number, rootCatalog: string) {
     const final: CommitState = { ...state, status: 'committed', revision, pending: null };
     await writeState(store, keys.state, final, etag);
+    await checkpoint('committed');
     await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
     return { result: { status: 'committed' as const, revision, rootCatalog, slices: final.slices, rebases: final.rebases } };
   }
@@ -333,6 +346,7 @@ export async function commitConfigFromEnv(): Promise<CommitConfig> {
     store: openStore(requiredEnv('SCVMFS_STORE')), fqrn,
     keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem },
     autocatalogs: process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min },
+    maxOpsPerSlice: process.env.SCVMFS_SLICE_OPS ? Number(process.env.SCVMFS_SLICE_OPS) : undefined,
   };
 }
 

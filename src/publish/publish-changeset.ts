@@ -64,6 +64,19 @@ export interface ChainPublishSummary {
   seconds: number;
 }
 
+/** Function calls that died (timeout, kill, crash) are repeated; refusals are not. */
+async function retrying<T>(call: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      const kind = (err as { kind?: string }).kind;
+      const transient = kind === 'timeout' || kind === 'killed' || kind === 'crashed' || kind === 'out-of-memory';
+      if (!transient || i >= attempts) throw err;
+    }
+  }
+}
+
 export class LeaseBusyError extends Error {
   constructor(message: string) {
     super(message);
@@ -114,7 +127,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
 
   const leaseSeconds = options.leaseSeconds ?? 600;
   const request = signLeaseRequest(options.publisher, { fqrn: options.fqrn, path: scopePath(path || '/'), ttlSeconds: leaseSeconds });
-  const answer = (await options.functions.invoke('lease', { action: 'acquire', request })) as LeaseAnswer;
+  // The same signed request may be delivered again: the lease function answers it with the same lease.
+  const answer = (await retrying(() => options.functions.invoke('lease', { action: 'acquire', request }))) as LeaseAnswer;
   if (answer.status === 'busy' || !answer.lease) throw new LeaseBusyError(answer.message ?? 'lease refused');
   const lease = answer.lease;
   say(`lease ${lease.leaseId} on ${scopePath(path || '/')} until ${lease.expiresAt}`);
@@ -176,7 +190,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     if (failure) throw failure;
 
     if (changeset.count === 0) {
-      await options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token });
+      await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token }));
       committed = true;
       return summary(false, head.manifest.revision, stats, 0, 0);
     }
@@ -192,6 +206,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       { status: string; revision?: number; slices?: number; rebases?: number };
     if (result.status !== 'committed' || result.revision === undefined) throw new Error(`commit chain ended '${result.status}' without a revision`);
     committed = true;
+    // The chain releases the lease; this makes sure of it (releasing twice is fine).
+    await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token })).catch(() => {});
     return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0);
 
     function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number): ChainPublishSummary {
@@ -207,7 +223,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     tree?.close();
     scratch.dispose();
     if (!committed) {
-      await options.functions.invoke('abort', { txnId, leaseId: lease.leaseId, token: lease.token }).catch(() => {});
+      await retrying(() => options.functions.invoke('abort', { txnId, leaseId: lease.leaseId, token: lease.token })).catch(() => {});
     }
   }
 }

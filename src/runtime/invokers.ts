@@ -5,7 +5,7 @@ import type { FunctionInvoker } from '../publish/publish-changeset.js';
 import { txnKeys } from '../format/changeset.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { FunctionName } from '../functions/types.js';
-import { LocalRuntime, type Limits, type RuntimeReport } from './local.js';
+import { LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
 
 export interface LocalInvoker extends FunctionInvoker {
   report(): RuntimeReport;
@@ -13,8 +13,8 @@ export interface LocalInvoker extends FunctionInvoker {
 }
 
 /** Functions in local sandboxes with the limits a cloud function would have. */
-export function localInvoker(options: { env: Record<string, string>; limits?: Partial<Limits>; mode?: 'worker' | 'strict' }): LocalInvoker {
-  const runtime = new LocalRuntime({ env: options.env, limits: options.limits, mode: options.mode });
+export function localInvoker(options: LocalRuntimeOptions & { env: Record<string, string> }): LocalInvoker {
+  const runtime = new LocalRuntime(options);
   return {
     invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event)).result,
     runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000 })).result,
