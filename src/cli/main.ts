@@ -6,7 +6,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseHashAlgorithm } from '../format/hash.js';
 import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
-import { openStore } from '../store/open-store.js';
+import { createBucketFor, openMeteredStore, openStore } from '../store/open-store.js';
+import { meterSummary } from '../store/metered-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
 import { publishDirectory } from '../publish/publish-directory.js';
@@ -29,7 +30,9 @@ program.command('init')
   .addOption(new Option('--hash <algorithm>', 'content hash').choices(['sha1', 'rmd160', 'shake128']).default('sha1'))
   .option('--ttl <seconds>', 'catalog TTL for clients', (v) => positiveInt(v, '--ttl'), 240)
   .option('--whitelist-days <days>', 'whitelist validity (at most 30)', (v) => positiveInt(v, '--whitelist-days'), 30)
-  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number }) => {
+  .option('--create-bucket', 'create the S3 bucket first (s3:// stores only)')
+  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number; createBucket?: boolean }) => {
+    if (o.createBucket) await createBucketFor(o.store);
     const store = openStore(o.store);
     const { keys, created } = await loadOrCreateKeys(o.keys, fqrn);
     const manifest = await initRepository(store, { fqrn, keys, algorithm: parseHashAlgorithm(o.hash), ttl: o.ttl, whitelistDays: o.whitelistDays });
@@ -50,7 +53,7 @@ program.command('publish')
   .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
   .option('-q, --quiet', 'no progress output')
   .action(async (fqrn: string, source: string, o: { store: string; keys: string; path: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean }) => {
-    const store = openStore(o.store);
+    const { store, meter } = openMeteredStore(o.store);
     const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const progress = new ProgressLine(o.quiet);
     const summary = await publishDirectory(store, source, {
@@ -65,6 +68,7 @@ program.command('publish')
     progress.done();
     if (!summary.changed) {
       console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
+      console.log(`  ${meterSummary(meter.snapshot())}`);
       return;
     }
     console.log(`published ${fqrn} revision ${summary.revision}`);
@@ -72,6 +76,7 @@ program.command('publish')
     console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
     console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+    console.log(`  ${meterSummary(meter.snapshot())}`);
   });
 
 program.command('resign')

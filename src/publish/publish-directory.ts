@@ -13,7 +13,7 @@ import { PublishLock } from '../repo/publish-lock.js';
 import { CompressPool } from './compress-pool.js';
 import { diffSource, type Operation } from './source-diff.js';
 import { Uploader } from './uploader.js';
-import { FsStore } from '../store/fs-store.js';
+import { directFsRoot } from '../store/fs-store.js';
 
 export interface PublishProgress {
   phase: 'scan' | 'upload' | 'commit';
@@ -106,7 +106,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
   // Workers write straight into a filesystem store; other stores get the bytes back to upload.
-  const pool = new CompressPool(algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
+  const pool = new CompressPool(algorithm, options.workers, directFsRoot(store));
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
   try {
