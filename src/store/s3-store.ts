@@ -241,7 +241,8 @@ export class S3Store implements ObjectStore {
         };
       });
     } catch (err) {
-      if (err instanceof StoreError && statusOf(err.cause) === 404) return null;
+      // A missing bucket is a configuration error, not a missing object.
+      if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
       if (err instanceof StoreError && statusOf(err.cause) === 416) {
         const info = await this.head(key);
         if (!info) return null;
@@ -323,7 +324,12 @@ export class S3Store implements ObjectStore {
       const res = await this.send('put', key, () => this.client.send(new CompleteMultipartUploadCommand({
         Bucket: this.bucket, Key: common.Key, UploadId, MultipartUpload: { Parts: parts }, ...conditions,
       })));
-      return { etag: unquoteEtag(res.ETag) };
+      const etag = unquoteEtag(res.ETag);
+      if (etag) return { etag };
+      // Ceph 16 answers CompleteMultipartUpload with an empty <ETag> (measured); ask for it.
+      const info = await this.head(key);
+      if (!info) throw new StoreError('put', key, new Error('the object is missing right after its multipart upload completed'));
+      return { etag: info.etag };
     } catch (err) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: common.Key, UploadId })).catch(() => {});
       throw err;

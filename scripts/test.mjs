@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// `npm test`: build, make sure an S3 server is there (starting the local Ceph one unless S3_ENDPOINT is
+// set already), run every test file, and stop the server again only if this script started it.
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+
+const build = run('npx', ['tsc', '-p', 'tsconfig.json']);
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+const env = { ...process.env };
+let startedS3 = false;
+if (!env.S3_ENDPOINT) {
+  const start = run('bash', [join(root, 'scripts/s3-start.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (start.status !== 0) {
+    console.error('test: could not start the local S3 server (scripts/s3-start.sh); set S3_ENDPOINT and AWS_* to use another');
+    process.exit(start.status ?? 1);
+  }
+  for (const m of start.stdout.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  startedS3 = true;
+}
+
+const files = readdirSync(join(root, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort().map((f) => join('dist/test', f));
+const tests = run(process.execPath, ['--test', '--test-concurrency=2', ...files], { env });
+
+if (startedS3) run('bash', [join(root, 'scripts/s3-stop.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+process.exit(tests.status ?? 1);
