@@ -6,7 +6,10 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSyn
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { tempDir } from './helpers.js';
+import { freshBucket } from './s3-env.js';
 import { FsStore } from '../src/store/fs-store.js';
+import { openStore } from '../src/store/open-store.js';
+import type { ObjectStore } from '../src/store/object-store.js';
 import { serveStore } from '../src/serve/http-server.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
@@ -82,19 +85,46 @@ export async function assertSameTree(reader: RepositoryReader, source: string, r
   assert.ok(compared > 0);
 }
 
-test('a tree of awkward entries round-trips through publish, serve and the HTTP reader, twice', async () => {
+/** A fresh empty store and the base URL an anonymous HTTP client reads it from. */
+interface Backend {
+  open(label: string): Promise<{ store: ObjectStore; url: string; close(): Promise<void> }>;
+}
+
+const bucket = await freshBucket('roundtrip');
+let prefixes = 0;
+
+const BACKENDS: Record<string, Backend> = {
+  // A directory, served by our own HTTP server as a web server would.
+  fs: {
+    async open(label) {
+      const store = new FsStore(join(tempDir(label), 'store'));
+      const server = await serveStore(store, { port: 0 });
+      return { store, url: server.url, close: () => server.close() };
+    },
+  },
+  // An S3 bucket through openStore (retries included), read anonymously straight from the gateway.
+  s3: {
+    async open(label) {
+      const prefix = `${label}/${++prefixes}/${FQRN}`;
+      return { store: openStore(bucket.url(prefix)), url: bucket.publicUrl(prefix), close: async () => {} };
+    },
+  },
+};
+
+for (const [name, backend] of Object.entries(BACKENDS)) {
+
+test(`${name}: a tree of awkward entries round-trips through publish, serve and the HTTP reader, twice`, async () => {
   const work = tempDir('roundtrip');
   const src = join(work, 'src');
   buildAwkwardTree(src);
-  const store = new FsStore(join(work, 'store'));
+  const { store, url, close } = await backend.open('roundtrip');
   const keys = await generateRepositoryKeys(FQRN);
   await initRepository(store, { fqrn: FQRN, keys });
-  const server = await serveStore(store, { port: 0 });
   try {
     const first = await publishDirectory(store, src, { fqrn: FQRN, keys });
     assert.equal(first.revision, 2);
     assert.ok(first.changed);
-    const open = () => RepositoryReader.open(new HttpSource(server.url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+    const open = () => RepositoryReader.open(new HttpSource(url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
     let reader = await open();
     assert.equal(reader.manifest.revision, 2);
     await assertSameTree(reader, src);
@@ -135,11 +165,11 @@ test('a tree of awkward entries round-trips through publish, serve and the HTTP 
     assert.equal(third.changed, false, 'a publish with no change makes no revision');
     assert.equal((await readHead(store))!.manifest.revision, 3);
   } finally {
-    await server.close();
+    await close();
   }
 });
 
-test('publishing into a sub-path leaves the rest of the repository alone', async () => {
+test(`${name}: publishing into a sub-path leaves the rest of the repository alone`, async () => {
   const work = tempDir('subpath');
   const a = join(work, 'a');
   const b = join(work, 'b');
@@ -147,15 +177,23 @@ test('publishing into a sub-path leaves the rest of the repository alone', async
   writeFileSync(join(a, 'x/file'), 'a');
   mkdirSync(b);
   writeFileSync(join(b, 'other'), 'b');
-  const store = new FsStore(join(work, 'store'));
+  const { store, url, close } = await backend.open('subpath');
   const keys = await generateRepositoryKeys(FQRN);
   await initRepository(store, { fqrn: FQRN, keys, algorithm: 'shake128' });
   await publishDirectory(store, a, { fqrn: FQRN, keys, path: '/top' });
   await publishDirectory(store, b, { fqrn: FQRN, keys, path: '/deep/er/sub' });
+  // The store itself as the reader here; the first test reads over HTTP.
   const reader = await RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
   await assertSameTree(reader, a, '/top');
   await assertSameTree(reader, b, '/deep/er/sub');
   assert.equal(reader.manifest.rootCatalog.algorithm, 'shake128');
   await verifyRepository(reader);
   reader.close();
+  // Over HTTP too: the published part is public.
+  const overHttp = await RepositoryReader.open(new HttpSource(url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+  await assertSameTree(overHttp, b, '/deep/er/sub');
+  overHttp.close();
+  await close();
 });
+
+}
