@@ -95,6 +95,10 @@ wait_for() { # <what> <seconds> <command...>
   local what=$1 limit=$2; shift 2
   local deadline=$(( $(date +%s) + limit ))
   until "$@" >/dev/null 2>&1; do
+    local f
+    for f in "$DIR"/*.pid; do
+      [[ -f $f ]] && ! kill -0 "$(cat "$f")" 2>/dev/null && die "$(basename "$f" .pid) exited while waiting for $what; see $DIR/log"
+    done
     if (( $(date +%s) >= deadline )); then
       die "$what did not come up within ${limit}s; logs in $DIR/log"
     fi
@@ -102,10 +106,19 @@ wait_for() { # <what> <seconds> <command...>
   done
 }
 
+# In the foreground (-f) but in a session of their own, so we know each pid at once (a daemonizing
+# Ceph process writes its pid file only later) and a Ctrl-C in the caller's terminal does not reach them.
+start_daemon() { # <name> <command...>
+  local name=$1; shift
+  setsid "$@" -f </dev/null >>"$DIR/log/$name.out" 2>&1 &
+  echo $! >"$DIR/$name.pid"
+}
+# If anything below fails, stop what was started so far.
+trap 'if [[ ! -f $DIR/env ]]; then SCVMFS_S3_DIR="$DIR" "$(dirname "$0")/s3-stop.sh" >&2 || true; fi' EXIT
+
 monmaptool --create --fsid "$FSID" --addv a '[v2:127.0.0.1:3300]' "$DIR/monmap" >/dev/null
 ceph-mon --mkfs -i a --monmap "$DIR/monmap" --keyring /dev/null
-ceph-mon -i a
-cp "$DIR/run/mon.a.pid" "$DIR/mon.pid"
+start_daemon mon ceph-mon -i a
 wait_for "the Ceph monitor" 30 ceph --connect-timeout 5 mon stat
 log "monitor up after $(elapsed) s"
 
@@ -113,15 +126,13 @@ ceph --connect-timeout 10 osd new "$OSD_UUID" >/dev/null
 mkdir -p "$DIR/osd/0"
 # --osd-uuid: without it the monitor ignores the OSD's boot message ("different fsid").
 ceph-osd -i 0 --mkfs --osd-uuid "$OSD_UUID" 2>>"$DIR/log/osd-mkfs.log"
-ceph-osd -i 0 2>>"$DIR/log/osd-start.log"
-cp "$DIR/run/osd.0.pid" "$DIR/osd.pid"
+start_daemon osd ceph-osd -i 0
 osd_up() { ceph --connect-timeout 5 osd stat | grep -q ' 1 up'; }
 wait_for "the Ceph OSD" 60 osd_up
 log "OSD up after $(elapsed) s"
 
 mkdir -p "$DIR/rgw"
-radosgw -n client.rgw.a
-cp "$DIR/run/client.rgw.a.pid" "$DIR/rgw.pid"
+start_daemon rgw radosgw -n client.rgw.a
 wait_for "radosgw" 90 curl -s -o /dev/null --max-time 2 "$ENDPOINT/"
 log "radosgw answers on $ENDPOINT after $(elapsed) s"
 
