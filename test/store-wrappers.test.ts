@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { freshBucket } from './s3-env.js';
 import { tempDir } from './helpers.js';
-import { FsStore } from '../src/store/fs-store.js';
+import { FsStore, directFsRoot } from '../src/store/fs-store.js';
+import { createBucketFor, openMeteredStore } from '../src/store/open-store.js';
 import { FaultStore } from '../src/store/fault-store.js';
 import { RetryingStore } from '../src/store/retrying-store.js';
 import { MeteredStore, meterSummary } from '../src/store/metered-store.js';
@@ -126,4 +127,18 @@ for (const [name, fresh] of Object.entries(backends)) {
 test('FaultStore refuses a nonsensical schedule', () => {
   assert.throws(() => new FaultStore(backends.fs!(), { failEvery: 0 }), /failEvery must be a positive integer/);
   assert.throws(() => new RetryingStore(backends.fs!(), { attempts: 0 }), /attempts must be a positive integer/);
+});
+
+test('openMeteredStore meters inside the retries on S3 and keeps the direct worker path on a directory', async () => {
+  const dir = join(tempDir('metered'), 'store');
+  const local = openMeteredStore(dir);
+  assert.equal(directFsRoot(local.store), dir, 'compression workers may still write the directory directly');
+  const { store, meter } = openMeteredStore(bucket.url('metered'));
+  assert.ok(store instanceof RetryingStore);
+  assert.equal(directFsRoot(store), undefined);
+  await store.put('.cvmfspublished', Buffer.from('m'), { ifNoneMatch: '*' });
+  assert.equal(await store.get('.cvmfsnothing'), null);
+  assert.deepEqual(meter.snapshot(), { get: 1, head: 0, put: 0, conditionalPut: 1, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 0, bytesOut: 1 });
+  await assert.rejects(createBucketFor(dir), /--create-bucket needs an s3:\/\/ store/);
+  await createBucketFor(bucket.url('x')); // already ours: fine
 });
