@@ -6,7 +6,10 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSyn
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { tempDir } from './helpers.js';
+import { freshBucket } from './s3-env.js';
 import { FsStore } from '../src/store/fs-store.js';
+import { openStore } from '../src/store/open-store.js';
+import type { ObjectStore } from '../src/store/object-store.js';
 import { serveStore } from '../src/serve/http-server.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
@@ -82,80 +85,116 @@ export async function assertSameTree(reader: RepositoryReader, source: string, r
   assert.ok(compared > 0);
 }
 
-test('a tree of awkward entries round-trips through publish, serve and the HTTP reader, twice', async () => {
-  const work = tempDir('roundtrip');
-  const src = join(work, 'src');
-  buildAwkwardTree(src);
-  const store = new FsStore(join(work, 'store'));
-  const keys = await generateRepositoryKeys(FQRN);
-  await initRepository(store, { fqrn: FQRN, keys });
-  const server = await serveStore(store, { port: 0 });
-  try {
-    const first = await publishDirectory(store, src, { fqrn: FQRN, keys });
-    assert.equal(first.revision, 2);
-    assert.ok(first.changed);
-    const open = () => RepositoryReader.open(new HttpSource(server.url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
-    let reader = await open();
-    assert.equal(reader.manifest.revision, 2);
-    await assertSameTree(reader, src);
-    assert.ok(await reader.isMountpoint('/sw'));
-    assert.ok(await reader.isMountpoint('/sw/pkg'));
-    const report = await verifyRepository(reader);
-    assert.equal(report.catalogs, 3);
-    const firstRoot = reader.manifest.rootCatalog;
-    reader.close();
+/** A fresh empty store and the base URL an anonymous HTTP client reads it from. */
+interface Backend {
+  open(label: string): Promise<{ store: ObjectStore; url: string; close(): Promise<void> }>;
+}
 
-    // Change, add, remove; move a nested catalog boundary away; make a file a directory.
-    writeFileSync(join(src, 'regular.txt'), 'changed content\n');
-    writeFileSync(join(src, 'added'), 'new file');
-    rmSync(join(src, 'one-byte'));
-    rmSync(join(src, 'empty-dir'), { recursive: true });
-    rmSync(join(src, 'sw/pkg/.cvmfscatalog'));
-    writeFileSync(join(src, 'sw/pkg/lib/deep/more'), 'more');
-    rmSync(join(src, 'secret'));
-    mkdirSync(join(src, 'secret'));
-    writeFileSync(join(src, 'secret/inside'), 'in');
-    chmodSync(join(src, 'tool.sh'), 0o700);
-    const second = await publishDirectory(store, src, { fqrn: FQRN, keys });
-    assert.equal(second.revision, 3, 'revision goes up by exactly one');
-    reader = await open();
-    await assertSameTree(reader, src);
-    assert.equal(await reader.isMountpoint('/sw/pkg'), false);
-    assert.equal(await reader.stat('/one-byte'), null);
-    assert.equal((await verifyRepository(reader)).catalogs, 2);
+const bucket = await freshBucket('roundtrip');
+let prefixes = 0;
 
-    // The previous root catalog is still there and readable.
-    assert.ok(reader.rootCatalogPrevious?.equals(firstRoot));
-    const old = await reader.atRoot(firstRoot);
-    assert.equal((await old.readFile('/one-byte')).toString(), 'x');
-    assert.equal((await old.readFile('/regular.txt')).toString(), 'hello, world\n');
-    reader.close();
+const BACKENDS: Record<string, Backend> = {
+  // A directory, served by our own HTTP server as a web server would.
+  fs: {
+    async open(label) {
+      const store = new FsStore(join(tempDir(label), 'store'));
+      const server = await serveStore(store, { port: 0 });
+      return { store, url: server.url, close: () => server.close() };
+    },
+  },
+  // An S3 bucket through openStore (retries included), read anonymously straight from the gateway.
+  s3: {
+    async open(label) {
+      const prefix = `${label}/${++prefixes}/${FQRN}`;
+      return { store: openStore(bucket.url(prefix)), url: bucket.publicUrl(prefix), close: async () => {} };
+    },
+  },
+};
 
-    const third = await publishDirectory(store, src, { fqrn: FQRN, keys });
-    assert.equal(third.changed, false, 'a publish with no change makes no revision');
-    assert.equal((await readHead(store))!.manifest.revision, 3);
-  } finally {
-    await server.close();
-  }
-});
+for (const [name, backend] of Object.entries(BACKENDS)) {
+  test(`${name}: a tree of awkward entries round-trips through publish, serve and the HTTP reader, twice`, async () => {
+    const work = tempDir('roundtrip');
+    const src = join(work, 'src');
+    buildAwkwardTree(src);
+    const { store, url, close } = await backend.open('roundtrip');
+    const keys = await generateRepositoryKeys(FQRN);
+    await initRepository(store, { fqrn: FQRN, keys });
+    try {
+      const first = await publishDirectory(store, src, { fqrn: FQRN, keys });
+      assert.equal(first.revision, 2);
+      assert.ok(first.changed);
+      const open = () => RepositoryReader.open(new HttpSource(url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+      let reader = await open();
+      assert.equal(reader.manifest.revision, 2);
+      await assertSameTree(reader, src);
+      assert.ok(await reader.isMountpoint('/sw'));
+      assert.ok(await reader.isMountpoint('/sw/pkg'));
+      const report = await verifyRepository(reader);
+      assert.equal(report.catalogs, 3);
+      const firstRoot = reader.manifest.rootCatalog;
+      reader.close();
 
-test('publishing into a sub-path leaves the rest of the repository alone', async () => {
-  const work = tempDir('subpath');
-  const a = join(work, 'a');
-  const b = join(work, 'b');
-  mkdirSync(join(a, 'x'), { recursive: true });
-  writeFileSync(join(a, 'x/file'), 'a');
-  mkdirSync(b);
-  writeFileSync(join(b, 'other'), 'b');
-  const store = new FsStore(join(work, 'store'));
-  const keys = await generateRepositoryKeys(FQRN);
-  await initRepository(store, { fqrn: FQRN, keys, algorithm: 'shake128' });
-  await publishDirectory(store, a, { fqrn: FQRN, keys, path: '/top' });
-  await publishDirectory(store, b, { fqrn: FQRN, keys, path: '/deep/er/sub' });
-  const reader = await RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
-  await assertSameTree(reader, a, '/top');
-  await assertSameTree(reader, b, '/deep/er/sub');
-  assert.equal(reader.manifest.rootCatalog.algorithm, 'shake128');
-  await verifyRepository(reader);
-  reader.close();
-});
+      // Change, add, remove; move a nested catalog boundary away; make a file a directory.
+      writeFileSync(join(src, 'regular.txt'), 'changed content\n');
+      writeFileSync(join(src, 'added'), 'new file');
+      rmSync(join(src, 'one-byte'));
+      rmSync(join(src, 'empty-dir'), { recursive: true });
+      rmSync(join(src, 'sw/pkg/.cvmfscatalog'));
+      writeFileSync(join(src, 'sw/pkg/lib/deep/more'), 'more');
+      rmSync(join(src, 'secret'));
+      mkdirSync(join(src, 'secret'));
+      writeFileSync(join(src, 'secret/inside'), 'in');
+      chmodSync(join(src, 'tool.sh'), 0o700);
+      const second = await publishDirectory(store, src, { fqrn: FQRN, keys });
+      assert.equal(second.revision, 3, 'revision goes up by exactly one');
+      reader = await open();
+      await assertSameTree(reader, src);
+      assert.equal(await reader.isMountpoint('/sw/pkg'), false);
+      assert.equal(await reader.stat('/one-byte'), null);
+      assert.equal((await verifyRepository(reader)).catalogs, 2);
+
+      // The previous root catalog is still there and readable.
+      assert.ok(reader.rootCatalogPrevious?.equals(firstRoot));
+      const old = await reader.atRoot(firstRoot);
+      assert.equal((await old.readFile('/one-byte')).toString(), 'x');
+      assert.equal((await old.readFile('/regular.txt')).toString(), 'hello, world\n');
+      reader.close();
+
+      const third = await publishDirectory(store, src, { fqrn: FQRN, keys });
+      assert.equal(third.changed, false, 'a publish with no change makes no revision');
+      assert.equal((await readHead(store))!.manifest.revision, 3);
+    } finally {
+      await close();
+    }
+  });
+
+  test(`${name}: publishing into a sub-path leaves the rest of the repository alone`, async () => {
+    const work = tempDir('subpath');
+    const a = join(work, 'a');
+    const b = join(work, 'b');
+    mkdirSync(join(a, 'x'), { recursive: true });
+    writeFileSync(join(a, 'x/file'), 'a');
+    mkdirSync(b);
+    writeFileSync(join(b, 'other'), 'b');
+    const { store, url, close } = await backend.open('subpath');
+    try {
+      const keys = await generateRepositoryKeys(FQRN);
+      await initRepository(store, { fqrn: FQRN, keys, algorithm: 'shake128' });
+      await publishDirectory(store, a, { fqrn: FQRN, keys, path: '/top' });
+      await publishDirectory(store, b, { fqrn: FQRN, keys, path: '/deep/er/sub' });
+      // The store itself as the reader here; the first test reads over HTTP.
+      const reader = await RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+      await assertSameTree(reader, a, '/top');
+      await assertSameTree(reader, b, '/deep/er/sub');
+      assert.equal(reader.manifest.rootCatalog.algorithm, 'shake128');
+      await verifyRepository(reader);
+      reader.close();
+      // Over HTTP too: the published part is public.
+      const overHttp = await RepositoryReader.open(new HttpSource(url), { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+      await assertSameTree(overHttp, b, '/deep/er/sub');
+      overHttp.close();
+    } finally {
+      await close();
+    }
+  });
+}

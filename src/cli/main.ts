@@ -6,7 +6,8 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseHashAlgorithm } from '../format/hash.js';
 import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
-import { openStore } from '../store/open-store.js';
+import { createBucketFor, openMeteredStore, openStore } from '../store/open-store.js';
+import { meterSummary, type MeterSnapshot } from '../store/metered-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
 import { addPublisher, listPublishers, loadPublisherKey, removePublisher } from '../repo/publishers.js';
@@ -32,7 +33,9 @@ program.command('init')
   .addOption(new Option('--hash <algorithm>', 'content hash').choices(['sha1', 'rmd160', 'shake128']).default('sha1'))
   .option('--ttl <seconds>', 'catalog TTL for clients', (v) => positiveInt(v, '--ttl'), 240)
   .option('--whitelist-days <days>', 'whitelist validity (at most 30)', (v) => positiveInt(v, '--whitelist-days'), 30)
-  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number }) => {
+  .option('--create-bucket', 'create the S3 bucket first (s3:// stores only)')
+  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number; createBucket?: boolean }) => {
+    if (o.createBucket) await createBucketFor(o.store);
     const store = openStore(o.store);
     const { keys, created } = await loadOrCreateKeys(o.keys, fqrn);
     const manifest = await initRepository(store, { fqrn, keys, algorithm: parseHashAlgorithm(o.hash), ttl: o.ttl, whitelistDays: o.whitelistDays });
@@ -62,9 +65,9 @@ program.command('publish')
   .option('--no-autocatalogs', 'never split or merge catalogs automatically')
   .option('-q, --quiet', 'no progress output')
   .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean }) => {
-    const store = openStore(o.store);
+    const { store, meter } = openMeteredStore(o.store);
     const progress = new ProgressLine(o.quiet);
-    if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress);
+    if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
     if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
     const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const summary = await publishDirectory(store, source, {
@@ -80,6 +83,7 @@ program.command('publish')
     progress.done();
     if (!summary.changed) {
       console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
+      console.log(`  ${meterSummary(meter.snapshot())}`);
       return;
     }
     console.log(`published ${fqrn} revision ${summary.revision}`);
@@ -89,11 +93,12 @@ program.command('publish')
     if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
     if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+    console.log(`  ${meterSummary(meter.snapshot())}`);
   });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
   o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number },
-  progress: ProgressLine): Promise<void> {
+  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
   let functions: FunctionInvoker;
@@ -131,6 +136,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
         if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
       }
     }
+    console.log(`  writer's store requests: ${meterSummary(meter.snapshot())}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
   } finally {
     await local?.close();

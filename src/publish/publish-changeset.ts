@@ -16,7 +16,7 @@ import { serializeSignedDocument, signDocument } from '../format/signed-document
 import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, emptyObject, readHead, RepositoryMissingError } from '../repo/repository.js';
 import { ScratchSpace } from '../repo/scratch.js';
-import { FsStore } from '../store/fs-store.js';
+import { directFsRoot } from '../store/fs-store.js';
 import { CompressPool } from './compress-pool.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
 import { Uploader } from './uploader.js';
@@ -141,7 +141,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   const txnId = `${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(6).toString('hex')}`;
   const scratch = ScratchSpace.create();
   const uploader = new Uploader(store, 32);
-  const pool = new CompressPool(head.algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
+  const pool = new CompressPool(head.algorithm, options.workers, directFsRoot(store));
   const empty = emptyObject(head.algorithm);
   const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher);
   let tree: CatalogTree | undefined;

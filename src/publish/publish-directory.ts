@@ -15,7 +15,7 @@ import { diffSource, type FileOperation, type HeadView, type Operation } from '.
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { Uploader } from './uploader.js';
-import { FsStore } from '../store/fs-store.js';
+import { directFsRoot } from '../store/fs-store.js';
 
 export interface PublishProgress {
   phase: 'scan' | 'upload' | 'commit';
@@ -132,7 +132,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
   // Workers write straight into a filesystem store; other stores get the bytes back to upload.
-  const pool = new CompressPool(algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
+  const pool = new CompressPool(algorithm, options.workers, directFsRoot(store));
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
   let tree: CatalogTree | undefined;

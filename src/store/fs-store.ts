@@ -386,7 +386,8 @@ export class FsStore implements ObjectStore {
   }
 }
 
-function checkRange(range: ByteRange): void {
+/** Throws unless `range` is a well-formed byte range (what an HTTP Range header can say). */
+export function checkRange(range: ByteRange): void {
   const ok = Number.isInteger(range.start) && range.start >= 0 &&
     (range.end === undefined || (Number.isInteger(range.end) && range.end >= range.start));
   if (!ok) throw new Error(`invalid byte range ${JSON.stringify(range)}`);
@@ -400,4 +401,14 @@ async function writeFile(file: string, body: Uint8Array, durable: boolean): Prom
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The directory of a filesystem store, seen through wrappers that only observe (metering), so compression
+ * workers may write objects there directly; undefined for any other store.
+ */
+export function directFsRoot(store: ObjectStore): string | undefined {
+  let s: ObjectStore = store;
+  while (!(s instanceof FsStore) && 'observed' in s) s = (s as { observed: ObjectStore }).observed;
+  return s instanceof FsStore ? s.root : undefined;
 }

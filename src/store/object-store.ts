@@ -86,6 +86,18 @@ export class StoreError extends Error {
   }
 }
 
+/**
+ * A failure worth retrying: throttling (429, 503 SlowDown), a server error (5xx), a network error or a
+ * timeout. Backends throw it so that retrying needs no knowledge of any SDK. For a conditional put it
+ * also means "outcome unknown": the write may have happened (status 0 = no HTTP answer).
+ */
+export class TransientStoreError extends StoreError {
+  constructor(operation: string, key: string, readonly status: number, cause: unknown) {
+    super(operation, key, cause);
+    this.name = 'TransientStoreError';
+  }
+}
+
 /** Keys of the control part (leases, locks, transactions): never served, private on S3. */
 export const CONTROL_PREFIX = '.scvmfs/';
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// `npm test`: build, make sure an S3 server is there (starting the local Ceph one unless S3_ENDPOINT is
+// set already), run every test file, and stop the server again only if this script started it.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+
+const build = run('npx', ['tsc', '-p', 'tsconfig.json']);
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+const env = { ...process.env };
+const readExports = (text) => { for (const m of text.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2]; };
+let startedS3 = false;
+if (!env.S3_ENDPOINT) {
+  // A gateway someone started earlier (npm run s3:start) is used and left running.
+  const envFile = join(env.SCVMFS_S3_DIR || '/tmp/scvmfs-s3', 'env');
+  if (existsSync(envFile)) {
+    readExports(readFileSync(envFile, 'utf8'));
+    const up = await fetch(env.S3_ENDPOINT).then(() => true, () => false);
+    if (!up) delete env.S3_ENDPOINT;
+  }
+}
+if (!env.S3_ENDPOINT) {
+  const start = run('bash', [join(root, 'scripts/s3-start.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (start.status !== 0) {
+    console.error('test: could not start the local S3 server (scripts/s3-start.sh); set S3_ENDPOINT and AWS_* to use another');
+    process.exit(start.status ?? 1);
+  }
+  readExports(start.stdout);
+  startedS3 = true;
+}
+
+const files = readdirSync(join(root, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort().map((f) => join('dist/test', f));
+const tests = run(process.execPath, ['--test', '--test-concurrency=2', ...files], { env });
+
+if (startedS3) run('bash', [join(root, 'scripts/s3-stop.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+process.exit(tests.status ?? 1);
