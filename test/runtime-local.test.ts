@@ -201,7 +201,8 @@ test('bad input is refused with a clear message', async (t) => {
   await assert.rejects(rt.invoke('nope' as FunctionName, {}), /unknown function 'nope'/);
   await assert.rejects(rt.invoke('lease', { action: 'echo' }, { memoryMb: 64 }), /memoryMb for lease must be an integer from 128 to 10240/);
   await assert.rejects(rt.invoke('lease', { blob: 'x'.repeat(7 * 1024 * 1024) }), /above the 6291456-byte limit/);
-  await rejectsWith(rt.invoke('commit', {}), 'init', /no handler module at .*commit\.js/);
+  const missing = runtime(t, { modules: { commit: '/nonexistent/functions/commit.js' } });
+  await rejectsWith(missing.invoke('commit', {}), 'init', /no handler module at .*commit\.js/);
   await rejectsWith(rt.invoke('lease', { action: 'bad-next' }), 'error', /names no known function/);
   assert.throws(() => new LocalRuntime({ env: { A: 1 as unknown as string } }), /env\.A must be a string/);
 });
