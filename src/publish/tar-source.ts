@@ -65,7 +65,7 @@ const KINDS: Record<string, { kind: TarEntryKind; type: number }> = {
   'block-device': { kind: 'block', type: S_IFBLK },
 };
 
-/** A refusal whose message is complete; `entry` tells whether it already names the member. */
+/** A refusal whose message is complete; `namesEntry` tells whether it already names the member. */
 class TarballError extends Error {
   constructor(message: string, readonly namesEntry = false) {
     super(message);
