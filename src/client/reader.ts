@@ -8,6 +8,7 @@ import { parseWhitelist, verifyWhitelistSignature, isWhitelistExpired, certifica
 import { decompressObject } from '../format/zlib-object.js';
 import { FLAG, kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 import { normalizeRepoPath } from '../format/md5path.js';
+import { decodeXattrs, type Xattrs } from '../format/xattr.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, MANIFEST_KEY, WHITELIST_KEY } from '../repo/repository.js';
 import { fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
@@ -103,6 +104,18 @@ export class RepositoryReader {
 
   async stat(path: string): Promise<DirectoryEntry | null> {
     return this.tree.lookup(normalizeRepoPath(path));
+  }
+
+  /** Extended attributes of `path` as the catalog records them (an empty map when it has none). */
+  async xattrs(path: string): Promise<Xattrs> {
+    const p = normalizeRepoPath(path);
+    const e = await this.tree.lookup(p);
+    if (!e) throw new Error(`no such file or directory: ${p || '/'}`);
+    try {
+      return decodeXattrs(e.xattr);
+    } catch (err) {
+      throw new VerificationError(`${p || '/'}: ${(err as Error).message}`, p);
+    }
   }
 
   async list(path: string): Promise<DirectoryEntry[]> {

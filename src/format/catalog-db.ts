@@ -212,7 +212,8 @@ export class CatalogDb {
     const h = md5Path(path);
     const p: PathHash = path === '' ? { h1: 0n, h2: 0n } : md5Path(parentPath(path));
     const values = [hardlinksValue(entry), entry.hash ? entry.hash.digest : null, entry.size, entry.mode, entry.mtime,
-      entry.mtimeNs, entryFlags(entry), entry.name, entry.symlink, entry.uid, entry.gid, entry.xattr];
+      entry.mtimeNs, entryFlags(entry), entry.name, entry.symlink, entry.uid, entry.gid,
+      entry.xattr && entry.xattr.length > 0 ? entry.xattr : null];
     const updated = this.sql(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
       mode = ?, mtime = ?, mtimens = ?, flags = ?, name = ?, symlink = ?, uid = ?, gid = ?, xattr = ?
       WHERE md5path_1 = ? AND md5path_2 = ?`).run(p.h1, p.h2, ...values, h.h1, h.h2);

@@ -57,6 +57,7 @@ export interface DirectoryEntry {
   compression: 'zlib' | 'none';
   /** Hash algorithm for chunked files that carry no whole-file hash. */
   chunkAlgorithm?: HashAlgorithm;
+  /** Extended attributes as the §4.7 blob (`encodeXattrs`), null when none; never zero-length. */
   xattr: Buffer | null;
 }
 
