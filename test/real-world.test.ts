@@ -166,3 +166,30 @@ test('catalogs over the maximum weight are split, and light automatic ones merge
   await verifyRepository(after);
   after.close();
 });
+
+test('user extended attributes are published into the catalog and read back; changing one republishes', async (t) => {
+  const { src, store, keys, open } = await setup('xattrs');
+  writeFileSync(join(src, 'tagged'), 'content');
+  mkdirSync(join(src, 'dir'));
+  try {
+    execFileSync('setfattr', ['-n', 'user.origin', '-v', 'lhcb', join(src, 'tagged')]);
+    execFileSync('setfattr', ['-n', 'user.a', '-v', '0x00ff', join(src, 'dir')]);
+  } catch {
+    t.skip('setfattr (Debian package attr) is not installed');
+    return;
+  }
+  await publishDirectory(store, src, { fqrn: FQRN, keys });
+  let reader = await open();
+  assert.equal((await reader.xattrs('/tagged')).get('user.origin')?.toString(), 'lhcb');
+  assert.deepEqual([...(await reader.xattrs('/dir')).get('user.a')!], [0, 255]);
+  assert.equal((await reader.xattrs('/')).size, 0);
+  const report = await verifyRepository(reader);
+  assert.ok(report.entries > 0);
+  reader.close();
+  execFileSync('setfattr', ['-n', 'user.origin', '-v', 'atlas', join(src, 'tagged')]);
+  const second = await publishDirectory(store, src, { fqrn: FQRN, keys });
+  assert.ok(second.changed, 'an xattr-only change is a change');
+  reader = await open();
+  assert.equal((await reader.xattrs('/tagged')).get('user.origin')?.toString(), 'atlas');
+  reader.close();
+});

@@ -63,8 +63,9 @@ program.command('publish')
   .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
   .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
   .option('--no-autocatalogs', 'never split or merge catalogs automatically')
+  .option('--no-xattrs', 'do not publish user.* extended attributes')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean }) => {
     const { store, meter } = openMeteredStore(o.store);
     const progress = new ProgressLine(o.quiet);
     if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
@@ -72,7 +73,7 @@ program.command('publish')
     const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
     const summary = await publishDirectory(store, source, {
       fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
-      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
+      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (p) => progress.update(p.phase === 'scan'
@@ -97,7 +98,7 @@ program.command('publish')
   });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
@@ -117,7 +118,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   }
   try {
     const summary = await publishThroughChain(store, source, {
-      fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers,
+      fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (m) => { progress.done(); console.log(m); },

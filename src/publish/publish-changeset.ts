@@ -20,6 +20,7 @@ import { directFsRoot } from '../store/fs-store.js';
 import { CompressPool } from './compress-pool.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
 import { Uploader } from './uploader.js';
+import { sourceXattrs } from './xattrs.js';
 
 /** How the writer reaches the functions: the local runtime, or Lambda. */
 export interface FunctionInvoker {
@@ -46,7 +47,8 @@ export interface ChainPublishOptions {
   workers?: number;
   onProgress?: (message: string) => void;
   onWarning?: (message: string) => void;
-  xattrs?: (sourcePath: string) => Buffer | null;
+  /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
+  xattrs?: ((sourcePath: string) => Buffer | null) | null;
 }
 
 export interface ChainPublishSummary {
@@ -170,6 +172,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       await changeset.add(upsert);
     };
     const t = tree;
+    const xattrs = options.xattrs === null ? undefined
+      : options.xattrs ?? await sourceXattrs(source, options.onWarning ?? (() => {}));
     const stats = await diffSource({
       lookup: (p) => t.lookup(p), list: (d) => t.list(d), isMountpoint: (p) => t.isMountpoint(p),
     }, source, path, {
@@ -184,7 +188,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
         const p: Promise<void> = publishFile(op).catch((err) => { failure ??= err; }).finally(() => inFlight.delete(p));
         inFlight.add(p);
       },
-    }, { checksum: options.checksum, onWarning: options.onWarning, xattrs: options.xattrs })
+    }, { checksum: options.checksum, onWarning: options.onWarning, xattrs: xattrs })
       .finally(() => Promise.allSettled([...inFlight]));
     await Promise.allSettled([...inFlight]);
     if (failure) throw failure;

@@ -15,6 +15,7 @@ import { diffSource, type FileOperation, type HeadView, type Operation } from '.
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { Uploader } from './uploader.js';
+import { sourceXattrs } from './xattrs.js';
 import { directFsRoot } from '../store/fs-store.js';
 
 export interface PublishProgress {
@@ -40,7 +41,8 @@ export interface PublishOptions {
   /** Split heavy catalogs and merge light automatic ones (default on); weights in catalog rows. */
   autocatalogs?: boolean | { maxWeight?: number; minWeight?: number };
   /** The xattr blob of a source path, or null (see xattrs.ts). */
-  xattrs?: (sourcePath: string) => Buffer | null;
+  /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
+  xattrs?: ((sourcePath: string) => Buffer | null) | null;
 }
 
 export interface PublishSummary {
@@ -166,6 +168,8 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       progress.filesDone++;
       if (progress.filesDone % 500 === 0) report();
     };
+    const xattrs = options.xattrs === null ? undefined
+      : options.xattrs ?? await sourceXattrs(source, options.onWarning ?? (() => {}));
     const stats = await diffSource(serial, source, repoPath, {
       apply: (op) => {
         if (failure) throw failure;
@@ -185,7 +189,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
     }, {
       checksum: options.checksum,
       onWarning: options.onWarning,
-      xattrs: options.xattrs,
+      xattrs: xattrs,
       onScanned: (n) => { progress.scanned = n; report(); },
     }).catch(async (err) => {
       await Promise.allSettled([...inFlight]);

@@ -4,7 +4,7 @@
 // the publishing machine, not the software being published.
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import type { Xattrs } from '../format/xattr.js';
+import { encodeXattrs, xattrProblem, type Xattrs } from '../format/xattr.js';
 
 /** Absolute source path (as `path.resolve` gives it) to that file's `user.*` attributes. */
 export type TreeXattrs = Map<string, Xattrs>;
@@ -129,4 +129,32 @@ export function unescapeOctal(raw: Buffer): Buffer {
 
 function isOctal(c: number | undefined): boolean {
   return c !== undefined && c >= 48 && c <= 55;
+}
+
+/**
+ * The xattr blob of each source path, read once for the whole tree. Attributes the catalog cannot hold
+ * are skipped with a warning, as the stock publisher skips them; a missing getfattr is one warning.
+ */
+export async function sourceXattrs(root: string, warn: (message: string) => void): Promise<(path: string) => Buffer | null> {
+  const tree = await readTreeXattrs(root);
+  if (tree === null) {
+    warn(XATTR_TOOL_MISSING);
+    return () => null;
+  }
+  return (path: string) => {
+    const attrs = tree.get(resolve(path));
+    if (!attrs || attrs.size === 0) return null;
+    const kept = new Map<string, Buffer>();
+    for (const [key, value] of attrs) {
+      const problem = xattrProblem(key, value);
+      if (problem) warn(`${path}: extended attribute ${key} not published: ${problem}`);
+      else kept.set(key, value);
+    }
+    try {
+      return encodeXattrs(kept);
+    } catch (err) {
+      warn(`${path}: extended attributes not published: ${(err as Error).message}`);
+      return null;
+    }
+  };
 }
