@@ -193,32 +193,55 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
     { hash: committed.rootHash, type: 'catalog', timestamp: seconds },
     { hash: history.hash, type: 'history', timestamp: seconds },
   ];
-  const reflogKey = await writeReflog(store, old.fqrn, refs, head);
+  const reflog = await writeReflog(store, old.fqrn, refs, head);
 
   const manifest: Manifest = {
     ...old, rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, revision, publishedAt: seconds,
-    history: history.hash, reflog: reflogKey ?? old.reflog, ttl: Number(tree.root.property('TTL') ?? old.ttl),
+    history: history.hash, reflog: reflog.hash, ttl: Number(tree.root.property('TTL') ?? old.ttl),
   };
   await options.beforeSwap?.(manifest);
   try {
     await store.put(MANIFEST_KEY, signManifest(manifest, options.keys.repositoryKeyPem), { ifMatch: head.etag });
   } catch (err) {
-    if (err instanceof PreconditionFailedError) throw new ConcurrentPublishError(old.revision);
+    if (err instanceof PreconditionFailedError) {
+      await restoreReflog(store, reflog);
+      throw new ConcurrentPublishError(old.revision);
+    }
     throw err;
   }
   return { manifest, catalogs: committed.catalogs };
 }
 
+/** What a reflog write replaced, so that a publish that loses the manifest race can put it back. */
+interface ReflogWrite {
+  hash: ContentHash;
+  etag: string;
+  previous: Buffer | null;
+}
+
 /** Adds refs to `.cvmfsreflog` with compare-and-swap and returns the hash that goes into manifest `Y`. */
-async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[], head: Head): Promise<ContentHash> {
+async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[], head: Head): Promise<ReflogWrite> {
   for (let attempt = 0; ; attempt++) {
     const current = await store.get(REFLOG_KEY);
     const bytes = addToReflog(current?.body, fqrn, refs);
     try {
-      await store.put(REFLOG_KEY, bytes, current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
-      return ContentHash.of(head.algorithm, bytes);
+      const put = await store.put(REFLOG_KEY, bytes, current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
+      return { hash: ContentHash.of(head.algorithm, bytes), etag: put.etag, previous: current?.body ?? null };
     } catch (err) {
       if (!(err instanceof PreconditionFailedError) || attempt >= 5) throw err;
     }
+  }
+}
+
+/**
+ * After a lost manifest race: if our reflog is still the current one, the winner's manifest names the
+ * reflog we replaced, so put it back. If someone wrote after us, their reflog is the one named.
+ */
+async function restoreReflog(store: ObjectStore, write: ReflogWrite): Promise<void> {
+  if (write.previous === null) return;
+  try {
+    await store.put(REFLOG_KEY, write.previous, { ifMatch: write.etag });
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
   }
 }
