@@ -2,7 +2,8 @@
 // Order of writes: data objects, then catalogs (children first), history and reflog, manifest last.
 import type { ObjectStore } from '../store/object-store.js';
 import { ContentHash } from '../format/hash.js';
-import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import { FLAG, kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import type { ChunkingParameters } from '../format/chunker.js';
 import { normalizeRepoPath, parentPath } from '../format/md5path.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
@@ -32,6 +33,8 @@ export interface PublishOptions {
   checksum?: boolean;
   workers?: number;
   uploadConcurrency?: number;
+  /** Content-defined chunking of large files; default the stock 4/8/16 MiB, false: off. */
+  chunking?: Partial<ChunkingParameters> | false;
   now?: () => Date;
   onProgress?: (p: PublishProgress) => void;
   onWarning?: (message: string) => void;
@@ -69,8 +72,8 @@ async function ensureAncestors(tree: CatalogTree, path: string, seconds: number)
 
 async function applyOperation(tree: CatalogTree, op: Operation): Promise<void> {
   switch (op.kind) {
-    case 'upsert': return tree.upsert(op.path, op.entry);
-    case 'file': return tree.upsert(op.path, op.entry);
+    case 'upsert': return tree.upsert(op.path, op.entry, op.chunks);
+    case 'file': return tree.upsert(op.path, op.entry, op.chunks);
     case 'remove': return tree.remove(op.path);
     case 'nest': return tree.createNested(op.path);
     case 'unnest': return tree.removeNested(op.path);
@@ -106,7 +109,10 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
   // Workers write straight into a filesystem store; other stores get the bytes back to upload.
-  const pool = new CompressPool(algorithm, options.workers, store instanceof FsStore ? store.root : undefined);
+  const pool = new CompressPool({
+    algorithm, workers: options.workers, chunking: options.chunking,
+    sink: store instanceof FsStore ? { fsStoreRoot: store.root } : { upload: (o) => uploader.upload(o) },
+  });
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
   try {
@@ -120,10 +126,14 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       } else {
         const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
         op.entry.hash = c.hash;
+        if (c.chunks.length > 0) {
+          op.entry.extraFlags |= FLAG.chunked;
+          op.entry.chunkAlgorithm = algorithm;
+          op.chunks = c.chunks;
+        }
         filesCompressed++;
         progress.bytesRead += op.entry.size;
-        if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
-        else uploader.recordWritten(c.written, c.storedSize);
+        uploader.recordObjects(c.objects);
       }
       progress.filesDone++;
       if (progress.filesDone % 500 === 0) report();

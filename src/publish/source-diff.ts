@@ -5,16 +5,18 @@
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { CatalogTree } from '../repo/catalog-tree.js';
-import { kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { FLAG, kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import type { FileChunk } from '../format/catalog-db.js';
 
 /** Directory size recorded in catalogs; the stock publisher records the stat size, typically this. */
 const DIRECTORY_SIZE = 4096;
 export const CATALOG_MARKER = '.cvmfscatalog';
 
 export type Operation =
-  | { kind: 'upsert'; path: string; entry: DirectoryEntry }
+  /** `chunks`: a chunked file whose metadata changed keeps its chunk rows. */
+  | { kind: 'upsert'; path: string; entry: DirectoryEntry; chunks?: FileChunk[] }
   /** A regular file whose content must be compressed and hashed before it can be written. */
-  | { kind: 'file'; path: string; entry: DirectoryEntry; source: string; mtimeNs: bigint }
+  | { kind: 'file'; path: string; entry: DirectoryEntry; source: string; mtimeNs: bigint; chunks?: FileChunk[] }
   | { kind: 'remove'; path: string }
   | { kind: 'nest'; path: string }
   | { kind: 'unnest'; path: string };
@@ -69,7 +71,8 @@ function sameMetadata(a: DirectoryEntry, b: DirectoryEntry): boolean {
 
 /** Content unchanged if the quick check (size and modification time) matches, as rsync does. */
 function sameContent(source: DirectoryEntry, head: DirectoryEntry): boolean {
-  return kindOfMode(head.mode) === 'file' && head.hash !== null && head.size === source.size &&
+  const hasContent = head.hash !== null || (head.extraFlags & FLAG.chunked) !== 0;
+  return kindOfMode(head.mode) === 'file' && hasContent && head.size === source.size &&
     head.mtime === source.mtime && (head.mtimeNs === null || head.mtimeNs === source.mtimeNs);
 }
 
@@ -161,7 +164,9 @@ export async function diffSource(tree: CatalogTree, sourceDir: string, repoPath:
         }
       } else if (sameKind && !options.checksum && sameContent(entry, old)) {
         if (!sameMetadata(entry, old)) {
-          operations.push({ kind: 'upsert', path: childPath, entry: { ...entry, hash: old.hash } });
+          const content = { hash: old.hash, extraFlags: entry.extraFlags | (old.extraFlags & FLAG.chunked), chunkAlgorithm: old.chunkAlgorithm };
+          const chunks = old.extraFlags & FLAG.chunked ? await tree.chunks(childPath, old.chunkAlgorithm!) : undefined;
+          operations.push({ kind: 'upsert', path: childPath, entry: { ...entry, ...content }, chunks });
           count();
         }
       } else {
