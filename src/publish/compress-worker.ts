@@ -98,8 +98,10 @@ class ContentJob {
   private readonly whole: Uint8Array[] = [];
   readonly outcome: ContentOutcome;
 
-  constructor(readonly id: number) {
-    this.splitter = setup.chunking ? new ChunkSplitter(setup.chunking) : null;
+  /** `size`: when known and no larger than the minimum chunk, the content cannot be cut (small files skip the scan). */
+  constructor(readonly id: number, size?: number) {
+    const cuttable = setup.chunking !== null && (size === undefined || size > setup.chunking.minSize);
+    this.splitter = cuttable ? new ChunkSplitter(setup.chunking!) : null;
     this.outcome = { id, size: 0, digest: null, chunks: [], storedBytes: 0, written: 0, present: 0, bytesWritten: 0 };
   }
 
@@ -161,7 +163,7 @@ async function compressFile(job: FileJob): Promise<ContentOutcome> {
   try {
     const before = fstatSync(fd, { bigint: true });
     if (before.size !== BigInt(job.size) || before.mtimeNs !== job.mtimeNs) throw new Error('file changed after it was scanned');
-    const content = new ContentJob(job.id);
+    const content = new ContentJob(job.id, job.size);
     let off = 0;
     while (off < job.size) {
       // A fresh block each time: finished chunks may still hold slices of the previous ones.
