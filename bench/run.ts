@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { FsStore } from '../src/store/fs-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
-import { publishDirectory } from '../src/publish/publish-directory.js';
+import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
 
 const workers = availableParallelism();
 const work = mkdtempSync(join(tmpdir(), 'scvmfs-bench-'));
@@ -52,24 +52,33 @@ async function limit(files: string[], writeTo?: string): Promise<number> {
   return seconds;
 }
 
-async function publishOnce(name: string, src: string): Promise<{ seconds: number; uploaded: number }> {
+async function publishOnce(name: string, src: string, extra: Partial<PublishOptions> = {}): Promise<{ seconds: number; uploaded: number }> {
   const store = new FsStore(join(work, `store-${name}`));
   const keys = await generateRepositoryKeys('bench.example.org');
   await initRepository(store, { fqrn: 'bench.example.org', keys });
   const t0 = process.hrtime.bigint();
-  const s = await publishDirectory(store, src, { fqrn: 'bench.example.org', keys });
+  const s = await publishDirectory(store, src, { fqrn: 'bench.example.org', keys, ...extra });
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, uploaded: s.objectsUploaded };
 }
 
 interface Row { name: string; files: number; mb: number; publish: number; limit: number; writeLimit: number }
 const rows: Row[] = [];
 
-async function scenario(name: string, count: number, sizeOf: (i: number) => number): Promise<void> {
+/** Publishes the same tree once per variant (e.g. chunking on and off), next to the same limits. */
+async function scenario(name: string, count: number, sizeOf: (i: number) => number,
+  variants: { label: string; options: Partial<PublishOptions> }[] = [{ label: '', options: {} }]): Promise<void> {
   const src = join(work, name);
   const { files, bytes } = makeTree(src, count, sizeOf);
   const lim = await limit(files);
   const writeLim = await limit(files, join(work, `limit-store-${name}`));
-  const pub = await publishOnce(name, src);
+  for (const v of variants) {
+    const label = v.label ? `${name} (${v.label})` : name;
+    const pub = await publishOnce(`${name}-${rows.length}`, src, v.options);
+    report(label, count, bytes, pub, lim, writeLim);
+  }
+}
+
+function report(name: string, count: number, bytes: number, pub: { seconds: number }, lim: number, writeLim: number): void {
   rows.push({ name, files: count, mb: bytes / 1e6, publish: pub.seconds, limit: lim, writeLimit: writeLim });
   const r = rows[rows.length - 1]!;
   console.log(`${name}: ${count} files, ${r.mb.toFixed(1)} MB`);
@@ -81,7 +90,11 @@ async function scenario(name: string, count: number, sizeOf: (i: number) => numb
 
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${workers} cores, node ${process.version}`);
 await scenario('small-files', 20_000, () => 1024 + Math.floor(Math.random() * 7 * 1024));
-await scenario('large-files', 4, () => 48 << 20);
+// Chunking is on by default (stock 4/8/16 MiB): 48 MiB files become about six chunks each.
+await scenario('large-files', 4, () => 48 << 20, [
+  { label: 'chunked 4/8/16 MiB', options: {} },
+  { label: 'chunking off', options: { chunking: false } },
+]);
 
 console.log('\n| scenario | files | MB | publish files/s | publish MB/s | zlib+SHA-1 MB/s | % of it | + object files MB/s | % of it |');
 console.log('|---|---|---|---|---|---|---|---|---|');

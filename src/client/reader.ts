@@ -139,29 +139,45 @@ export class RepositoryReader {
   }
 
   async readEntry(path: string, e: DirectoryEntry): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const part of this.readEntryPieces(path, e)) parts.push(part);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * The content of a regular file piece by piece (one piece per chunk), each verified before it is
+   * yielded, so a large chunked file streams through with one chunk in memory.
+   */
+  async *readPieces(path: string): AsyncGenerator<Buffer> {
+    const p = normalizeRepoPath(path);
+    const e = await this.tree.lookup(p);
+    if (!e) throw new Error(`no such file: ${p || '/'}`);
+    yield* this.readEntryPieces(p, e);
+  }
+
+  async *readEntryPieces(path: string, e: DirectoryEntry): AsyncGenerator<Buffer> {
     if (kindOfMode(e.mode) !== 'file') throw new Error(`not a regular file: ${path}`);
     if (e.extraFlags & FLAG.external) throw new Error(`${path} is an external file; its data is not in the repository`);
-    let content: Buffer;
-    if (e.extraFlags & FLAG.chunked) {
-      const chunks = await this.tree.chunks(path, e.chunkAlgorithm ?? this.manifest.rootCatalog.algorithm);
-      const parts: Buffer[] = [];
-      let offset = 0;
-      for (const c of chunks) {
-        if (c.offset !== offset) throw new VerificationError(`${path}: chunk list has a gap at ${offset}`, path);
-        const part = await this.objectContent(c.hash, 'P', e.compression);
-        if (part.length !== c.size) throw new VerificationError(`${path}: chunk at ${c.offset} has ${part.length} bytes, catalog says ${c.size}`, c.hash.objectKey('P'));
-        parts.push(part);
-        offset += c.size;
-      }
-      content = Buffer.concat(parts);
-    } else {
+    if (!(e.extraFlags & FLAG.chunked)) {
       if (!e.hash) throw new VerificationError(`${path}: regular file without a content hash`, path);
-      content = await this.objectContent(e.hash, '', e.compression);
+      const content = await this.objectContent(e.hash, '', e.compression);
+      if (content.length !== e.size) {
+        throw new VerificationError(`${path}: content has ${content.length} bytes, catalog says ${e.size}`, e.hash.objectKey(''));
+      }
+      yield content;
+      return;
     }
-    if (content.length !== e.size) {
-      throw new VerificationError(`${path}: content has ${content.length} bytes, catalog says ${e.size}`, e.hash?.objectKey('') ?? path);
+    const chunks = await this.tree.chunks(path, e.chunkAlgorithm ?? this.manifest.rootCatalog.algorithm);
+    let offset = 0;
+    for (const c of chunks) {
+      if (c.offset !== offset) throw new VerificationError(`${path}: chunk list is not contiguous at offset ${offset} (next chunk at ${c.offset})`, path);
+      const part = await this.objectContent(c.hash, 'P', e.compression);
+      if (part.length !== c.size) throw new VerificationError(`${path}: chunk at ${c.offset} has ${part.length} bytes, catalog says ${c.size}`, c.hash.objectKey('P'));
+      offset += c.size;
+      if (offset > e.size) break;
+      yield part;
     }
-    return content;
+    if (offset !== e.size) throw new VerificationError(`${path}: chunks cover ${offset} bytes, catalog says ${e.size}`, path);
   }
 
   private async objectContent(hash: ContentHash, suffix: '' | 'P', compression: 'zlib' | 'none'): Promise<Buffer> {

@@ -104,6 +104,8 @@ export async function verifyRepository(reader: RepositoryReader, onProgress?: (p
             await queue(checkObject(c.hash, 'P', c.size, entry.compression, path));
           }
           if (offset !== entry.size) fail(`chunks of ${path} cover ${offset} bytes, file has ${entry.size}`);
+          // A legacy bulk object (CVMFS_GENERATE_LEGACY_BULK_CHUNKS) must hold the whole file too.
+          if (entry.hash) await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
         } else if (entry.hash) {
           await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
         } else {

@@ -77,6 +77,8 @@ export function entryFlags(e: DirectoryEntry): number {
     if (kind === 'special') flags |= FLAG.special;
   }
   const algorithm = e.hash?.algorithm ?? ((flags & FLAG.chunked) ? e.chunkAlgorithm : undefined);
+  // Chunk rows carry raw digests only: without the algorithm bits they would be read as SHA-1.
+  if (flags & FLAG.chunked && !algorithm) throw new Error(`chunked file '${e.name}' has no hash algorithm`);
   if (algorithm) flags |= (ALGORITHM_NUMBER[algorithm] - 1) << HASH_BITS_SHIFT;
   if (kind === 'file' && e.compression === 'none') flags |= 1 << COMPRESSION_SHIFT;
   return flags;

@@ -1,50 +1,134 @@
-// A pool of compress workers fed in batches: per-message overhead would otherwise dominate for the
-// small files that make up most software trees.
+// A pool of compress workers. Files are fed in batches (per-message overhead would otherwise dominate
+// for the small files that make up most software trees); a stream gets a worker to itself. Objects go
+// either straight into a filesystem store (the workers write them) or back here to an upload function,
+// with backpressure so that no worker runs more than a bounded number of bytes ahead of the uploads.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import type { Readable } from 'node:stream';
 import { ContentHash, type HashAlgorithm } from '../format/hash.js';
-import type { CompressBatch, CompressJob, CompressResult } from './compress-worker.js';
+import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
+import type { FileChunk } from '../format/catalog-db.js';
+import type { PreparedObject } from '../format/zlib-object.js';
+import type { ContentOutcome, FileJob, WorkerReply, WorkerRequest, WorkerSetup } from './compress-worker.js';
 
-export type CompressedFile =
-  /** Compressed bytes for the caller to upload. */
-  | { hash: ContentHash; stored: Buffer }
-  /** Already written to the filesystem store by the worker. */
-  | { hash: ContentHash; storedSize: number; written: boolean };
+/** Where the objects go. */
+export type ObjectSink =
+  /** Workers write into this filesystem store root themselves. */
+  | { fsStoreRoot: string }
+  /** Each object is handed to this function; it resolves once the object is stored. */
+  | { upload: (obj: PreparedObject) => Promise<void> };
 
-interface Pending {
-  job: CompressJob;
-  resolve: (r: CompressedFile) => void;
-  reject: (e: Error) => void;
+export interface CompressPoolOptions {
+  algorithm: HashAlgorithm;
+  sink: ObjectSink;
+  /** Worker threads; default: one per core. */
+  workers?: number;
+  /** Content-defined chunking (spec §3); missing fields take the stock defaults 4/8/16 MiB; false: off. */
+  chunking?: Partial<ChunkingParameters> | false;
+  /**
+   * Upload sink only: compressed bytes one worker may have handed over that are not uploaded yet.
+   * Default twice the maximum chunk size. A single object larger than this still goes through alone.
+   */
+  bytesInFlightPerWorker?: number;
+}
+
+/** The objects of one file or stream. */
+export interface CompressedContent {
+  /** The single object's hash; null for a chunked file (no whole-file object, spec §3.2). */
+  hash: ContentHash | null;
+  /** Chunks (suffix P), contiguous from 0; empty when the content is one ordinary object. */
+  chunks: FileChunk[];
+  /** Uncompressed bytes. */
+  size: number;
+  /** Compressed bytes of all its objects. */
+  storedBytes: number;
+  /**
+   * What the workers did in a filesystem store: objects written, objects already there, bytes written.
+   * All zero with an upload sink, whose function sees every object.
+   */
+  objects: { written: number; present: number; bytesWritten: number };
+}
+
+type Settle = { resolve: (r: CompressedContent) => void; reject: (e: Error) => void };
+type QueuedFile = { kind: 'file'; job: FileJob } & Settle;
+type QueuedStream = {
+  kind: 'stream'; id: number; stream: AsyncIterable<unknown>; expectedSize?: number; what: string;
+  /** Why reading the stream failed; reported instead of the worker's 'aborted'. */
+  readError?: Error;
+} & Settle;
+type Queued = QueuedFile | QueuedStream;
+
+interface Slot {
+  worker: Worker;
+  /** Stream input sent to the worker and not yet taken in. */
+  inputOutstanding: number;
+  inputWaiter: (() => void) | null;
 }
 
 const BATCH_FILES = 64;
 const BATCH_BYTES = 1 << 20;
+/** Stream bytes queued towards one worker before the reading side is paused. */
+const STREAM_INPUT_BYTES = 4 << 20;
 
 export class CompressPool {
-  private readonly workers: Worker[] = [];
-  private readonly idle: Worker[] = [];
-  private readonly queue: Pending[] = [];
-  private readonly inFlight = new Map<number, Pending>();
+  readonly size: number;
+  readonly algorithm: HashAlgorithm;
+  private readonly sink: ObjectSink;
+  private readonly slots: Slot[] = [];
+  private readonly idle: Slot[] = [];
+  private readonly queue: Queued[] = [];
+  private readonly running = new Map<number, Queued>();
+  /** Uploads started per job: a job is done only when its objects are stored. */
+  private readonly uploads = new Map<number, Promise<void>[]>();
   private nextId = 1;
   private flushTimer: NodeJS.Immediate | null = null;
   private failure: Error | null = null;
+  private inFlight = 0;
+  /** Largest number of compressed bytes handed to the upload function and not yet uploaded. */
+  peakBytesInFlight = 0;
 
-  constructor(private readonly algorithm: HashAlgorithm, readonly size = availableParallelism(), private readonly fsStoreRoot?: string) {
+  constructor(options: CompressPoolOptions) {
+    this.algorithm = options.algorithm;
+    this.sink = options.sink;
+    this.size = options.workers ?? availableParallelism();
+    if (!Number.isInteger(this.size) || this.size < 1) throw new Error(`worker count must be a positive integer, got ${this.size}`);
+    const chunking = options.chunking === false ? null : chunkingParameters(options.chunking ?? {});
+    const setup: WorkerSetup = {
+      algorithm: this.algorithm,
+      chunking,
+      fsStoreRoot: 'fsStoreRoot' in this.sink ? this.sink.fsStoreRoot : undefined,
+      bytesInFlight: options.bytesInFlightPerWorker ?? 2 * (chunking?.maxSize ?? 16 << 20),
+    };
     const url = new URL('./compress-worker.js', import.meta.url);
-    for (let i = 0; i < size; i++) {
-      const w = new Worker(url);
-      w.on('message', (results: CompressResult[]) => this.onResults(w, results));
-      w.on('error', (err) => this.fail(err));
-      w.unref();
-      this.workers.push(w);
-      this.idle.push(w);
+    for (let i = 0; i < this.size; i++) {
+      const slot: Slot = { worker: new Worker(url, { workerData: setup }), inputOutstanding: 0, inputWaiter: null };
+      slot.worker.on('message', (reply: WorkerReply) => this.onReply(slot, reply));
+      slot.worker.on('error', (err) => this.fail(err));
+      slot.worker.unref();
+      this.slots.push(slot);
+      this.idle.push(slot);
     }
   }
 
-  compress(path: string, size: number, mtimeNs: bigint): Promise<CompressedFile> {
+  /** Compresses a file the scan saw with this size and mtime; it fails if the file changes meanwhile. */
+  compress(path: string, size: number, mtimeNs: bigint): Promise<CompressedContent> {
+    return this.enqueue((settle) => ({ kind: 'file', job: { id: this.nextId++, path, size, mtimeNs }, ...settle }));
+  }
+
+  /**
+   * Compresses the bytes of a stream (e.g. one tarball member) with the same chunking and backpressure:
+   * the stream is read only as fast as the worker and the uploads keep up.
+   */
+  compressStream(stream: Readable | AsyncIterable<Uint8Array>, options: { expectedSize?: number; what?: string } = {}): Promise<CompressedContent> {
+    return this.enqueue((settle) => ({
+      kind: 'stream', id: this.nextId++, stream, expectedSize: options.expectedSize, what: options.what ?? 'stream', ...settle,
+    }));
+  }
+
+  private enqueue(make: (settle: Settle) => Queued): Promise<CompressedContent> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.queue.push({ job: { id: this.nextId++, path, size, mtimeNs }, resolve, reject });
+      this.queue.push(make({ resolve, reject }));
       // Deferred so that files queued in the same turn travel together.
       if (!this.flushTimer) this.flushTimer = setImmediate(() => { this.flushTimer = null; this.dispatch(); });
     });
@@ -53,44 +137,137 @@ export class CompressPool {
   /** Busy workers let the queue grow, so batches fill up by themselves under load. */
   private dispatch(): void {
     while (this.idle.length > 0 && this.queue.length > 0) {
-      const jobs: Pending[] = [];
-      let bytes = 0;
-      while (this.queue.length > 0 && jobs.length < BATCH_FILES && (jobs.length === 0 || bytes < BATCH_BYTES)) {
-        const p = this.queue.shift()!;
-        bytes += p.job.size;
-        jobs.push(p);
+      const slot = this.idle.pop()!;
+      slot.worker.ref();
+      const head = this.queue[0]!;
+      if (head.kind === 'stream') {
+        this.queue.shift();
+        this.running.set(head.id, head);
+        void this.pump(slot, head);
+        continue;
       }
-      for (const p of jobs) this.inFlight.set(p.job.id, p);
-      const worker = this.idle.pop()!;
-      const batch: CompressBatch = { algorithm: this.algorithm, jobs: jobs.map((p) => p.job), fsStoreRoot: this.fsStoreRoot };
-      worker.ref();
-      worker.postMessage(batch);
+      const jobs: FileJob[] = [];
+      let bytes = 0;
+      while (this.queue.length > 0 && this.queue[0]!.kind === 'file' && jobs.length < BATCH_FILES && (jobs.length === 0 || bytes < BATCH_BYTES)) {
+        const q = this.queue.shift() as QueuedFile;
+        bytes += q.job.size;
+        jobs.push(q.job);
+        this.running.set(q.job.id, q);
+      }
+      this.post(slot, { type: 'files', jobs });
     }
   }
 
-  private onResults(worker: Worker, results: CompressResult[]): void {
-    worker.unref();
-    this.idle.push(worker);
-    for (const r of results) {
-      const p = this.inFlight.get(r.id);
-      if (!p) continue;
-      this.inFlight.delete(r.id);
-      if ('error' in r) p.reject(new Error(`cannot read ${p.job.path}: ${r.error}`));
-      else if ('written' in r) p.resolve({ hash: new ContentHash(this.algorithm, Buffer.from(r.digest)), storedSize: r.storedSize, written: r.written });
-      else p.resolve({ hash: new ContentHash(this.algorithm, Buffer.from(r.digest)), stored: Buffer.from(r.stored.buffer, r.stored.byteOffset, r.stored.byteLength) });
+  private post(slot: Slot, msg: WorkerRequest, transfer: ArrayBuffer[] = []): void {
+    slot.worker.postMessage(msg, transfer);
+  }
+
+  /** Feeds a stream to its worker, pausing while the worker has enough input queued. */
+  private async pump(slot: Slot, q: QueuedStream): Promise<void> {
+    this.post(slot, { type: 'stream-start', id: q.id });
+    let total = 0;
+    try {
+      for await (const piece of q.stream) {
+        if (!(piece instanceof Uint8Array)) throw new Error(`${q.what} yielded ${typeof piece} data; binary chunks expected`);
+        if (piece.length === 0) continue;
+        while (slot.inputOutstanding > 0 && slot.inputOutstanding + piece.length > STREAM_INPUT_BYTES) {
+          await new Promise<void>((resolve) => { slot.inputWaiter = resolve; });
+        }
+        if (this.failure) throw this.failure;
+        slot.inputOutstanding += piece.length;
+        total += piece.length;
+        // Copied into a buffer of its own and moved: the stream may reuse its buffer, and a cloned view
+        // would carry the whole buffer behind it.
+        const bytes = new Uint8Array(piece);
+        this.post(slot, { type: 'stream-data', id: q.id, bytes }, [bytes.buffer]);
+      }
+      if (q.expectedSize !== undefined && total !== q.expectedSize) {
+        throw new Error(`${q.what} gave ${total} bytes, ${q.expectedSize} expected`);
+      }
+      this.post(slot, { type: 'stream-end', id: q.id });
+    } catch (err) {
+      q.readError = err instanceof Error ? err : new Error(String(err));
+      this.post(slot, { type: 'stream-end', id: q.id, abort: true });
     }
-    this.dispatch();
+  }
+
+  private onReply(slot: Slot, reply: WorkerReply): void {
+    switch (reply.type) {
+      case 'objects':
+        this.uploadObjects(slot, reply.objects, reply.bytes);
+        return;
+      case 'consumed': {
+        slot.inputOutstanding -= reply.bytes;
+        const w = slot.inputWaiter;
+        slot.inputWaiter = null;
+        w?.();
+        return;
+      }
+      case 'done':
+        slot.worker.unref();
+        this.idle.push(slot);
+        for (const r of reply.results) this.finishJob(r);
+        this.dispatch();
+        return;
+    }
+  }
+
+  private uploadObjects(slot: Slot, objects: Extract<WorkerReply, { type: 'objects' }>['objects'], bytes: number): void {
+    if (!('upload' in this.sink)) return;
+    this.inFlight += bytes;
+    this.peakBytesInFlight = Math.max(this.peakBytesInFlight, this.inFlight);
+    const started: Promise<void>[] = [];
+    for (const o of objects) {
+      const hash = new ContentHash(this.algorithm, Buffer.from(o.digest));
+      const stored = Buffer.from(o.stored.buffer, o.stored.byteOffset, o.stored.byteLength);
+      const p = this.sink.upload({ hash, suffix: o.suffix, key: hash.objectKey(o.suffix), stored });
+      started.push(p);
+      let list = this.uploads.get(o.job);
+      if (!list) this.uploads.set(o.job, (list = []));
+      list.push(p);
+    }
+    // Acknowledged when settled either way: a failed upload fails its job, not the worker.
+    void Promise.allSettled(started).then(() => {
+      this.inFlight -= bytes;
+      slot.worker.postMessage({ type: 'ack', bytes } satisfies WorkerRequest);
+    });
+  }
+
+  private finishJob(r: ContentOutcome | { id: number; error: string }): void {
+    const q = this.running.get(r.id);
+    if (!q) return;
+    this.running.delete(r.id);
+    const uploads = this.uploads.get(r.id) ?? [];
+    this.uploads.delete(r.id);
+    const what = q.kind === 'file' ? q.job.path : q.what;
+    if (q.kind === 'stream' && q.readError) {
+      q.reject(q.readError);
+      return;
+    }
+    if ('error' in r) {
+      q.reject(new Error(`cannot read ${what}: ${r.error}`));
+      return;
+    }
+    const content: CompressedContent = {
+      hash: r.digest ? new ContentHash(this.algorithm, Buffer.from(r.digest)) : null,
+      chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, hash: new ContentHash(this.algorithm, Buffer.from(c.digest)) })),
+      size: r.size,
+      storedBytes: r.storedBytes,
+      objects: { written: r.written, present: r.present, bytesWritten: r.bytesWritten },
+    };
+    Promise.all(uploads).then(() => q.resolve(content), (err: Error) => q.reject(err));
   }
 
   private fail(err: Error): void {
     this.failure = new Error(`compression worker failed: ${err.message}`);
-    for (const p of [...this.inFlight.values(), ...this.queue]) p.reject(this.failure);
-    this.inFlight.clear();
+    for (const q of [...this.running.values(), ...this.queue]) q.reject(this.failure);
+    this.running.clear();
     this.queue.length = 0;
+    for (const s of this.slots) s.inputWaiter?.();
   }
 
   async close(): Promise<void> {
     if (this.flushTimer) clearImmediate(this.flushTimer);
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

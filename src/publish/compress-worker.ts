@@ -1,12 +1,26 @@
-// Worker thread: reads files, compresses them as objects and hashes the compressed bytes, so that
-// every core compresses while the main thread walks the tree and uploads.
-import { parentPort } from 'node:worker_threads';
+// Worker thread: reads files (or receives the bytes of a stream) in bounded blocks, cuts them into
+// content-defined chunks (spec §3), compresses each chunk as its own object and hashes the compressed
+// bytes, so that every core compresses while the main thread walks the tree and uploads.
+// Memory per worker: one read block, one chunk (at most the maximum chunk size) and its compressed
+// form, plus what the upload budget allows to be in flight.
+import { parentPort, workerData } from 'node:worker_threads';
 import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import { compressObject } from '../format/zlib-object.js';
 import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
+import { ChunkSplitter, type ChunkingParameters } from '../format/chunker.js';
 import { putContentAddressedSync } from '../store/fs-store.js';
 
-export interface CompressJob {
+export interface WorkerSetup {
+  algorithm: HashAlgorithm;
+  /** null: every file is one object. */
+  chunking: ChunkingParameters | null;
+  /** A filesystem store's root: the worker writes objects itself instead of sending them back. */
+  fsStoreRoot?: string;
+  /** Compressed bytes this worker may have sent back and not had acknowledged as uploaded. */
+  bytesInFlight: number;
+}
+
+export interface FileJob {
   id: number;
   path: string;
   /** Size and mtime seen by the scan: a file that differs when read is changing under us. */
@@ -14,35 +28,159 @@ export interface CompressJob {
   mtimeNs: bigint;
 }
 
-export interface CompressBatch {
-  algorithm: HashAlgorithm;
-  jobs: CompressJob[];
-  /** A filesystem store's root: the worker writes objects itself instead of sending them back. */
-  fsStoreRoot?: string;
+export type WorkerRequest =
+  | { type: 'files'; jobs: FileJob[] }
+  | { type: 'stream-start'; id: number }
+  | { type: 'stream-data'; id: number; bytes: Uint8Array }
+  | { type: 'stream-end'; id: number; abort?: boolean }
+  /** The pool has uploaded this many of the bytes sent back. */
+  | { type: 'ack'; bytes: number };
+
+/** An object for the main thread to upload (only without a filesystem store). */
+export interface EmittedObject {
+  job: number;
+  suffix: '' | 'P';
+  digest: Uint8Array;
+  stored: Uint8Array;
 }
 
-export type CompressResult =
-  | { id: number; digest: Uint8Array; stored: Uint8Array }
-  | { id: number; digest: Uint8Array; storedSize: number; written: boolean }
-  | { id: number; error: string };
+export interface ContentOutcome {
+  id: number;
+  size: number;
+  /** Digest of the single object; null when the content was chunked. */
+  digest: Uint8Array | null;
+  chunks: { offset: number; size: number; digest: Uint8Array }[];
+  storedBytes: number;
+  written: number;
+  present: number;
+  bytesWritten: number;
+}
 
-function readWhole(job: CompressJob): Buffer {
+export type WorkerReply =
+  | { type: 'objects'; objects: EmittedObject[]; bytes: number }
+  /** Input bytes of a stream taken in, so the pool may send more. */
+  | { type: 'consumed'; id: number; bytes: number }
+  | { type: 'done'; results: (ContentOutcome | { id: number; error: string })[] };
+
+const READ_BLOCK = 2 << 20;
+/** Small objects travel back together; per-message overhead dominates for small files. */
+const FLUSH_BYTES = 1 << 20;
+
+const setup = workerData as WorkerSetup;
+const port = parentPort!;
+
+let outstanding = 0;
+let wake: (() => void) | null = null;
+let pending: EmittedObject[] = [];
+let pendingBytes = 0;
+
+async function flush(): Promise<void> {
+  if (pending.length === 0) return;
+  const objects = pending;
+  const bytes = pendingBytes;
+  pending = [];
+  pendingBytes = 0;
+  // Backpressure: wait for uploads to catch up; one message alone may always go.
+  while (outstanding > 0 && outstanding + bytes > setup.bytesInFlight) {
+    await new Promise<void>((resolve) => { wake = resolve; });
+  }
+  outstanding += bytes;
+  const transfer: ArrayBuffer[] = [];
+  for (const o of objects) {
+    if (o.stored.byteOffset === 0 && o.stored.byteLength === o.stored.buffer.byteLength) transfer.push(o.stored.buffer as ArrayBuffer);
+  }
+  port.postMessage({ type: 'objects', objects, bytes } satisfies WorkerReply, transfer);
+}
+
+/** One file's or stream's content on its way to objects. */
+class ContentJob {
+  private readonly splitter: ChunkSplitter | null;
+  private readonly whole: Uint8Array[] = [];
+  readonly outcome: ContentOutcome;
+
+  /** `size`: when known and no larger than the minimum chunk, the content cannot be cut (small files skip the scan). */
+  constructor(readonly id: number, size?: number) {
+    const cuttable = setup.chunking !== null && (size === undefined || size > setup.chunking.minSize);
+    this.splitter = cuttable ? new ChunkSplitter(setup.chunking!) : null;
+    this.outcome = { id, size: 0, digest: null, chunks: [], storedBytes: 0, written: 0, present: 0, bytesWritten: 0 };
+  }
+
+  async push(block: Uint8Array): Promise<void> {
+    this.outcome.size += block.length;
+    if (!this.splitter) {
+      this.whole.push(block);
+      return;
+    }
+    for (const chunk of this.splitter.push(block)) {
+      const size = chunk.pieces.reduce((n, p) => n + p.length, 0);
+      const digest = await this.store(chunk.pieces, 'P');
+      this.outcome.chunks.push({ offset: chunk.offset, size, digest });
+    }
+  }
+
+  async finish(): Promise<ContentOutcome> {
+    if (!this.splitter) {
+      this.outcome.digest = await this.store(this.whole, '');
+    } else {
+      const last = this.splitter.finish();
+      if (!last.chunked) {
+        // One piece: an ordinary object (spec §3.1 step 3).
+        this.outcome.digest = await this.store(last.pieces, '');
+      } else {
+        const size = last.pieces.reduce((n, p) => n + p.length, 0);
+        const digest = await this.store(last.pieces, 'P');
+        this.outcome.chunks.push({ offset: last.offset, size, digest });
+      }
+    }
+    return this.outcome;
+  }
+
+  private async store(pieces: Uint8Array[], suffix: '' | 'P'): Promise<Uint8Array> {
+    const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    const stored = compressObject(data);
+    const digest = createHasher(setup.algorithm).update(stored).digest();
+    this.outcome.storedBytes += stored.length;
+    if (setup.fsStoreRoot !== undefined) {
+      const written = putContentAddressedSync(setup.fsStoreRoot, new ContentHash(setup.algorithm, digest).objectKey(suffix), stored);
+      if (written) {
+        this.outcome.written++;
+        this.outcome.bytesWritten += stored.length;
+      } else {
+        this.outcome.present++;
+      }
+    } else {
+      pending.push({ job: this.id, suffix, digest, stored });
+      pendingBytes += stored.length;
+      // Chunks are large: send each at once so uploads start while the next is compressed.
+      if (suffix === 'P' || pendingBytes >= FLUSH_BYTES) await flush();
+    }
+    return digest;
+  }
+}
+
+async function compressFile(job: FileJob): Promise<ContentOutcome> {
   const fd = openSync(job.path, 'r');
   try {
     const before = fstatSync(fd, { bigint: true });
     if (before.size !== BigInt(job.size) || before.mtimeNs !== job.mtimeNs) throw new Error('file changed after it was scanned');
-    const buf = Buffer.allocUnsafe(job.size);
+    const content = new ContentJob(job.id, job.size);
     let off = 0;
     while (off < job.size) {
-      const n = readSync(fd, buf, off, job.size - off, off);
-      if (n === 0) break;
-      off += n;
+      // A fresh block each time: finished chunks may still hold slices of the previous ones.
+      const want = Math.min(READ_BLOCK, job.size - off);
+      const block = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(fd, block, got, want - got, off + got);
+        if (n === 0) throw new Error('file changed while it was read (it became shorter)');
+        got += n;
+      }
+      off += want;
+      await content.push(block);
     }
     const after = fstatSync(fd, { bigint: true });
-    if (off !== job.size || after.size !== BigInt(job.size) || after.mtimeNs !== job.mtimeNs) {
-      throw new Error('file changed while it was read');
-    }
-    return buf;
+    if (after.size !== BigInt(job.size) || after.mtimeNs !== job.mtimeNs) throw new Error('file changed while it was read');
+    return await content.finish();
   } finally {
     closeSync(fd);
   }
@@ -55,23 +193,76 @@ function describe(err: unknown): string {
   return e.message ?? String(err);
 }
 
-parentPort!.on('message', (batch: CompressBatch) => {
-  const results: CompressResult[] = [];
-  const transfer: ArrayBuffer[] = [];
-  for (const job of batch.jobs) {
+async function compressFiles(jobs: FileJob[]): Promise<void> {
+  const results: (ContentOutcome | { id: number; error: string })[] = [];
+  for (const job of jobs) {
     try {
-      const stored = compressObject(readWhole(job));
-      const digest = createHasher(batch.algorithm).update(stored).digest();
-      if (batch.fsStoreRoot !== undefined) {
-        const written = putContentAddressedSync(batch.fsStoreRoot, new ContentHash(batch.algorithm, digest).objectKey(''), stored);
-        results.push({ id: job.id, digest, storedSize: stored.length, written });
-        continue;
-      }
-      results.push({ id: job.id, digest, stored });
-      if (stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength) transfer.push(stored.buffer as ArrayBuffer);
+      results.push(await compressFile(job));
     } catch (err) {
+      pending = pending.filter((o) => o.job !== job.id);
+      pendingBytes = pending.reduce((n, o) => n + o.stored.length, 0);
       results.push({ id: job.id, error: describe(err) });
     }
   }
-  parentPort!.postMessage(results, transfer);
+  await flush();
+  port.postMessage({ type: 'done', results } satisfies WorkerReply);
+}
+
+const streams = new Map<number, { content: ContentJob; error: string | null }>();
+
+async function handle(msg: WorkerRequest): Promise<void> {
+  switch (msg.type) {
+    case 'files':
+      return compressFiles(msg.jobs);
+    case 'stream-start':
+      streams.set(msg.id, { content: new ContentJob(msg.id), error: null });
+      return;
+    case 'stream-data': {
+      const s = streams.get(msg.id);
+      if (s && s.error === null) {
+        try {
+          await s.content.push(msg.bytes);
+        } catch (err) {
+          s.error = describe(err);
+        }
+      }
+      port.postMessage({ type: 'consumed', id: msg.id, bytes: msg.bytes.length } satisfies WorkerReply);
+      return;
+    }
+    case 'stream-end': {
+      const s = streams.get(msg.id);
+      streams.delete(msg.id);
+      let result: ContentOutcome | { id: number; error: string };
+      if (!s || msg.abort) result = { id: msg.id, error: 'stream aborted' };
+      else if (s.error !== null) result = { id: msg.id, error: s.error };
+      else {
+        try {
+          result = await s.content.finish();
+        } catch (err) {
+          result = { id: msg.id, error: describe(err) };
+        }
+      }
+      await flush();
+      port.postMessage({ type: 'done', results: [result] } satisfies WorkerReply);
+      return;
+    }
+    case 'ack':
+      return;
+  }
+}
+
+let chain = Promise.resolve();
+port.on('message', (msg: WorkerRequest) => {
+  // Acks are taken at once: the job in progress may be waiting for them.
+  if (msg.type === 'ack') {
+    outstanding -= msg.bytes;
+    const w = wake;
+    wake = null;
+    w?.();
+    return;
+  }
+  chain = chain.then(() => handle(msg)).catch((err: unknown) => {
+    // A bug, not bad input: let the pool fail loudly.
+    setImmediate(() => { throw err; });
+  });
 });

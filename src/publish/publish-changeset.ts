@@ -4,9 +4,9 @@
 // catalog or the manifest itself; the functions it calls do, wherever the runtime runs them.
 import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../store/object-store.js';
-import type { ContentHash } from '../format/hash.js';
+import type { ChunkingParameters } from '../format/chunker.js';
 import {
-  CHANGESET_PART_TYPE, CHANGESET_TYPE, entryToWire, MAX_OPS_PER_PART, partDigest, txnKeys,
+  CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksToWire, entryToWire, MAX_OPS_PER_PART, partDigest, txnKeys,
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
 import { signLeaseRequest } from '../format/lease.js';
@@ -16,8 +16,7 @@ import { serializeSignedDocument, signDocument } from '../format/signed-document
 import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, emptyObject, readHead, RepositoryMissingError } from '../repo/repository.js';
 import { ScratchSpace } from '../repo/scratch.js';
-import { directFsRoot } from '../store/fs-store.js';
-import { CompressPool } from './compress-pool.js';
+import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
 import { Uploader } from './uploader.js';
 import { sourceXattrs } from './xattrs.js';
@@ -49,6 +48,7 @@ export interface ChainPublishOptions {
   onWarning?: (message: string) => void;
   /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
   xattrs?: ((sourcePath: string) => Buffer | null) | null;
+  chunking?: Partial<ChunkingParameters> | false;
 }
 
 export interface ChainPublishSummary {
@@ -143,7 +143,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   const txnId = `${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(6).toString('hex')}`;
   const scratch = ScratchSpace.create();
   const uploader = new Uploader(store, 32);
-  const pool = new CompressPool(head.algorithm, options.workers, directFsRoot(store));
+  const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking });
   const empty = emptyObject(head.algorithm);
   const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher);
   let tree: CatalogTree | undefined;
@@ -155,19 +155,11 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     const inFlight = new Set<Promise<void>>();
     let failure: unknown = null;
     const publishFile = async (op: FileOperation) => {
-      let hash: ContentHash;
-      if (op.entry.size === 0) {
-        hash = empty.hash;
-        await uploader.upload(empty);
-      } else {
-        const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
-        hash = c.hash;
-        filesCompressed++;
-        bytesRead += op.entry.size;
-        if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
-        else uploader.recordWritten(c.written, c.storedSize);
-      }
-      const upsert: ChangeOp = { op: 'upsert', path: op.path, entry: entryToWire({ ...op.entry, hash }) };
+      const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
+      if (c.bytesRead > 0) filesCompressed++;
+      bytesRead += c.bytesRead;
+      const upsert: ChangeOp = { op: 'upsert', path: op.path, entry: entryToWire(c.entry) };
+      if (c.chunks.length > 0) upsert.chunks = chunksToWire(c.chunks);
       if (op.links.length > 0) upsert.links = op.links;
       await changeset.add(upsert);
     };

@@ -3,6 +3,7 @@
 import type { ObjectStore } from '../store/object-store.js';
 import { ContentHash } from '../format/hash.js';
 import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import type { ChunkingParameters } from '../format/chunker.js';
 import { normalizeRepoPath, parentPath } from '../format/md5path.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
@@ -10,13 +11,12 @@ import {
   catalogLoader, checkSigningKeys, commitRevision, emptyObject, processOwner, readHead, RepositoryMissingError, type Head,
 } from '../repo/repository.js';
 import { PublishLock } from '../repo/publish-lock.js';
-import { CompressPool } from './compress-pool.js';
+import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type FileOperation, type HeadView, type Operation } from './source-diff.js';
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { Uploader } from './uploader.js';
 import { sourceXattrs } from './xattrs.js';
-import { directFsRoot } from '../store/fs-store.js';
 
 export interface PublishProgress {
   phase: 'scan' | 'upload' | 'commit';
@@ -35,6 +35,8 @@ export interface PublishOptions {
   checksum?: boolean;
   workers?: number;
   uploadConcurrency?: number;
+  /** Content-defined chunking of large files; default the stock 4/8/16 MiB, false: off. */
+  chunking?: Partial<ChunkingParameters> | false;
   now?: () => Date;
   onProgress?: (p: PublishProgress) => void;
   onWarning?: (message: string) => void;
@@ -134,7 +136,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   const report = () => options.onProgress?.({ ...progress });
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
   // Workers write straight into a filesystem store; other stores get the bytes back to upload.
-  const pool = new CompressPool(algorithm, options.workers, directFsRoot(store));
+  const pool = compressPoolFor(store, uploader, algorithm, { workers: options.workers, chunking: options.chunking });
   const empty = emptyObject(algorithm);
   let filesCompressed = 0;
   let tree: CatalogTree | undefined;
@@ -148,22 +150,13 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
     let failure: unknown = null;
     let wake: (() => void) | null = null;
     const publishFile = async (op: FileOperation): Promise<void> => {
-      let hash;
-      if (op.entry.size === 0) {
-        hash = empty.hash;
-        await uploader.upload(empty);
-      } else {
-        const c = await pool.compress(op.source, op.entry.size, op.mtimeNs);
-        hash = c.hash;
-        filesCompressed++;
-        progress.bytesRead += op.entry.size;
-        if ('stored' in c) await uploader.upload({ hash: c.hash, suffix: '', key: c.hash.objectKey(''), stored: c.stored });
-        else uploader.recordWritten(c.written, c.storedSize);
-      }
+      const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
+      if (c.bytesRead > 0) filesCompressed++;
+      progress.bytesRead += c.bytesRead;
       await serial.run(async (t) => {
         const group = op.links.length > 0 ? await t.newHardlinkGroup(parentPath(op.path)) : 0;
-        await t.upsert(op.path, { ...op.entry, hash, hardlinkGroup: group });
-        for (const link of op.links) await t.upsert(link.path, { ...op.entry, name: link.name, hash, hardlinkGroup: group });
+        await t.upsert(op.path, { ...c.entry, hardlinkGroup: group }, c.chunks);
+        for (const link of op.links) await t.upsert(link.path, { ...c.entry, name: link.name, hardlinkGroup: group }, c.chunks);
       });
       progress.filesDone++;
       if (progress.filesDone % 500 === 0) report();

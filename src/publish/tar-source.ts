@@ -16,7 +16,7 @@ import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { normalizeRepoPath, isWithin } from '../format/md5path.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../format/catalog-entry.js';
+import { S_IFDIR, S_IFLNK, S_IFREG } from '../format/catalog-entry.js';
 import type { Xattrs } from '../format/xattr.js';
 
 export type TarEntryKind = 'file' | 'directory' | 'symlink' | 'hardlink' | 'fifo' | 'char' | 'block';

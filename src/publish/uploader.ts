@@ -22,14 +22,11 @@ export class Uploader {
     return p;
   }
 
-  /** Counts an object that a worker wrote into the store itself. */
-  recordWritten(written: boolean, size: number): void {
-    if (written) {
-      this.uploaded++;
-      this.bytesUploaded += size;
-    } else {
-      this.alreadyPresent++;
-    }
+  /** Counts objects that a worker wrote into the store itself. */
+  recordObjects(o: { written: number; present: number; bytesWritten: number }): void {
+    this.uploaded += o.written;
+    this.alreadyPresent += o.present;
+    this.bytesUploaded += o.bytesWritten;
   }
 
   /** Uploads without queueing behind data objects (catalogs on the commit path). */

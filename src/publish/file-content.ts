@@ -1,0 +1,47 @@
+// Turning a source file into catalog content: compressed (and chunked when large) by the pool, its
+// objects stored, and the entry given its hash or chunk list. Shared by the owner's publish and the
+// serverless writer so that both record files identically.
+import type { ObjectStore } from '../store/object-store.js';
+import { directFsRoot } from '../store/fs-store.js';
+import type { HashAlgorithm } from '../format/hash.js';
+import { FLAG, type DirectoryEntry } from '../format/catalog-entry.js';
+import type { FileChunk } from '../format/catalog-db.js';
+import type { ChunkingParameters } from '../format/chunker.js';
+import type { PreparedObject } from '../format/zlib-object.js';
+import { CompressPool } from './compress-pool.js';
+import type { Uploader } from './uploader.js';
+
+/** Workers write straight into a filesystem store; for other stores they hand objects to the uploader. */
+export function compressPoolFor(store: ObjectStore, uploader: Uploader, algorithm: HashAlgorithm,
+  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false }): CompressPool {
+  const root = directFsRoot(store);
+  return new CompressPool({
+    algorithm, workers: options.workers, chunking: options.chunking,
+    sink: root !== undefined ? { fsStoreRoot: root } : { upload: (o) => uploader.upload(o) },
+  });
+}
+
+export interface FileContent {
+  entry: DirectoryEntry;
+  chunks: FileChunk[];
+  /** Bytes read from the source (0 for an empty file). */
+  bytesRead: number;
+}
+
+/** Compresses and stores one file; the entry comes back with its hash, or chunk flag and algorithm. */
+export async function storeFileContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
+  source: string, entry: DirectoryEntry, mtimeNs: bigint): Promise<FileContent> {
+  if (entry.size === 0) {
+    await uploader.upload(empty);
+    return { entry: { ...entry, hash: empty.hash }, chunks: [], bytesRead: 0 };
+  }
+  const c = await pool.compress(source, entry.size, mtimeNs);
+  uploader.recordObjects(c.objects);
+  if (c.chunks.length > 0) {
+    return {
+      entry: { ...entry, hash: null, extraFlags: entry.extraFlags | FLAG.chunked, chunkAlgorithm: pool.algorithm },
+      chunks: c.chunks, bytesRead: entry.size,
+    };
+  }
+  return { entry: { ...entry, hash: c.hash, extraFlags: entry.extraFlags & ~FLAG.chunked }, chunks: [], bytesRead: entry.size };
+}
