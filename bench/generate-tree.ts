@@ -11,7 +11,10 @@ export interface GeneratedTree {
 }
 
 /** `entries` counts files and directories below `root` (root itself excluded). */
-export function generateTree(root: string, entries: number, flatFraction = 0.06): GeneratedTree {
+export function generateTree(root: string, entries: number, options: { flatFraction?: number; distinctContents?: number } = {}): GeneratedTree {
+  const flatFraction = options.flatFraction ?? 0.06;
+  // Few distinct contents keep the object count (and the disk work) small when only catalogs matter.
+  const content = (i: number, label: string) => options.distinctContents ? `content ${i % options.distinctContents}\n` : `${label}\n`;
   mkdirSync(root, { recursive: true });
   const flat = Math.floor(entries * flatFraction);
   const areas = 10;
@@ -22,7 +25,7 @@ export function generateTree(root: string, entries: number, flatFraction = 0.06)
   const samples: string[] = [];
   mkdirSync(join(root, 'flat'));
   for (let i = 0; i < flat; i++) {
-    writeFileSync(join(root, 'flat', `file${i}`), `flat ${i}\n`);
+    writeFileSync(join(root, 'flat', `file${i}`), content(i, `flat ${i}`));
     files++;
   }
   samples.push('/flat/file7');
@@ -34,7 +37,7 @@ export function generateTree(root: string, entries: number, flatFraction = 0.06)
       made += p === 0 ? 2 : 1;
       const n = a === areas - 1 && p === packages - 1 ? entries - made : perPackage;
       for (let f = 0; f < n; f++) {
-        writeFileSync(join(dir, `f${f}.txt`), `area ${a} package ${p} file ${f}\n`);
+        writeFileSync(join(dir, `f${f}.txt`), content(files, `area ${a} package ${p} file ${f}`));
         files++;
       }
       made += n;

@@ -102,3 +102,20 @@ test('statistics counters of a known tree', () => {
   assert.equal(COUNTER_NAMES.length * 2, 24, 'the client requires 24 statistics rows');
   db.close();
 });
+
+test('a catalog that lost most of its rows is compacted when serialized, keeping the rowids of the rest', async () => {
+  const { CatalogDb } = await import('../src/format/catalog-db.js');
+  const { newDirectoryEntry } = await import('../src/format/catalog-entry.js');
+  const db = CatalogDb.create({ revision: 1, lastModified: 0 });
+  db.put('', newDirectoryEntry('', 0, { uid: 0, gid: 0 }));
+  for (let i = 0; i < 20_000; i++) db.put(`/d${i}`, newDirectoryEntry(`d${i}`, 0, { uid: 0, gid: 0 }));
+  const full = db.serialize().length;
+  for (let i = 0; i < 19_990; i++) db.delete(`/d${i}`);
+  const bytes = db.serialize();
+  assert.ok(bytes.length * 10 < full, `${bytes.length} bytes after deleting, ${full} before`);
+  const again = CatalogDb.fromBytes(bytes);
+  assert.equal(again.rowCount(), 11);
+  assert.ok(again.lookup('/d19999'));
+  db.close();
+  again.close();
+});

@@ -9,6 +9,7 @@ import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 import { createBucketFor, openMeteredStore, openStore } from '../store/open-store.js';
 import { meterSummary, type MeterSnapshot } from '../store/metered-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
+import { defaultCacheDir } from '../repo/object-cache.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
 import { addPublisher, listPublishers, loadPublisherKey, removePublisher } from '../repo/publishers.js';
 import { publishThroughChain, type FunctionInvoker } from '../publish/publish-changeset.js';
@@ -64,8 +65,10 @@ program.command('publish')
   .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
   .option('--no-autocatalogs', 'never split or merge catalogs automatically')
   .option('--no-xattrs', 'do not publish user.* extended attributes')
+  .option('--cache <dir>', 'local copies of catalogs, so unchanged ones are not fetched again', defaultCacheDir())
+  .option('--no-cache', 'fetch every catalog from the store')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false }) => {
     const { store, meter } = openMeteredStore(o.store);
     const progress = new ProgressLine(o.quiet);
     if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
@@ -74,6 +77,7 @@ program.command('publish')
     const summary = await publishDirectory(store, source, {
       fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
+      cacheDir: o.cache || undefined,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (p) => progress.update(p.phase === 'scan'
@@ -98,7 +102,7 @@ program.command('publish')
   });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
@@ -119,6 +123,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   try {
     const summary = await publishThroughChain(store, source, {
       fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
+      cacheDir: o.cache || undefined,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (m) => { progress.done(); console.log(m); },

@@ -1,10 +1,10 @@
 // Where a reader gets repository bytes: a URL (through HTTP caches or a CDN) or a directory, plus a
 // small on-disk cache of content-addressed objects, which never change once written.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { ObjectReader } from '../store/object-store.js';
 import { FsStore } from '../store/fs-store.js';
+import { CachedSource } from '../repo/object-cache.js';
+
+export { CachedSource };
 
 export class HttpSource implements ObjectReader {
   readonly description: string;
@@ -30,41 +30,6 @@ export class HttpSource implements ObjectReader {
     }
     if (res.status !== 200) throw new Error(`fetching ${this.base}/${key}: HTTP ${res.status} ${res.statusText}`);
     return { body: Buffer.from(await res.arrayBuffer()) };
-  }
-}
-
-/** Keeps `data/` objects on local disk; mutable top-level files always go to the source. */
-export class CachedSource implements ObjectReader {
-  readonly description: string;
-  hits = 0;
-
-  constructor(private readonly inner: ObjectReader, private readonly dir: string) {
-    this.description = inner.description;
-  }
-
-  async get(key: string): Promise<{ body: Buffer } | null> {
-    if (!key.startsWith('data/')) return this.inner.get(key);
-    const path = join(this.dir, key);
-    try {
-      const body = await readFile(path);
-      this.hits++;
-      return { body };
-    } catch {
-      // not cached yet
-    }
-    const got = await this.inner.get(key);
-    if (got) {
-      // Callers verify hashes on every read, so a bad cached copy is caught, not trusted.
-      const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-      try {
-        await mkdir(join(this.dir, key, '..'), { recursive: true });
-        await writeFile(tmp, got.body);
-        await rename(tmp, path);
-      } catch {
-        // A cache that cannot be written only costs speed.
-      }
-    }
-    return got;
   }
 }
 

@@ -365,6 +365,11 @@ export class CatalogDb {
   /** The SQLite file bytes (rollback-journal format, as the client expects). */
   serialize(): Buffer {
     this.settle();
+    // Rows moved out to nested catalogs leave free pages that clients would download; VACUUM keeps rowids
+    // (the client's inodes) since the table's key is not an INTEGER PRIMARY KEY alias.
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    if (free > 16 && free * 4 > pages) this.db.exec('VACUUM');
     return this.db.serialize();
   }
 

@@ -16,6 +16,7 @@ import { serializeSignedDocument, signDocument } from '../format/signed-document
 import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, emptyObject, readHead, RepositoryMissingError } from '../repo/repository.js';
 import { ScratchSpace } from '../repo/scratch.js';
+import { CachedSource } from '../repo/object-cache.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
 import { Uploader } from './uploader.js';
@@ -48,6 +49,8 @@ export interface ChainPublishOptions {
   onWarning?: (message: string) => void;
   /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
   xattrs?: ((sourcePath: string) => Buffer | null) | null;
+  /** Keep the catalogs read and written in this local directory, so later publishes need not fetch them. */
+  cacheDir?: string;
   chunking?: Partial<ChunkingParameters> | false;
 }
 
@@ -151,7 +154,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   let filesCompressed = 0;
   let bytesRead = 0;
   try {
-    tree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, head.algorithm, { scratch });
+    tree = await CatalogTree.open(catalogLoader(options.cacheDir ? new CachedSource(store, options.cacheDir) : store),
+      head.manifest.rootCatalog, head.algorithm, { scratch });
     const inFlight = new Set<Promise<void>>();
     let failure: unknown = null;
     const publishFile = async (op: FileOperation) => {

@@ -15,6 +15,7 @@ import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type FileOperation, type HeadView, type Operation } from './source-diff.js';
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
 import { ScratchSpace } from '../repo/scratch.js';
+import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
 import { sourceXattrs } from './xattrs.js';
 
@@ -45,6 +46,8 @@ export interface PublishOptions {
   /** The xattr blob of a source path, or null (see xattrs.ts). */
   /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
   xattrs?: ((sourcePath: string) => Buffer | null) | null;
+  /** Keep the catalogs read and written in this local directory, so later publishes need not fetch them. */
+  cacheDir?: string;
 }
 
 export interface PublishSummary {
@@ -104,6 +107,9 @@ async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOper
   }
 }
 
+/** The writer's catalog cache is pruned to this size (least recently used first). */
+const CACHE_MAX_BYTES = 4 * 1024 ** 3;
+
 /** Files compressing at once: bounds the memory held by queued operations, not the parallelism. */
 const MAX_FILES_IN_FLIGHT = 2048;
 
@@ -141,7 +147,8 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   let filesCompressed = 0;
   let tree: CatalogTree | undefined;
   try {
-    tree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, algorithm, { scratch });
+    const cache = options.cacheDir ? new CachedSource(store, options.cacheDir) : undefined;
+    tree = await CatalogTree.open(catalogLoader(cache ?? store), head.manifest.rootCatalog, algorithm, { scratch });
     const serial = new SerialTree(tree);
     await serial.run((t) => ensureAncestors(t, repoPath, Math.floor(now().getTime() / 1000)));
 
@@ -214,6 +221,10 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       keys: options.keys, now: now(), tag: options.tag,
       upload: async (objects: PreparedObject[]) => { for (const o of objects) await uploader.uploadNow(o); },
     });
+    if (cache) {
+      for (const c of outcome.catalogs) await cache.put(c.object.key, c.object.stored);
+      await cache.prune(CACHE_MAX_BYTES);
+    }
     return summary(true, outcome.manifest.revision, outcome.manifest.rootCatalog, outcome.catalogs.length);
 
     function summary(didChange: boolean, revision: number, root: ContentHash, catalogs: number): PublishSummary {
