@@ -147,3 +147,15 @@ export function newDirectoryEntry(name: string, mtime: number, owner: { uid: num
     symlink: '', linkcount: 2, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
   };
 }
+
+/**
+ * A device number as glibc's makedev encodes it, which is what `stat` reports as st_rdev and what the
+ * catalog's size column holds for character and block devices (spec §4.3).
+ */
+export function makedev(major: number, minor: number): number {
+  const M = BigInt(major);
+  const m = BigInt(minor);
+  const dev = ((M & 0xfffff000n) << 32n) | ((M & 0xfffn) << 8n) | ((m & 0xffffff00n) << 12n) | (m & 0xffn);
+  if (dev > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`device number ${major},${minor} does not fit a catalog size`);
+  return Number(dev);
+}

@@ -8,7 +8,8 @@ import { FLAG, type DirectoryEntry } from '../format/catalog-entry.js';
 import type { FileChunk } from '../format/catalog-db.js';
 import type { ChunkingParameters } from '../format/chunker.js';
 import type { PreparedObject } from '../format/zlib-object.js';
-import { CompressPool } from './compress-pool.js';
+import type { Readable } from 'node:stream';
+import { CompressPool, type CompressedContent } from './compress-pool.js';
 import type { Uploader } from './uploader.js';
 
 /** Workers write straight into a filesystem store; for other stores they hand objects to the uploader. */
@@ -31,11 +32,26 @@ export interface FileContent {
 /** Compresses and stores one file; the entry comes back with its hash, or chunk flag and algorithm. */
 export async function storeFileContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
   source: string, entry: DirectoryEntry, mtimeNs: bigint): Promise<FileContent> {
-  if (entry.size === 0) {
-    await uploader.upload(empty);
-    return { entry: { ...entry, hash: empty.hash }, chunks: [], bytesRead: 0 };
-  }
-  const c = await pool.compress(source, entry.size, mtimeNs);
+  if (entry.size === 0) return emptyContent(uploader, empty, entry);
+  return asContent(pool, uploader, entry, await pool.compress(source, entry.size, mtimeNs));
+}
+
+/**
+ * The same for content that arrives as a stream of `entry.size` bytes (a tarball member): read as fast
+ * as compression and uploads keep up, never held whole. An empty entry's stream is not read at all.
+ */
+export async function storeStreamContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
+  stream: Readable, entry: DirectoryEntry, what: string): Promise<FileContent> {
+  if (entry.size === 0) return emptyContent(uploader, empty, entry);
+  return asContent(pool, uploader, entry, await pool.compressStream(stream, { expectedSize: entry.size, what }));
+}
+
+async function emptyContent(uploader: Uploader, empty: PreparedObject, entry: DirectoryEntry): Promise<FileContent> {
+  await uploader.upload(empty);
+  return { entry: { ...entry, hash: empty.hash, extraFlags: entry.extraFlags & ~FLAG.chunked }, chunks: [], bytesRead: 0 };
+}
+
+function asContent(pool: CompressPool, uploader: Uploader, entry: DirectoryEntry, c: CompressedContent): FileContent {
   uploader.recordObjects(c.objects);
   if (c.chunks.length > 0) {
     return {

@@ -1,19 +1,15 @@
 // The owner's local publish: make the repository (or one sub-path of it) equal to a source directory.
 // Order of writes: data objects, then catalogs (children first), history and reflog, manifest last.
 import type { ObjectStore } from '../store/object-store.js';
-import { ContentHash } from '../format/hash.js';
-import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import type { ContentHash } from '../format/hash.js';
 import type { ChunkingParameters } from '../format/chunker.js';
 import { normalizeRepoPath, parentPath } from '../format/md5path.js';
-import type { PreparedObject } from '../format/zlib-object.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
-import {
-  catalogLoader, checkSigningKeys, commitRevision, emptyObject, processOwner, readHead, RepositoryMissingError, type Head,
-} from '../repo/repository.js';
-import { PublishLock } from '../repo/publish-lock.js';
+import { catalogLoader, emptyObject, type Head } from '../repo/repository.js';
+import type { PublishLock } from '../repo/publish-lock.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
-import { diffSource, type FileOperation, type HeadView, type Operation } from './source-diff.js';
-import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
+import { diffSource, type FileOperation, type Operation } from './source-diff.js';
+import { ensureAncestors, finishRevision, SerialTree, withPublishLock } from './owner-publish.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
@@ -69,35 +65,6 @@ export interface PublishSummary {
   seconds: number;
 }
 
-/** Intermediate directories of `--path` that the repository does not have yet. */
-async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
-  const missing: string[] = [];
-  for (let p = path; p !== ''; p = parentPath(p)) {
-    const parent = parentPath(p);
-    const e = await tree.lookup(parent);
-    if (e && kindOfMode(e.mode) === 'directory') break;
-    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory in the repository`);
-    missing.unshift(parent);
-  }
-  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
-}
-
-/** Runs tree edits one at a time: the tree's methods await loads mid-edit and must not interleave. */
-class SerialTree implements HeadView {
-  private tail: Promise<unknown> = Promise.resolve();
-  constructor(readonly tree: CatalogTree) {}
-
-  run<T>(fn: (tree: CatalogTree) => Promise<T>): Promise<T> {
-    const next = this.tail.then(() => fn(this.tree));
-    this.tail = next.catch(() => {});
-    return next;
-  }
-
-  lookup(path: string) { return this.run((t) => t.lookup(path)); }
-  list(dir: string) { return this.run((t) => t.list(dir)); }
-  isMountpoint(path: string) { return this.run((t) => t.isMountpoint(path)); }
-}
-
 async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOperation>): Promise<void> {
   switch (op.kind) {
     case 'upsert': return tree.upsert(op.path, op.entry);
@@ -107,9 +74,6 @@ async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOper
   }
 }
 
-/** The writer's catalog cache is pruned to this size (least recently used first). */
-const CACHE_MAX_BYTES = 4 * 1024 ** 3;
-
 /** Files compressing at once: bounds the memory held by queued operations, not the parallelism. */
 const MAX_FILES_IN_FLIGHT = 2048;
 
@@ -117,21 +81,8 @@ export async function publishDirectory(store: ObjectStore, source: string, optio
   const started = Date.now();
   const now = options.now ?? (() => new Date());
   const repoPath = normalizeRepoPath(options.path ?? '');
-  const head = await readHead(store);
-  if (!head) throw new RepositoryMissingError(store);
-  if (head.manifest.fqrn !== options.fqrn) {
-    throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${options.fqrn}'`);
-  }
-  await checkSigningKeys(store, head, options.keys);
-
-  const lock = await PublishLock.acquire(store, `publish ${options.fqrn}${repoPath || '/'}`);
-  try {
-    // The head may have moved while we waited for the lock.
-    const current = (await readHead(store)) as Head;
-    return await publishLocked(store, current, source, repoPath, options, lock, now, started);
-  } finally {
-    await lock.release();
-  }
+  return withPublishLock(store, options.fqrn, options.keys, `publish ${options.fqrn}${repoPath || '/'}`,
+    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started));
 }
 
 async function publishLocked(store: ObjectStore, head: Head, source: string, repoPath: string, options: PublishOptions,
@@ -200,42 +151,17 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
     if (failure) throw failure;
     report();
 
-    let balanced = { split: [] as string[], merged: [] as string[] };
-    const auto = options.autocatalogs ?? true;
-    if (auto !== false && tree.changed) {
-      balanced = await balanceCatalogs(tree, {
-        maxWeight: (typeof auto === 'object' ? auto.maxWeight : undefined) ?? DEFAULT_MAX_WEIGHT,
-        minWeight: (typeof auto === 'object' ? auto.minWeight : undefined) ?? DEFAULT_MIN_WEIGHT,
-        emptyHash: empty.hash, owner: processOwner(), now: Math.floor(now().getTime() / 1000), onWarning: options.onWarning,
-      });
-      if (balanced.split.length > 0 || balanced.merged.length > 0) await uploader.upload(empty);
-    }
-
-    if (!tree.changed) {
-      return summary(false, head.manifest.revision, head.manifest.rootCatalog, 0);
-    }
-    progress.phase = 'commit';
-    report();
-    lock.check();
-    const outcome = await commitRevision(store, head, tree, {
-      keys: options.keys, now: now(), tag: options.tag,
-      upload: async (objects: PreparedObject[]) => { for (const o of objects) await uploader.uploadNow(o); },
+    const finished = await finishRevision(store, head, tree, lock, uploader, empty, {
+      keys: options.keys, tag: options.tag, autocatalogs: options.autocatalogs, now, onWarning: options.onWarning,
+      onCommit: () => { progress.phase = 'commit'; report(); }, cache,
     });
-    if (cache) {
-      for (const c of outcome.catalogs) await cache.put(c.object.key, c.object.stored);
-      await cache.prune(CACHE_MAX_BYTES);
-    }
-    return summary(true, outcome.manifest.revision, outcome.manifest.rootCatalog, outcome.catalogs.length);
-
-    function summary(didChange: boolean, revision: number, root: ContentHash, catalogs: number): PublishSummary {
-      return {
-        changed: didChange, revision, rootCatalog: root, scanned: stats.scanned, added: stats.added,
-        modified: stats.changed, removed: stats.removed, filesCompressed, bytesRead: progress.bytesRead,
-        bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded,
-        objectsAlreadyPresent: uploader.alreadyPresent, catalogsWritten: catalogs,
-        catalogsSplit: balanced.split, catalogsMerged: balanced.merged, seconds: (Date.now() - started) / 1000,
-      };
-    }
+    return {
+      changed: finished.changed, revision: finished.revision, rootCatalog: finished.rootCatalog, scanned: stats.scanned,
+      added: stats.added, modified: stats.changed, removed: stats.removed, filesCompressed, bytesRead: progress.bytesRead,
+      bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent,
+      catalogsWritten: finished.catalogsWritten, catalogsSplit: finished.catalogsSplit, catalogsMerged: finished.catalogsMerged,
+      seconds: (Date.now() - started) / 1000,
+    };
   } finally {
     await pool.close();
     tree?.close();

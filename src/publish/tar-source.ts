@@ -14,6 +14,8 @@
 //   tarball is only noticed at its end): publish nothing until the iterator has finished.
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import * as tar from 'tar-stream';
 import { normalizeRepoPath, isWithin } from '../format/md5path.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../format/catalog-entry.js';
@@ -396,4 +398,21 @@ function toEntry(h: ParsedHeader, target: string, modes: Map<string, number>, ha
   else modes.set(path, entry.mode);
   if (kind !== 'hardlink') hardlinkOrigin.delete(path);
   return entry;
+}
+
+/** The bytes of a tarball named on a command line: a file, or standard input for '-'. */
+export async function openTarballInput(spec: string): Promise<Readable> {
+  if (spec === '-') {
+    if (process.stdin.isTTY) throw new Error('refusing to read a tarball from a terminal: pipe it in, or name the file');
+    return process.stdin;
+  }
+  let st;
+  try {
+    st = await stat(spec);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot read tarball ${spec}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+  if (st.isDirectory()) throw new Error(`${spec} is a directory, not a tarball (use publish for directories)`);
+  return createReadStream(spec);
 }

@@ -1,0 +1,129 @@
+// What every owner publish shares, whatever its source (a directory, a tarball): the checks and lock
+// around it, serialized edits of the catalog tree, parents created for a sub-path, and the end of the
+// edit (balancing, then catalogs, history, reflog and manifest through commitRevision).
+import type { CachedSource } from '../repo/object-cache.js';
+import type { ObjectStore } from '../store/object-store.js';
+import type { ContentHash } from '../format/hash.js';
+import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import { parentPath } from '../format/md5path.js';
+import type { PreparedObject } from '../format/zlib-object.js';
+import type { CatalogTree } from '../repo/catalog-tree.js';
+import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
+import { checkSigningKeys, commitRevision, processOwner, readHead, RepositoryMissingError, type Head } from '../repo/repository.js';
+import { PublishLock } from '../repo/publish-lock.js';
+import type { Uploader } from './uploader.js';
+
+export interface OwnerKeys {
+  repositoryKeyPem: string;
+  certificatePem: string;
+}
+
+/**
+ * Checks that the store holds `fqrn` and that `keys` sign for it, takes the publish lock and runs `fn`
+ * with the head as it is once the lock is held (it may have moved while we waited).
+ */
+export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys: OwnerKeys, holder: string,
+  fn: (head: Head, lock: PublishLock) => Promise<T>): Promise<T> {
+  const head = await readHead(store);
+  if (!head) throw new RepositoryMissingError(store);
+  if (head.manifest.fqrn !== fqrn) {
+    throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${fqrn}'`);
+  }
+  await checkSigningKeys(store, head, keys);
+  const lock = await PublishLock.acquire(store, holder);
+  try {
+    return await fn((await readHead(store)) as Head, lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Intermediate directories of `path` that the repository does not have yet, owned by the publisher. */
+export async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
+  const missing: string[] = [];
+  for (let p = path; p !== ''; p = parentPath(p)) {
+    const parent = parentPath(p);
+    const e = await tree.lookup(parent);
+    if (e && kindOfMode(e.mode) === 'directory') break;
+    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory in the repository`);
+    missing.unshift(parent);
+  }
+  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
+}
+
+/** Runs tree edits one at a time: the tree's methods await loads mid-edit and must not interleave. */
+export class SerialTree {
+  private tail: Promise<unknown> = Promise.resolve();
+  constructor(readonly tree: CatalogTree) {}
+
+  run<T>(fn: (tree: CatalogTree) => Promise<T>): Promise<T> {
+    const next = this.tail.then(() => fn(this.tree));
+    this.tail = next.catch(() => {});
+    return next;
+  }
+
+  lookup(path: string) { return this.run((t) => t.lookup(path)); }
+  list(dir: string) { return this.run((t) => t.list(dir)); }
+  isMountpoint(path: string) { return this.run((t) => t.isMountpoint(path)); }
+}
+
+export interface FinishOptions {
+  keys: OwnerKeys;
+  tag?: { name: string; description?: string };
+  /** Split heavy catalogs and merge light automatic ones (default on); weights in catalog rows. */
+  autocatalogs?: boolean | { maxWeight?: number; minWeight?: number };
+  now: () => Date;
+  onWarning?: (message: string) => void;
+  /** Called once it is certain that a revision will be written. */
+  onCommit?: () => void;
+  /** The writer's catalog cache: the new catalogs go in, so the next publish need not fetch them. */
+  cache?: CachedSource;
+}
+
+export interface FinishOutcome {
+  changed: boolean;
+  revision: number;
+  rootCatalog: ContentHash;
+  catalogsWritten: number;
+  catalogsSplit: string[];
+  catalogsMerged: string[];
+}
+
+/**
+ * Balances the changed catalogs and commits the tree as the next revision, unless nothing changed.
+ * Every data object must be stored before this is called: the manifest names what is reachable.
+ */
+export async function finishRevision(store: ObjectStore, head: Head, tree: CatalogTree, lock: PublishLock,
+  uploader: Uploader, empty: PreparedObject, options: FinishOptions): Promise<FinishOutcome> {
+  let balanced = { split: [] as string[], merged: [] as string[] };
+  const auto = options.autocatalogs ?? true;
+  if (auto !== false && tree.changed) {
+    balanced = await balanceCatalogs(tree, {
+      maxWeight: (typeof auto === 'object' ? auto.maxWeight : undefined) ?? DEFAULT_MAX_WEIGHT,
+      minWeight: (typeof auto === 'object' ? auto.minWeight : undefined) ?? DEFAULT_MIN_WEIGHT,
+      emptyHash: empty.hash, owner: processOwner(), now: Math.floor(options.now().getTime() / 1000), onWarning: options.onWarning,
+    });
+    if (balanced.split.length > 0 || balanced.merged.length > 0) await uploader.upload(empty);
+  }
+  const outcome = { catalogsSplit: balanced.split, catalogsMerged: balanced.merged };
+  if (!tree.changed) {
+    return { changed: false, revision: head.manifest.revision, rootCatalog: head.manifest.rootCatalog, catalogsWritten: 0, ...outcome };
+  }
+  options.onCommit?.();
+  lock.check();
+  const committed = await commitRevision(store, head, tree, {
+    keys: options.keys, now: options.now(), tag: options.tag,
+    upload: async (objects: PreparedObject[]) => { for (const o of objects) await uploader.uploadNow(o); },
+  });
+  if (options.cache) {
+    for (const c of committed.catalogs) await options.cache.put(c.object.key, c.object.stored);
+    await options.cache.prune(CACHE_MAX_BYTES);
+  }
+  return {
+    changed: true, revision: committed.manifest.revision, rootCatalog: committed.manifest.rootCatalog,
+    catalogsWritten: committed.catalogs.length, ...outcome,
+  };
+}
+
+/** The writer's catalog cache is pruned to this size (least recently used first). */
+const CACHE_MAX_BYTES = 4 * 1024 ** 3;
