@@ -55,6 +55,7 @@ program.command('publish')
   .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
   .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
   .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
+  .addOption(new Option('--upload-via <how>', 'with --publisher: put data objects directly, or PUT them to URLs from the upload-grant function').choices(['direct', 'grants']).default('direct'))
   .option('--path <path>', 'repository sub-path to publish into', '/')
   .option('--tag <name>', 'name this revision')
   .option('--tag-description <text>', 'description of --tag')
@@ -65,7 +66,8 @@ program.command('publish')
   .option('--no-autocatalogs', 'never split or merge catalogs automatically')
   .option('--no-xattrs', 'do not publish user.* extended attributes')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean }) => {
+    if (o.uploadVia === 'grants' && !o.publisher) throw new Error('--upload-via grants needs --publisher (upload grants belong to a lease)');
     const { store, meter } = openMeteredStore(o.store);
     const progress = new ProgressLine(o.quiet);
     if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
@@ -98,7 +100,7 @@ program.command('publish')
   });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
@@ -119,6 +121,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   try {
     const summary = await publishThroughChain(store, source, {
       fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
+      uploadVia: o.uploadVia,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (m) => { progress.done(); console.log(m); },

@@ -9,12 +9,15 @@ import type { FileChunk } from '../format/catalog-db.js';
 import type { ChunkingParameters } from '../format/chunker.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { CompressPool } from './compress-pool.js';
-import type { Uploader } from './uploader.js';
+import type { ObjectUploader } from './uploader.js';
 
-/** Workers write straight into a filesystem store; for other stores they hand objects to the uploader. */
-export function compressPoolFor(store: ObjectStore, uploader: Uploader, algorithm: HashAlgorithm,
-  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false }): CompressPool {
-  const root = directFsRoot(store);
+/**
+ * Workers write straight into a filesystem store; for other stores, or when `viaUploader` says so, they
+ * hand objects to the uploader.
+ */
+export function compressPoolFor(store: ObjectStore, uploader: ObjectUploader, algorithm: HashAlgorithm,
+  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false; viaUploader?: boolean }): CompressPool {
+  const root = options.viaUploader ? undefined : directFsRoot(store);
   return new CompressPool({
     algorithm, workers: options.workers, chunking: options.chunking,
     sink: root !== undefined ? { fsStoreRoot: root } : { upload: (o) => uploader.upload(o) },
@@ -29,7 +32,7 @@ export interface FileContent {
 }
 
 /** Compresses and stores one file; the entry comes back with its hash, or chunk flag and algorithm. */
-export async function storeFileContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
+export async function storeFileContent(pool: CompressPool, uploader: ObjectUploader, empty: PreparedObject,
   source: string, entry: DirectoryEntry, mtimeNs: bigint): Promise<FileContent> {
   if (entry.size === 0) {
     await uploader.upload(empty);
