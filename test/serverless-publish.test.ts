@@ -4,22 +4,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
+import { MeteredStore } from '../src/store/metered-store.js';
 import type { ObjectStore, PutOptions } from '../src/store/object-store.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
 import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
-import { publishThroughChain, LeaseBusyError, type FunctionInvoker } from '../src/publish/publish-changeset.js';
-import { handleCommitEvent, type CommitConfig, type CommitEvent } from '../src/functions/commit.js';
-import { handleLeaseEvent } from '../src/functions/lease.js';
-import { handleAbortEvent } from '../src/functions/abort.js';
+import { publishThroughChain, LeaseBusyError } from '../src/publish/publish-changeset.js';
+import type { CommitConfig } from '../src/functions/commit.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import { signLeaseRequest } from '../src/format/lease.js';
-import type { FunctionContext } from '../src/functions/types.js';
+import { invoker, StepDied } from './chain-invoker.js';
+import { handleLeaseEvent } from '../src/functions/lease.js';
 import { localInvoker } from '../src/runtime/invokers.js';
 import { killAtPlan, killPlansFrom, type InvocationRecord } from '../src/runtime/local.js';
 
@@ -40,64 +39,6 @@ async function setup(name: string, writers: string[]) {
   const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
   return { work, store, keysDir, keys, config, open };
 }
-
-function context(fn: string, remainingMs: () => number): FunctionContext {
-  return { awsRequestId: randomUUID(), functionName: fn, memoryLimitInMB: 128, getRemainingTimeInMillis: remainingMs };
-}
-
-interface InvokerOptions {
-  /** Commit steps see this store (e.g. one that dies at a chosen write). */
-  commitStore?: () => ObjectStore;
-  /** Milliseconds a commit step may run (small values force many slices). */
-  commitBudgetMs?: number;
-  deliverTwice?: boolean;
-  /** Called when a step dies; the event is delivered again, as an asynchronous invocation is retried. */
-  maxRetries?: number;
-}
-
-/** Runs the handlers in this process, with a wall-time budget per step, as a minimal runtime. */
-function invoker(config: CommitConfig, o: InvokerOptions = {}): FunctionInvoker & { steps: number; deaths: number } {
-  const self = {
-    steps: 0,
-    deaths: 0,
-    async invoke(fn: string, event: unknown): Promise<unknown> {
-      if (fn === 'lease') return handleLeaseEvent(event as never, { store: config.store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
-      if (fn === 'abort') return handleAbortEvent(event as never, config.store);
-      throw new Error(`no function ${fn}`);
-    },
-    async runChain(fn: string, event: unknown): Promise<unknown> {
-      assert.equal(fn, 'commit');
-      let current = event as CommitEvent;
-      for (let guard = 0; guard < 10_000; guard++) {
-        let answer;
-        for (let attempt = 0; ; attempt++) {
-          const budget = o.commitBudgetMs ?? 60_000;
-          const start = Date.now();
-          const step = () => handleCommitEvent(current, { ...config, store: o.commitStore?.() ?? config.store },
-            context('commit', () => budget - (Date.now() - start)));
-          self.steps++;
-          try {
-            answer = await step();
-            if (o.deliverTwice) {
-              self.steps++;
-              await step();
-            }
-            break;
-          } catch (err) {
-            if (!(err instanceof StepDied) || attempt >= (o.maxRetries ?? 0)) throw err;
-            self.deaths++;
-          }
-        }
-        if (!answer.next) return answer.result;
-        current = answer.next.event;
-      }
-      throw new Error('chain did not end');
-    },
-  };
-  return self;
-}
-
-class StepDied extends Error {}
 
 /** A store whose `n`th write (counted over the whole chain) fails, as if the step had been killed there. */
 function dyingStore(inner: ObjectStore, n: number): ObjectStore {
@@ -247,4 +188,36 @@ test('under the local runtime, every function killed at every checkpoint still l
     await verifyRepository(reader);
     reader.close();
   }
+});
+
+test("uploadVia 'grants' on a directory store: the grants carry no URL, so the writer puts the missing objects itself", async () => {
+  const { work, store, keysDir, config, open } = await setup('chain-grants-fs', ['w1']);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  const src = join(work, 'src');
+  makeTree(src, 'grants', 6);
+  writeFileSync(join(src, 'lib', 'copy'), 'grants file 0\n');
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: invoker(config), uploadVia: 'grants' });
+  assert.equal(s.revision, 2);
+  assert.equal(s.objectsUploaded, 7, 'six distinct files and the README, the duplicate once');
+  // The same contents again (new mtimes, so every file is compressed again) plus one new file.
+  const again = join(work, 'again');
+  makeTree(again, 'grants', 6);
+  writeFileSync(join(again, 'lib', 'extra'), 'new content\n');
+  const fns = invoker(config);
+  const grants: string[][] = [];
+  const counting = { ...fns, invoke: (fn: string, event: unknown) => {
+    if (fn === 'upload-grant') grants.push((event as { keys: string[] }).keys);
+    return fns.invoke(fn, event);
+  } };
+  const meter = new MeteredStore(store);
+  const t = await publishThroughChain(meter, again, { fqrn: FQRN, publisher, path: '/w1', functions: counting, uploadVia: 'grants' });
+  assert.equal(t.objectsUploaded, 1, 'only the new content');
+  assert.equal(t.objectsAlreadyPresent, 7);
+  assert.equal(grants.flat().length, 8, 'every object was asked about');
+  assert.equal(meter.snapshot().conditionalPut, 1, 'objects reported present were not sent');
+  const reader = await open();
+  assert.equal((await reader.readFile('/w1/lib/extra')).toString(), 'new content\n');
+  assert.equal((await reader.readFile('/w1/lib/copy').catch(() => null)), null, 'removed');
+  await verifyRepository(reader);
+  reader.close();
 });

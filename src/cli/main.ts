@@ -58,6 +58,7 @@ program.command('publish')
   .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
   .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
   .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
+  .addOption(new Option('--upload-via <how>', 'with --publisher: put data objects directly, or PUT them to URLs from the upload-grant function').choices(['direct', 'grants']).default('direct'))
   .option('--path <path>', 'repository sub-path to publish into', '/')
   .option('--tag <name>', 'name this revision')
   .option('--tag-description <text>', 'description of --tag')
@@ -70,7 +71,8 @@ program.command('publish')
   .option('--cache <dir>', 'local copies of catalogs, so unchanged ones are not fetched again', defaultCacheDir())
   .option('--no-cache', 'fetch every catalog from the store')
   .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false }) => {
+  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false }) => {
+    if (o.uploadVia === 'grants' && !o.publisher) throw new Error('--upload-via grants needs --publisher (upload grants belong to a lease)');
     const { store, meter } = openMeteredStore(o.store);
     const progress = new ProgressLine(o.quiet);
     if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
@@ -159,7 +161,7 @@ program.command('ingest')
   });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
@@ -180,7 +182,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   try {
     const summary = await publishThroughChain(store, source, {
       fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
-      cacheDir: o.cache || undefined,
+      uploadVia: o.uploadVia, cacheDir: o.cache || undefined,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (m) => { progress.done(); console.log(m); },
@@ -199,7 +201,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
         if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
       }
     }
-    console.log(`  writer's store requests: ${meterSummary(meter.snapshot())}`);
+    console.log(`  writer: ${meterSummary(meter.snapshot())}`);
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
   } finally {
     await local?.close();

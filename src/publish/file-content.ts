@@ -10,12 +10,15 @@ import type { ChunkingParameters } from '../format/chunker.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import type { Readable } from 'node:stream';
 import { CompressPool, type CompressedContent } from './compress-pool.js';
-import type { Uploader } from './uploader.js';
+import type { ObjectUploader } from './uploader.js';
 
-/** Workers write straight into a filesystem store; for other stores they hand objects to the uploader. */
-export function compressPoolFor(store: ObjectStore, uploader: Uploader, algorithm: HashAlgorithm,
-  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false }): CompressPool {
-  const root = directFsRoot(store);
+/**
+ * Workers write straight into a filesystem store; for other stores, or when `viaUploader` says so, they
+ * hand objects to the uploader.
+ */
+export function compressPoolFor(store: ObjectStore, uploader: ObjectUploader, algorithm: HashAlgorithm,
+  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false; viaUploader?: boolean }): CompressPool {
+  const root = options.viaUploader ? undefined : directFsRoot(store);
   return new CompressPool({
     algorithm, workers: options.workers, chunking: options.chunking,
     sink: root !== undefined ? { fsStoreRoot: root } : { upload: (o) => uploader.upload(o) },
@@ -30,7 +33,7 @@ export interface FileContent {
 }
 
 /** Compresses and stores one file; the entry comes back with its hash, or chunk flag and algorithm. */
-export async function storeFileContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
+export async function storeFileContent(pool: CompressPool, uploader: ObjectUploader, empty: PreparedObject,
   source: string, entry: DirectoryEntry, mtimeNs: bigint): Promise<FileContent> {
   if (entry.size === 0) return emptyContent(uploader, empty, entry);
   return asContent(pool, uploader, entry, await pool.compress(source, entry.size, mtimeNs));
@@ -40,18 +43,18 @@ export async function storeFileContent(pool: CompressPool, uploader: Uploader, e
  * The same for content that arrives as a stream of `entry.size` bytes (a tarball member): read as fast
  * as compression and uploads keep up, never held whole. An empty entry's stream is not read at all.
  */
-export async function storeStreamContent(pool: CompressPool, uploader: Uploader, empty: PreparedObject,
+export async function storeStreamContent(pool: CompressPool, uploader: ObjectUploader, empty: PreparedObject,
   stream: Readable, entry: DirectoryEntry, what: string): Promise<FileContent> {
   if (entry.size === 0) return emptyContent(uploader, empty, entry);
   return asContent(pool, uploader, entry, await pool.compressStream(stream, { expectedSize: entry.size, what }));
 }
 
-async function emptyContent(uploader: Uploader, empty: PreparedObject, entry: DirectoryEntry): Promise<FileContent> {
+async function emptyContent(uploader: ObjectUploader, empty: PreparedObject, entry: DirectoryEntry): Promise<FileContent> {
   await uploader.upload(empty);
   return { entry: { ...entry, hash: empty.hash, extraFlags: entry.extraFlags & ~FLAG.chunked }, chunks: [], bytesRead: 0 };
 }
 
-function asContent(pool: CompressPool, uploader: Uploader, entry: DirectoryEntry, c: CompressedContent): FileContent {
+function asContent(pool: CompressPool, uploader: ObjectUploader, entry: DirectoryEntry, c: CompressedContent): FileContent {
   uploader.recordObjects(c.objects);
   if (c.chunks.length > 0) {
     return {

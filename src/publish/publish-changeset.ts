@@ -19,7 +19,8 @@ import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
-import { Uploader } from './uploader.js';
+import { Uploader, type ObjectUploader } from './uploader.js';
+import { GrantUploader } from './grant-uploader.js';
 import { sourceXattrs } from './xattrs.js';
 
 /** How the writer reaches the functions: the local runtime, or Lambda. */
@@ -52,6 +53,12 @@ export interface ChainPublishOptions {
   /** Keep the catalogs read and written in this local directory, so later publishes need not fetch them. */
   cacheDir?: string;
   chunking?: Partial<ChunkingParameters> | false;
+  /**
+   * How data objects reach the store: 'direct' (default) puts them with the writer's own credentials;
+   * 'grants' asks the upload-grant function which are missing and PUTs those to the pre-signed URLs it
+   * returns (keys granted without a URL, as on a directory store, are still put directly).
+   */
+  uploadVia?: 'direct' | 'grants';
 }
 
 export interface ChainPublishSummary {
@@ -126,6 +133,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   if (options.publisher.fqrn !== options.fqrn) {
     throw new Error(`publisher key '${options.publisher.name}' belongs to ${options.publisher.fqrn}, not ${options.fqrn}`);
   }
+  const uploadVia = options.uploadVia ?? 'direct';
+  if (uploadVia !== 'direct' && uploadVia !== 'grants') throw new Error(`uploadVia must be 'direct' or 'grants', not '${String(uploadVia)}'`);
   const head = await readHead(store);
   if (!head) throw new RepositoryMissingError(store);
   if (head.manifest.fqrn !== options.fqrn) throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${options.fqrn}'`);
@@ -145,8 +154,11 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
 
   const txnId = `${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(6).toString('hex')}`;
   const scratch = ScratchSpace.create();
-  const uploader = new Uploader(store, 32);
-  const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking });
+  const leasePath = scopePath(path || '/');
+  const uploader: ObjectUploader = uploadVia === 'grants'
+    ? new GrantUploader(store, (keys) => retrying(() => options.functions.invoke('upload-grant', { leaseId: lease.leaseId, token: lease.token, path: leasePath, keys })))
+    : new Uploader(store, 32);
+  const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking, viaUploader: uploadVia === 'grants' });
   const empty = emptyObject(head.algorithm);
   const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher);
   let tree: CatalogTree | undefined;

@@ -2,21 +2,33 @@
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 
-export class Uploader {
+/** What the compress pool and the publishers hand objects to: the store directly, or through grants. */
+export interface ObjectUploader {
+  /** Resolves when the object is in the store. Same key twice uploads once. */
+  upload(obj: PreparedObject): Promise<void>;
+  /** Counts objects that a worker wrote into the store itself. */
+  recordObjects(o: { written: number; present: number; bytesWritten: number }): void;
+  readonly uploaded: number;
+  readonly alreadyPresent: number;
+  readonly bytesUploaded: number;
+}
+
+export class Uploader implements ObjectUploader {
   private readonly seen = new Map<string, Promise<void>>();
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly slots: Slots;
   uploaded = 0;
   alreadyPresent = 0;
   bytesUploaded = 0;
 
-  constructor(private readonly store: ObjectStore, private readonly concurrency = 32) {}
+  constructor(private readonly store: ObjectStore, concurrency = 32) {
+    this.slots = new Slots(concurrency);
+  }
 
   /** Queues an upload; resolves when the object is in the store. Same key twice uploads once. */
   upload(obj: PreparedObject): Promise<void> {
     let p = this.seen.get(obj.key);
     if (!p) {
-      p = this.withSlot(() => this.put(obj));
+      p = this.slots.run(() => this.put(obj));
       this.seen.set(obj.key, p);
     }
     return p;
@@ -50,9 +62,19 @@ export class Uploader {
       this.alreadyPresent++;
     }
   }
+}
 
-  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+/** At most `limit` calls run at once; the others wait their turn in order. */
+export class Slots {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`concurrency must be a positive integer, got ${limit}`);
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.active++;
     try {
       return await fn();

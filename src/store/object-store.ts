@@ -55,6 +55,28 @@ export interface ObjectStore {
   delete(keys: string[]): Promise<void>;
 }
 
+/** A store that can hand out time-limited upload URLs (S3); others are written directly. */
+export interface PresigningStore {
+  /** A URL for one create-only PUT of `key`, valid `expiresInSeconds`, usable without credentials. */
+  presignPut(key: string, expiresInSeconds: number): Promise<string>;
+  /** The headers a PUT to that URL must send (they are signed). */
+  presignedPutHeaders(key: string): Record<string, string>;
+}
+
+/**
+ * The presigning backend under wrappers (metering, retries, faults), or undefined. Signing a URL sends
+ * no request, so nothing is lost by going around the wrappers.
+ */
+export function presigningStore(store: ObjectStore): PresigningStore | undefined {
+  let s: object = store;
+  for (;;) {
+    if (typeof (s as Partial<PresigningStore>).presignPut === 'function') return s as PresigningStore;
+    if ('observed' in s) s = (s as { observed: object }).observed;
+    else if ('inner' in s) s = (s as { inner: object }).inner;
+    else return undefined;
+  }
+}
+
 /** The read side alone: what a reader over HTTP or a directory can offer. */
 export interface ObjectReader {
   readonly description: string;

@@ -19,6 +19,7 @@ import {
   UploadPartCommand,
   type ObjectCannedACL,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   PreconditionFailedError,
   RangeNotSatisfiableError,
@@ -30,6 +31,7 @@ import {
   type ListPage,
   type ObjectInfo,
   type ObjectStore,
+  type PresigningStore,
   type PutOptions,
 } from './object-store.js';
 import { checkRange, validateKey } from './fs-store.js';
@@ -157,7 +159,7 @@ class Limiter {
   }
 }
 
-export class S3Store implements ObjectStore {
+export class S3Store implements ObjectStore, PresigningStore {
   readonly description: string;
   readonly bucket: string;
   readonly prefix: string;
@@ -265,19 +267,52 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async put(key: string, body: Uint8Array, options: PutOptions = {}): Promise<{ etag: string }> {
-    validateKey(key);
-    if (options.ifNoneMatch !== undefined && options.ifMatch !== undefined) {
-      throw new Error(`put '${key}': ifNoneMatch and ifMatch cannot be combined`);
-    }
+  /** What every PUT of `key` carries: the stock server's headers and, unless ACLs are off, its ACL. */
+  private objectHeaders(key: string, options: PutOptions = {}) {
     const defaults = headersForKey(key);
-    const common = {
+    return {
       Bucket: this.bucket,
       Key: this.objectKey(key),
       ContentType: options.contentType ?? defaults.contentType,
       CacheControl: options.cacheControl ?? defaults.cacheControl,
       ACL: this.objectAcls ? ((isPublicKey(key) ? 'public-read' : 'private') as ObjectCannedACL) : undefined,
     };
+  }
+
+  /**
+   * A URL for one create-only PUT of `key` by anyone who holds it, without credentials; the PUT must
+   * send exactly `presignedPutHeaders(key)`. Those headers are signed, not left to the uploader:
+   * Content-Type and Cache-Control (the presigner leaves both out by default, so the uploader could drop
+   * them), `x-amz-acl` as a header (the presigner moves it into the query string, where Ceph 16 ignores
+   * it and the object stays private) and `If-None-Match: *` (no overwriting what exists).
+   */
+  async presignPut(key: string, expiresInSeconds: number): Promise<string> {
+    validateKey(key);
+    if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600) {
+      throw new Error(`presigned URLs last 1 s to 7 days, not ${expiresInSeconds} s`);
+    }
+    const command = new PutObjectCommand({ ...this.objectHeaders(key), IfNoneMatch: '*' });
+    return getSignedUrl(this.client, command, {
+      expiresIn: expiresInSeconds,
+      signableHeaders: new Set(['content-type', 'cache-control']),
+      unhoistableHeaders: new Set(['x-amz-acl']),
+    });
+  }
+
+  presignedPutHeaders(key: string): Record<string, string> {
+    const h = this.objectHeaders(key);
+    const out: Record<string, string> = { 'content-type': h.ContentType, 'if-none-match': '*' };
+    if (h.CacheControl !== undefined) out['cache-control'] = h.CacheControl;
+    if (h.ACL !== undefined) out['x-amz-acl'] = h.ACL;
+    return out;
+  }
+
+  async put(key: string, body: Uint8Array, options: PutOptions = {}): Promise<{ etag: string }> {
+    validateKey(key);
+    if (options.ifNoneMatch !== undefined && options.ifMatch !== undefined) {
+      throw new Error(`put '${key}': ifNoneMatch and ifMatch cannot be combined`);
+    }
+    const common = this.objectHeaders(key, options);
     const conditions = {
       IfNoneMatch: options.ifNoneMatch,
       IfMatch: options.ifMatch !== undefined ? ifMatchHeader(options.ifMatch, this.quoteIfMatch) : undefined,

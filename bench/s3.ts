@@ -1,0 +1,104 @@
+// The S3 part of `npm run bench`: publishes into a bucket on an S3 server (the local Ceph radosgw unless
+// S3_ENDPOINT is set) and counts what the bucket was asked, per published file.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { DeleteBucketCommand } from '@aws-sdk/client-s3';
+import { S3Store } from '../src/store/s3-store.js';
+import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
+import { RetryingStore } from '../src/store/retrying-store.js';
+import { initRepository } from '../src/repo/repository.js';
+import type { RepositoryKeys } from '../src/format/keys.js';
+import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface S3Server {
+  endpoint: string;
+  region: string;
+  /** Stops the server if the bench started it. */
+  stop(): void;
+}
+
+function readExports(text: string): void {
+  for (const m of text.matchAll(/^export (\w+)=(.*)$/gm)) process.env[m[1]!] = m[2]!;
+}
+
+/**
+ * The S3 server to publish into, as `npm test` finds it: S3_ENDPOINT if set, else a local gateway that
+ * is already running, else one started with scripts/s3-start.sh (stopped again by `stop`). A string
+ * says why there is none.
+ */
+export async function s3ForBench(): Promise<S3Server | string> {
+  let started = false;
+  if (!process.env.S3_ENDPOINT) {
+    const envFile = join(process.env.SCVMFS_S3_DIR || '/tmp/scvmfs-s3', 'env');
+    if (existsSync(envFile)) {
+      readExports(readFileSync(envFile, 'utf8'));
+      const up = await fetch(process.env.S3_ENDPOINT!).then(() => true, () => false);
+      if (!up) delete process.env.S3_ENDPOINT;
+    }
+  }
+  if (!process.env.S3_ENDPOINT) {
+    const start = spawnSync('bash', [join(root, 'scripts/s3-start.sh')], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    if (start.status !== 0) {
+      const why = start.stderr.trim().split('\n').pop() ?? `exit status ${start.status}`;
+      return `could not start the local Ceph radosgw (${why}); set S3_ENDPOINT and AWS_* to use another S3 server`;
+    }
+    readExports(start.stdout);
+    started = true;
+  }
+  if (!process.env.AWS_ACCESS_KEY_ID || !process.env.AWS_SECRET_ACCESS_KEY) return 'S3_ENDPOINT is set but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not';
+  return {
+    endpoint: process.env.S3_ENDPOINT!,
+    region: process.env.AWS_REGION || 'us-east-1',
+    stop: () => { if (started) spawnSync('bash', [join(root, 'scripts/s3-stop.sh')], { stdio: 'ignore' }); },
+  };
+}
+
+export interface S3PublishResult {
+  seconds: number;
+  uploaded: number;
+  /** Requests the bucket received during the publish alone (init excluded), retries included. */
+  requests: MeterSnapshot;
+}
+
+export function totalRequests(s: MeterSnapshot): number {
+  return s.get + s.head + s.put + s.conditionalPut + s.list + s.delete;
+}
+
+/** Publishes `src` into a fresh bucket, stacked as `scvmfs publish` stacks an s3:// store; empties the bucket after. */
+export async function publishToS3(server: S3Server, src: string, fqrn: string,
+  keys: RepositoryKeys, extra: Partial<PublishOptions> = {}, storeOptions: { maxInFlight?: number } = {}): Promise<S3PublishResult> {
+  const bucket = `bench-${randomBytes(6).toString('hex')}`;
+  const backend = new S3Store({ bucket, prefix: fqrn, endpoint: server.endpoint, region: server.region, ...storeOptions });
+  const meter = new MeteredStore(backend);
+  const store = new RetryingStore(meter);
+  try {
+    await backend.createBucket();
+    await initRepository(store, { fqrn, keys });
+    meter.reset();
+    const t0 = process.hrtime.bigint();
+    const s = await publishDirectory(store, src, { fqrn, keys, ...extra });
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { seconds, uploaded: s.objectsUploaded, requests: meter.snapshot() };
+  } finally {
+    // The local gateway keeps objects in memory: give the space back before the next publish.
+    for (;;) {
+      const page = await backend.list('').catch(() => ({ objects: [] }));
+      if (page.objects.length === 0) break;
+      await backend.delete(page.objects.map((o) => o.key));
+    }
+    await backend.client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+    backend.close();
+  }
+}
+
+/** e.g. `1.03 requests/file (conditional put 1.00, put 0.00, get 0.01, head 0.00, list 0.00, delete 0.00), 3.9 KiB out/file`. */
+export function perFile(s: MeterSnapshot, files: number): string {
+  const f = (n: number) => (n / files).toFixed(3);
+  return `${f(totalRequests(s))} requests/file (conditional put ${f(s.conditionalPut)}, put ${f(s.put)}, get ${f(s.get)}, ` +
+    `head ${f(s.head)}, list ${f(s.list)}, delete ${f(s.delete)}), ${(s.bytesOut / files / 1024).toFixed(1)} KiB out/file`;
+}
