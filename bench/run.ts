@@ -1,6 +1,7 @@
 // npm run bench: publish throughput next to the machine's own zlib-6 + SHA-1 limit on the same bytes
 // with the same number of worker threads, so the ratio means something on a noisy machine; into a
 // filesystem store and into S3 (bench/s3.ts), with the requests the bucket received per file.
+import { scaleBench } from './scale.js';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -131,3 +132,5 @@ if (s3) {
       `${(100 * r.publish / r.s3.seconds).toFixed(0)} % | ${per(totalRequests(q))} | ${per(q.conditionalPut)} | ${per(totalRequests(q) - q.conditionalPut)} | ${(q.bytesOut / r.files / 1024).toFixed(1)} |`);
   }
 }
+
+await scaleBench(work);

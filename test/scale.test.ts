@@ -68,7 +68,7 @@ async function build(entries: number): Promise<Built> {
   const keys = await generateRepositoryKeys(FQRN);
   await writeKeys(keysDir, FQRN, keys);
   await initRepository(store, { fqrn: FQRN, keys });
-  const script = join(TEST_SOURCE_DIR, '..', 'dist', 'test', 'fixtures', 'publish-peak.js');
+  const script = join(TEST_SOURCE_DIR, '..', 'dist', 'bench', 'publish-peak.js');
   const cacheDir = join(work, 'cache');
   const { stdout } = await run(process.execPath, [script, store.root, keysDir, FQRN, src, cacheDir], { maxBuffer: 1 << 20 });
   const result = JSON.parse(stdout.trim().split('\n').pop()!) as { revision: number; peakRssMb: number };

@@ -294,7 +294,11 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           await checkpoint('swap-pending');
         },
       }).catch(async (err) => {
+        // A reflog swap lost many times over means others are committing right now: try this step again.
+        if (err instanceof PreconditionFailedError && !(err instanceof Superseded)) return null;
         if (!(err instanceof ConcurrentPublishError)) throw err;
+        // Many writers finishing together: a random pause spreads the next attempts out.
+        await new Promise((r) => setTimeout(r, Math.random() * 50 * Math.min(state.rebases + 1, 8)));
         head = (await readHead(store))!;
         state = freshState(event.txnId, head, state.rebases + 1, state.slices);
         await writeState(store, keys.state, state, swapEtag);

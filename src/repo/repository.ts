@@ -228,7 +228,9 @@ async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[]
       const put = await store.put(REFLOG_KEY, bytes, current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
       return { hash: ContentHash.of(head.algorithm, bytes), etag: put.etag, previous: current?.body ?? null };
     } catch (err) {
-      if (!(err instanceof PreconditionFailedError) || attempt >= 5) throw err;
+      if (!(err instanceof PreconditionFailedError) || attempt >= 30) throw err;
+      // Other publishes are committing at the same moment: back off a little, with jitter.
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * Math.min(attempt + 1, 10)));
     }
   }
 }
