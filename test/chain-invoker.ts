@@ -22,6 +22,8 @@ export interface InvokerOptions {
   deliverTwice?: boolean;
   /** Called when a step dies; the event is delivered again, as an asynchronous invocation is retried. */
   maxRetries?: number;
+  /** Runs after every delivery, finished or dead (e.g. to check the repository between steps). */
+  afterStep?: () => Promise<void>;
 }
 
 /** Runs the handlers in this process, with a wall-time budget per step, as a minimal runtime. */
@@ -48,14 +50,17 @@ export function invoker(config: CommitConfig, o: InvokerOptions = {}): FunctionI
           self.steps++;
           try {
             answer = await step();
+            await o.afterStep?.();
             if (o.deliverTwice) {
               self.steps++;
               await step();
+              await o.afterStep?.();
             }
             break;
           } catch (err) {
             if (!(err instanceof StepDied) || attempt >= (o.maxRetries ?? 0)) throw err;
             self.deaths++;
+            await o.afterStep?.();
           }
         }
         if (!answer.next) return answer.result;

@@ -185,3 +185,34 @@ test('reflog: create, add, INSERT OR REPLACE, read', () => {
   assert.throws(() => addToReflog(two, 'other.org', []), /belongs to repository 'example.org'/);
   assert.throws(() => readReflog(createHistory('example.org', [])), /no refs table/);
 });
+
+test('verify: a reflog ahead of the manifest (publish interrupted) is a warning; one that lost the root is an error', async () => {
+  const { FsStore } = await import('../src/store/fs-store.js');
+  const { generateRepositoryKeys } = await import('../src/format/keys.js');
+  const { initRepository, REFLOG_KEY, readHead } = await import('../src/repo/repository.js');
+  const { addToReflog } = await import('../src/format/reflog.js');
+  const { RepositoryReader } = await import('../src/client/reader.js');
+  const { verifyRepository } = await import('../src/client/verify.js');
+  const { ContentHash } = await import('../src/format/hash.js');
+  const { tempDir } = await import('./helpers.js');
+  const { join } = await import('node:path');
+  const store = new FsStore(join(tempDir('reflog-ahead'), 'store'));
+  const keys = await generateRepositoryKeys('ahead.example.org');
+  await initRepository(store, { fqrn: 'ahead.example.org', keys });
+  const open = () => RepositoryReader.open(store, { fqrn: 'ahead.example.org', publicKeys: [keys.masterPublicKeyPem] });
+  const current = (await store.get(REFLOG_KEY))!.body;
+  // An interrupted publish added its root catalog to the reflog but never swapped the manifest.
+  const ahead = addToReflog(current, 'ahead.example.org', [{ hash: ContentHash.of('sha1', Buffer.from('unpublished')), type: 'catalog', timestamp: 2 }]);
+  await store.put(REFLOG_KEY, ahead);
+  let reader = await open();
+  const report = await verifyRepository(reader);
+  assert.equal(report.warnings.length, 1);
+  assert.match(report.warnings[0]!, /newer than the manifest/);
+  reader.close();
+  // A reflog that does not list the published root catalog is wrong.
+  const head = (await readHead(store))!;
+  await store.put(REFLOG_KEY, addToReflog(undefined, 'ahead.example.org', [{ hash: head.manifest.certificate, type: 'certificate', timestamp: 1 }]));
+  reader = await open();
+  await assert.rejects(verifyRepository(reader), /lacks the root catalog/);
+  reader.close();
+});

@@ -135,12 +135,21 @@ test('every commit step killed at every store write, and every event delivered t
   const { work, store, keysDir, config, open } = await setup('chain-kill', ['w1']);
   const publisher = await loadPublisherKey(keysDir, 'w1');
   let expected = 1;
+  let checks = 0;
   for (let n = 1; n <= 200; n++) {
     const src = join(work, `src-${n}`);
     makeTree(src, `kill ${n}`, 4);
     // The chain's nth store write kills its step; the retried delivery carries on.
     const dying = dyingStore(store, n);
-    const fns = invoker(config, { commitBudgetMs: 3, deliverTwice: n % 2 === 0, maxRetries: 1, commitStore: () => dying });
+    // Between any two steps, dead or alive, the repository is complete, signed and at most one revision on.
+    const between = async () => {
+      const r = await open();
+      assert.ok(r.manifest.revision === expected || r.manifest.revision === expected + 1);
+      await verifyRepository(r);
+      r.close();
+      checks++;
+    };
+    const fns = invoker(config, { commitBudgetMs: 3, deliverTwice: n % 2 === 0, maxRetries: 1, commitStore: () => dying, afterStep: between });
     const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: fns });
     expected++;
     assert.equal(s.revision, expected, `kill at write ${n}: exactly one new revision`);
@@ -152,6 +161,7 @@ test('every commit step killed at every store write, and every event delivered t
     if (fns.deaths === 0) break; // the chain made fewer than n writes: every point has been covered
   }
   assert.ok(expected > 5, 'the chain was killed at several points');
+  assert.ok(checks > expected * 2, `the repository verified between steps (${checks} times)`);
 });
 
 test('under the local runtime, every function killed at every checkpoint still lands exactly one revision', async () => {

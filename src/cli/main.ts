@@ -360,6 +360,7 @@ readerOptions(program.command('verify')
     progress.done();
     console.log(`OK ${o.fqrn} revision ${report.revision}: ${report.catalogs} catalogs, ${report.entries} entries, ` +
       `${report.objects} objects (${formatBytes(report.bytes)}) verified; tags: ${report.tags.join(', ') || 'none'}`);
+    for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
   });
 
 function positiveInt(v: string, name: string): number {

@@ -6,6 +6,7 @@ import { addCounters, COUNTER_NAMES, zeroCounters, type CatalogDb, type Counters
 import { FLAG, kindOfMode } from '../format/catalog-entry.js';
 import { decompressObject } from '../format/zlib-object.js';
 import { readHistory } from '../format/history.js';
+import { readReflog } from '../format/reflog.js';
 import { fetchCatalog, fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
 import { REFLOG_KEY } from '../repo/repository.js';
 import { RepositoryReader, VerificationError } from './reader.js';
@@ -20,6 +21,8 @@ export interface VerifyProgress {
 export interface VerifyReport extends VerifyProgress {
   revision: number;
   tags: string[];
+  /** Findings that do not make the repository wrong for clients. */
+  warnings: string[];
 }
 
 const PARALLEL_FETCHES = 16;
@@ -133,6 +136,7 @@ export async function verifyRepository(reader: RepositoryReader, onProgress?: (p
   await verifyCatalog(manifest.rootCatalog, '', manifest.rootCatalogSize);
 
   let tags: string[] = [];
+  const warnings: string[] = [];
   if (manifest.history) {
     const key = manifest.history.objectKey('H');
     try {
@@ -145,8 +149,20 @@ export async function verifyRepository(reader: RepositoryReader, onProgress?: (p
     const got = await source.get(REFLOG_KEY);
     if (!got) throw new VerificationError(`manifest names a reflog but ${REFLOG_KEY} is missing`, REFLOG_KEY);
     if (!ContentHash.of(manifest.reflog.algorithm, got.body).equals(manifest.reflog)) {
-      throw new VerificationError(`${REFLOG_KEY} does not match the manifest's reflog hash`, REFLOG_KEY);
+      // The reflog is written before the manifest (so it always lists every published root catalog);
+      // between the two writes, or after an interrupted publish, its checksum is ahead of the manifest's
+      // until the next publish. That is only wrong if the reflog lost the published root.
+      let refs: ReturnType<typeof readReflog>['refs'];
+      try {
+        refs = readReflog(got.body).refs;
+      } catch (err) {
+        throw new VerificationError(`${REFLOG_KEY}: ${(err as Error).message}`, REFLOG_KEY);
+      }
+      if (!refs.some((r) => r.type === 'catalog' && r.hash.equals(manifest.rootCatalog))) {
+        throw new VerificationError(`${REFLOG_KEY} does not match the manifest's reflog hash and lacks the root catalog`, REFLOG_KEY);
+      }
+      warnings.push(`${REFLOG_KEY} is newer than the manifest's reflog hash (a publish is running or was interrupted); the next publish rewrites it`);
     }
   }
-  return { ...progress, revision: manifest.revision, tags };
+  return { ...progress, revision: manifest.revision, tags, warnings };
 }
