@@ -4,6 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ObjectReader } from '../src/store/object-store.js';
+import type { ContentHash } from '../src/format/hash.js';
+import { fetchCatalog } from '../src/repo/objects.js';
 
 /** test/ in the source tree (tests run from dist/test, fixtures stay in test/fixtures). */
 export const TEST_SOURCE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test');
@@ -32,4 +35,18 @@ export function extractVector(): Vector {
   execFileSync('tar', ['xzf', join(VECTOR_DIR, 'legacy_aufs_repo.tar.gz'), '-C', work]);
   execFileSync('tar', ['xzf', join(VECTOR_DIR, 'keys.tar.gz'), '-C', work]);
   return { repo: join(work, 'srv/cvmfs', VECTOR_FQRN), keys: join(work, 'etc/cvmfs/keys'), fqrn: VECTOR_FQRN };
+}
+
+/** Rows of every catalog of the repository at `root`, by mountpoint. */
+export async function catalogRows(store: ObjectReader, root: ContentHash): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const visit = async (hash: ContentHash, mountpoint: string) => {
+    const { db } = await fetchCatalog(store, hash);
+    out.set(mountpoint, db.rowCount());
+    const nested = db.nestedCatalogs();
+    db.close();
+    for (const n of nested) await visit(n.hash, n.path);
+  };
+  await visit(root, '');
+  return out;
 }

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { tempDir } from './helpers.js';
+import { catalogRows, tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { serveStore } from '../src/serve/http-server.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
@@ -15,8 +15,6 @@ import { HttpSource } from '../src/client/sources.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import { entryFlags, FLAG } from '../src/format/catalog-entry.js';
-import { fetchCatalog } from '../src/repo/objects.js';
-import type { ContentHash } from '../src/format/hash.js';
 
 const FQRN = 'realworld.example.org';
 
@@ -108,19 +106,6 @@ test('FIFOs, sockets and devices are published as special files with the stock f
   reader.close();
 });
 
-/** Rows of every catalog, by mountpoint. */
-async function catalogWeights(store: FsStore, root: ContentHash): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  const visit = async (hash: ContentHash, mountpoint: string) => {
-    const { db } = await fetchCatalog(store, hash);
-    out.set(mountpoint, db.rowCount());
-    const nested = db.nestedCatalogs();
-    db.close();
-    for (const n of nested) await visit(n.hash, n.path);
-  };
-  await visit(root, '');
-  return out;
-}
 
 test('catalogs over the maximum weight are split, and light automatic ones merged back', async () => {
   const { src, store, keys, open } = await setup('balance');
@@ -136,7 +121,7 @@ test('catalogs over the maximum weight are split, and light automatic ones merge
   const first = await publishDirectory(store, src, { fqrn: FQRN, keys, autocatalogs: weights });
   assert.ok(first.catalogsSplit.length > 0, 'the 380-entry root catalog is split');
   const reader = await open();
-  const sizes = await catalogWeights(store, reader.manifest.rootCatalog);
+  const sizes = await catalogRows(store, reader.manifest.rootCatalog);
   for (const [mountpoint, rows] of sizes) assert.ok(rows <= weights.maxWeight, `catalog ${mountpoint || '/'} has ${rows} rows`);
   assert.ok(sizes.size > 1);
   for (const m of first.catalogsSplit) {
@@ -156,7 +141,7 @@ test('catalogs over the maximum weight are split, and light automatic ones merge
   const shrunk = await publishDirectory(store, src, { fqrn: FQRN, keys, autocatalogs: weights });
   assert.ok(shrunk.catalogsMerged.length > 0);
   const after = await open();
-  const left = await catalogWeights(store, after.manifest.rootCatalog);
+  const left = await catalogRows(store, after.manifest.rootCatalog);
   assert.ok(left.size < sizes.size, `${left.size} catalogs after merging, ${sizes.size} before`);
   for (const m of shrunk.catalogsMerged) {
     assert.equal(await after.isMountpoint(m), false);

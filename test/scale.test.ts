@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { tempDir, TEST_SOURCE_DIR } from './helpers.js';
+import { catalogRows, tempDir, TEST_SOURCE_DIR } from './helpers.js';
 import { generateTree } from '../bench/generate-tree.js';
 import { FsStore } from '../src/store/fs-store.js';
 import type { ObjectStore, PutOptions } from '../src/store/object-store.js';
@@ -16,8 +16,6 @@ import { initRepository } from '../src/repo/repository.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
-import { fetchCatalog } from '../src/repo/objects.js';
-import type { ContentHash } from '../src/format/hash.js';
 import { DEFAULT_MAX_WEIGHT } from '../src/repo/catalog-balancer.js';
 
 const FQRN = 'scale.example.org';
@@ -35,18 +33,6 @@ class CountingStore implements ObjectStore {
   delete(keys: string[]) { this.counts.delete++; return this.inner.delete(keys); }
 }
 
-async function catalogRows(store: ObjectStore, root: ContentHash): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  const visit = async (hash: ContentHash, mountpoint: string) => {
-    const { db } = await fetchCatalog(store, hash);
-    out.set(mountpoint, db.rowCount());
-    const nested = db.nestedCatalogs();
-    db.close();
-    for (const n of nested) await visit(n.hash, n.path);
-  };
-  await visit(root, '');
-  return out;
-}
 
 interface Built {
   store: FsStore;

@@ -10,7 +10,6 @@ import {
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
-import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
 import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
 import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
 import { openSignedDocument } from '../format/signed-document.js';
@@ -21,7 +20,7 @@ import { checkLease, releaseLease } from '../repo/leases.js';
 import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import {
-  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, processOwner, readHead, type Head,
+  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, readHead, type Head,
 } from '../repo/repository.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { openStore } from '../store/open-store.js';
@@ -179,18 +178,6 @@ async function applyOp(tree: CatalogTree, op: ChangeOp): Promise<void> {
   }
 }
 
-/** Directories above the changeset's path that the head lacks, made as the owner's local publish does. */
-async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
-  const missing: string[] = [];
-  for (let p = path; p !== ''; p = parentPath(p)) {
-    const parent = parentPath(p);
-    const e = await tree.lookup(parent);
-    if (e && kindOfMode(e.mode) === 'directory') break;
-    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory`);
-    missing.unshift(parent);
-  }
-  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
-}
 
 export async function handleCommitEvent(event: CommitEvent, config: CommitConfig, context: FunctionContext):
   Promise<{ result?: CommitResultBody; next?: { fn: 'commit'; event: CommitEvent } }> {

@@ -4,8 +4,6 @@
 import type { CachedSource } from '../repo/object-cache.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { ContentHash } from '../format/hash.js';
-import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
-import { parentPath } from '../format/md5path.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import type { CatalogTree } from '../repo/catalog-tree.js';
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
@@ -38,18 +36,7 @@ export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys:
   }
 }
 
-/** Intermediate directories of `path` that the repository does not have yet, owned by the publisher. */
-export async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
-  const missing: string[] = [];
-  for (let p = path; p !== ''; p = parentPath(p)) {
-    const parent = parentPath(p);
-    const e = await tree.lookup(parent);
-    if (e && kindOfMode(e.mode) === 'directory') break;
-    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory in the repository`);
-    missing.unshift(parent);
-  }
-  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
-}
+export { ensureAncestors } from '../repo/repository.js';
 
 /** Runs tree edits one at a time: the tree's methods await loads mid-edit and must not interleave. */
 export class SerialTree {

@@ -1,4 +1,5 @@
 // Uploads content-addressed objects with many requests in flight, each object at most once.
+import { Slots } from '../store/slots.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 
@@ -65,22 +66,5 @@ export class Uploader implements ObjectUploader {
 }
 
 /** At most `limit` calls run at once; the others wait their turn in order. */
-export class Slots {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
 
-  constructor(private readonly limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) throw new Error(`concurrency must be a positive integer, got ${limit}`);
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-}
+export { Slots };

@@ -9,7 +9,8 @@ import { makeWhitelist, parseWhitelist, signWhitelist, certificateFingerprint } 
 import { assertKeyMatchesCertificate } from '../format/certificate.js';
 import { createHistory, nextHistoryTags, readHistory, type Tag } from '../format/history.js';
 import { addToReflog, type ReflogEntry } from '../format/reflog.js';
-import { newDirectoryEntry } from '../format/catalog-entry.js';
+import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
+import { parentPath } from '../format/md5path.js';
 import { CatalogTree, type CommitResult } from './catalog-tree.js';
 import { fetchCatalog, fetchObjectContent } from './objects.js';
 
@@ -246,4 +247,17 @@ async function restoreReflog(store: ObjectStore, write: ReflogWrite): Promise<vo
   } catch (err) {
     if (!(err instanceof PreconditionFailedError)) throw err;
   }
+}
+
+/** Intermediate directories of `path` that the repository does not have yet, owned by the publisher. */
+export async function ensureAncestors(tree: CatalogTree, path: string, seconds: number): Promise<void> {
+  const missing: string[] = [];
+  for (let p = path; p !== ''; p = parentPath(p)) {
+    const parent = parentPath(p);
+    const e = await tree.lookup(parent);
+    if (e && kindOfMode(e.mode) === 'directory') break;
+    if (e) throw new Error(`cannot publish into '${path}': '${parent}' is not a directory in the repository`);
+    missing.unshift(parent);
+  }
+  for (const dir of missing) await tree.upsert(dir, newDirectoryEntry(dir.slice(dir.lastIndexOf('/') + 1), seconds, processOwner()));
 }

@@ -3,6 +3,7 @@
 // Public keys are written public-read with the headers the stock server's Apache config would send
 // (spec §11.1); the control part (`.scvmfs/`) is private. Retries live in RetryingStore, not here:
 // the SDK makes one attempt and every retryable failure becomes a TransientStoreError.
+import { Slots } from './slots.js';
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import {
@@ -142,22 +143,6 @@ function mapError(operation: string, key: string, err: unknown): Error {
 }
 
 /** Bounds requests in flight, so they queue here rather than in the socket pool (which warns). */
-class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-}
 
 export class S3Store implements ObjectStore, PresigningStore {
   readonly description: string;
@@ -165,7 +150,7 @@ export class S3Store implements ObjectStore, PresigningStore {
   readonly prefix: string;
   readonly client: S3Client;
   private readonly region: string;
-  private readonly limiter: Limiter;
+  private readonly limiter: Slots;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly objectAcls: boolean;
@@ -180,7 +165,7 @@ export class S3Store implements ObjectStore, PresigningStore {
     this.region = options.region ?? 'us-east-1';
     const maxInFlight = options.maxInFlight ?? 64;
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new Error(`maxInFlight must be a positive integer, got ${maxInFlight}`);
-    this.limiter = new Limiter(maxInFlight);
+    this.limiter = new Slots(maxInFlight);
     this.partSize = options.partSize ?? 16 * MiB;
     this.multipartThreshold = options.multipartThreshold ?? 64 * MiB;
     if (this.partSize < 5 * MiB) throw new Error(`partSize must be at least 5 MiB (an S3 limit), got ${this.partSize}`);
