@@ -73,8 +73,16 @@ export interface CommitConfig {
 /** Fraction of the invocation's time an apply loop may use; the rest writes catalogs and the checkpoint. */
 const APPLY_SHARE = 0.4;
 const MAX_OPS_PER_SLICE = 20_000;
+/** Fraction of the sandbox's memory a slice may reach before it checkpoints and hands over. */
+const MEMORY_SHARE = 0.7;
 
 class Superseded extends Error {}
+
+/** This sandbox's own memory: its heap and buffers (in a worker thread, RSS would be the whole host's). */
+function memoryInUse(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
 
 async function readState(store: ObjectStore, key: string): Promise<{ state: CommitState; etag: string } | null> {
   const got = await store.get(key);
@@ -241,6 +249,8 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey);
           continue;
         }
+        // Hand over before the sandbox's memory limit as well as before its time limit.
+        if (applied > 0 && applied % 64 === 0 && memoryInUse() > context.memoryLimitInMB * 1024 * 1024 * MEMORY_SHARE) break;
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
         // Check a window of objects at once: one round trip per window instead of per file.
         const window = ops.slice(op, op + 64);
