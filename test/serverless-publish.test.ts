@@ -19,7 +19,7 @@ import { verifyRepository } from '../src/client/verify.js';
 import { signLeaseRequest } from '../src/format/lease.js';
 import { invoker, StepDied } from './chain-invoker.js';
 import { handleLeaseEvent } from '../src/functions/lease.js';
-import { localInvoker } from '../src/runtime/invokers.js';
+import { awsInvoker, localInvoker } from '../src/runtime/invokers.js';
 import { killAtPlan, killPlansFrom, type InvocationRecord } from '../src/runtime/local.js';
 
 const FQRN = 'serverless.example.org';
@@ -230,4 +230,66 @@ test("uploadVia 'grants' on a directory store: the grants carry no URL, so the w
   assert.equal((await reader.readFile('/w1/lib/copy').catch(() => null)), null, 'removed');
   await verifyRepository(reader);
   reader.close();
+});
+
+test('a writer whose commit fails aborts: the transaction is dropped, its lease released, and commit answers "aborted"', async () => {
+  const { work, store, keysDir, config } = await setup('chain-abort', ['w1']);
+  const src = join(work, 'src');
+  makeTree(src, 'doomed', 3);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  const before = (await readHead(store))!.bytes;
+  const base = invoker(config);
+  let seen: { txnId: string; leaseId: string; token: string } | undefined;
+  const failing = {
+    ...base,
+    runChain: async (_fn: string, event: unknown) => {
+      seen = event as typeof seen;
+      throw new Error('the commit chain is unreachable');
+    },
+  };
+  await assert.rejects(publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: failing }), /unreachable/);
+  assert.ok(seen);
+  assert.ok((await readHead(store))!.bytes.equals(before), 'nothing committed');
+  const state = JSON.parse((await store.get(`.scvmfs/txn/${seen.txnId}/state.json`))!.body.toString()) as { status: string };
+  assert.equal(state.status, 'aborted');
+  const left = await store.list(`.scvmfs/txn/${seen.txnId}/`);
+  assert.deepEqual(left.objects.map((o) => o.key), [`.scvmfs/txn/${seen.txnId}/state.json`], 'parts and header removed');
+  const late = await base.runChain('commit', seen) as { status: string };
+  assert.equal(late.status, 'aborted', 'a late delivery of the commit changes nothing');
+  assert.ok((await readHead(store))!.bytes.equals(before));
+  // The lease is gone: the same writer publishes right away.
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions: base });
+  assert.equal(s.revision, 2);
+});
+
+test('on Lambda (a recording client at the cloud edge) the writer calls functions by name and watches the chain', async () => {
+  const { work, store, keysDir, config } = await setup('chain-aws', ['w1']);
+  const src = join(work, 'src');
+  makeTree(src, 'lambda', 5);
+  const publisher = await loadPublisherKey(keysDir, 'w1');
+  const local = invoker(config, { commitBudgetMs: 2 });
+  const calls: string[] = [];
+  const background: Promise<unknown>[] = [];
+  const client = {
+    async send(command: { input: { FunctionName?: string; InvocationType?: string; Payload?: Uint8Array } }) {
+      const { FunctionName, InvocationType, Payload } = command.input;
+      calls.push(`${InvocationType} ${FunctionName}`);
+      const event = JSON.parse(Buffer.from(Payload!).toString('utf8'));
+      const fn = FunctionName!.replace(/^scvmfs-/, '');
+      if (InvocationType === 'Event') {
+        background.push(local.runChain(fn, event));
+        return { StatusCode: 202 };
+      }
+      const result = await local.invoke(fn, event);
+      return { StatusCode: 200, Payload: Buffer.from(JSON.stringify(result)) };
+    },
+  };
+  const names = { lease: 'scvmfs-lease', 'upload-grant': 'scvmfs-upload-grant', commit: 'scvmfs-commit', abort: 'scvmfs-abort', resign: 'scvmfs-resign' };
+  const functions = awsInvoker({ functionNames: names, store, client: client as never, pollMs: 20 });
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions });
+  await Promise.all(background);
+  assert.equal(s.revision, 2);
+  assert.ok(calls.includes('RequestResponse scvmfs-lease'));
+  assert.deepEqual(calls.filter((c) => c.startsWith('Event')), ['Event scvmfs-commit'], 'the chain is started once, asynchronously');
+  assert.ok(local.steps > 1, 'the chain ran in several steps');
 });

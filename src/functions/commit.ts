@@ -193,9 +193,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
   const now = config.now ?? (() => new Date());
   const started = context.getRemainingTimeInMillis();
   const keys = txnKeys(event.txnId);
-  const { header, path, policy, keyId } = await loadHeader(store, config, event.txnId);
-  const publisherKey = findPublisher(policy, keyId)!.publicKeyPem;
-
+  // A finished transaction answers from its checkpoint (its parts may already be gone).
   let loaded = await readState(store, keys.state);
   let head = await readHead(store);
   if (!head) throw new Error(`no repository in ${store.description}`);
@@ -205,6 +203,8 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
     return { result: { status: s.status as 'committed' | 'aborted', revision: s.revision ?? undefined, slices: s.slices, rebases: s.rebases } };
   }
+  const { header, path, policy, keyId } = await loadHeader(store, config, event.txnId);
+  const publisherKey = findPublisher(policy, keyId)!.publicKeyPem;
   await checkLease(store, event.leaseId, event.token, scopePath(path || '/'), now());
   if (event.leaseId !== header.leaseId) throw new Error(`commit event lease ${event.leaseId} is not the changeset's lease ${header.leaseId}`);
 
