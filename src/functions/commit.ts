@@ -23,7 +23,7 @@ import {
   catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, readHead, type Head,
 } from '../repo/repository.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
-import { openStore } from '../store/open-store.js';
+import { openSharedStore } from '../store/open-store.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
 
@@ -344,7 +344,7 @@ export async function commitConfigFromEnv(): Promise<CommitConfig> {
   const max = Number(process.env.SCVMFS_MAX_WEIGHT ?? DEFAULT_MAX_WEIGHT);
   const min = Number(process.env.SCVMFS_MIN_WEIGHT ?? DEFAULT_MIN_WEIGHT);
   return {
-    store: openStore(requiredEnv('SCVMFS_STORE')), fqrn,
+    store: openSharedStore(requiredEnv('SCVMFS_STORE')), fqrn,
     keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem },
     autocatalogs: process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min },
     maxOpsPerSlice: process.env.SCVMFS_SLICE_OPS ? Number(process.env.SCVMFS_SLICE_OPS) : undefined,

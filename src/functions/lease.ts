@@ -14,7 +14,7 @@ import { keyFilePaths } from '../repo/keys-dir.js';
 import { acquireLease, listLeases, releaseLease, renewLease } from '../repo/leases.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { openStore } from '../store/open-store.js';
+import { openSharedStore } from '../store/open-store.js';
 import type { Handler } from './types.js';
 
 export type LeaseEvent =
@@ -93,7 +93,7 @@ export async function leaseConfigFromEnv(): Promise<LeaseConfig> {
   } catch (e) {
     throw new Error(`cannot read the master public key ${pubPath}: ${(e as Error).message}`);
   }
-  return { store: openStore(requiredEnv('SCVMFS_STORE')), fqrn, masterPublicKeyPem };
+  return { store: openSharedStore(requiredEnv('SCVMFS_STORE')), fqrn, masterPublicKeyPem };
 }
 
 export const handler: Handler<LeaseEvent, LeaseResult> = async (event) => {

@@ -2,7 +2,7 @@
 // key, so it runs only where the owner chose to keep that key (a local keys directory or a secret).
 import { loadKeys } from '../repo/keys-dir.js';
 import { readHead, resignWhitelist } from '../repo/repository.js';
-import { openStore } from '../store/open-store.js';
+import { openSharedStore } from '../store/open-store.js';
 import type { Handler } from './types.js';
 
 export interface ResignEvent {
@@ -17,7 +17,7 @@ export const handler: Handler<ResignEvent, { resigned: string; expiresInDays: nu
   if (!fqrn || !spec || !dir) throw new Error('the resign function needs SCVMFS_FQRN, SCVMFS_STORE and SCVMFS_KEYS');
   const days = event?.days ?? 30;
   if (!Number.isInteger(days) || days < 1 || days > 30) throw new Error('whitelist validity must be 1 to 30 days');
-  const store = openStore(spec);
+  const store = openSharedStore(spec);
   if (!(await readHead(store))) throw new Error(`no repository in ${store.description}`);
   const keys = await loadKeys(dir, fqrn, { need: ['master', 'repository'] });
   await resignWhitelist(store, fqrn, keys, new Date(), days);

@@ -104,3 +104,19 @@ export async function createBucketFor(spec: string): Promise<void> {
     store.close();
   }
 }
+
+const shared = new Map<string, ObjectStore>();
+
+/**
+ * One store per spec for the whole process: functions in a warm sandbox reuse its client and its
+ * keep-alive connections instead of opening (and leaking) new ones on every invocation. Safe to cache
+ * because a store holds no repository state, only the means to reach it.
+ */
+export function openSharedStore(spec: string): ObjectStore {
+  let store = shared.get(spec);
+  if (!store) {
+    store = openStore(spec);
+    shared.set(spec, store);
+  }
+  return store;
+}
