@@ -27,7 +27,7 @@ export async function handleAbortEvent(event: AbortEvent, store: ObjectStore, no
     if (state?.status !== 'aborted') {
       const aborted: CommitState = {
         txnId: event.txnId, status: 'aborted', baseRevision: state?.baseRevision ?? 0, baseRoot: state?.baseRoot ?? '',
-        part: 0, op: 0, workRoot: null, pending: null, revision: null, slices: state?.slices ?? 0, rebases: state?.rebases ?? 0,
+        part: 0, op: 0, workRoot: null, baseSubtree: null, pending: null, revision: null, slices: state?.slices ?? 0, rebases: state?.rebases ?? 0,
       };
       try {
         // A checkpoint in 'swapping' may still land: the CAS makes that step lose, or us re-read.

@@ -10,11 +10,14 @@ import {
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
+import { S_IFREG } from '../format/catalog-entry.js';
 import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
 import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
 import { openSignedDocument } from '../format/signed-document.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
-import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
+import {
+  AUTOCATALOG_MARKER, balanceCatalogs, CATALOG_MARKER, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT,
+} from '../repo/catalog-balancer.js';
 import { fetchCatalog } from '../repo/objects.js';
 import { checkLease, releaseLease } from '../repo/leases.js';
 import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
@@ -39,6 +42,7 @@ export interface CommitResultBody {
   rootCatalog?: string;
   slices?: number;
   rebases?: number;
+  grafts?: number;
 }
 
 /** The checkpoint: where the chain stands. Written only with compare-and-swap. */
@@ -53,11 +57,18 @@ export interface CommitState {
   op: number;
   /** Root catalog of the partly applied tree (an unpublished catalog object), null before the first slice. */
   workRoot: string | null;
+  /**
+   * The changeset path's own nested catalog in the base head, when it is one: if the head moves but
+   * still mounts that same catalog there, nobody touched our subtree and the rebase is a graft.
+   */
+  baseSubtree: string | null;
   /** Set just before the manifest swap: the revision and root that swap publishes. */
   pending: { revision: number; root: string } | null;
   revision: number | null;
   slices: number;
   rebases: number;
+  /** Rebases done by mounting our catalog in the new head instead of applying the operations again. */
+  grafts?: number;
 }
 
 export interface CommitConfig {
@@ -65,6 +76,11 @@ export interface CommitConfig {
   fqrn: string;
   keys: { repositoryKeyPem: string; certificatePem: string; masterPublicKeyPem: string };
   autocatalogs?: { maxWeight: number; minWeight: number } | false;
+  /**
+   * Make the changeset's path a nested catalog of its own (default on): writers' catalogs stay apart, and
+   * a commit that loses the manifest race rebases by swapping one catalog reference.
+   */
+  writerCatalogs?: boolean;
   /** Operations per slice at most (besides the time budget); fixed counts make chains repeatable in tests. */
   maxOpsPerSlice?: number;
   now?: () => Date;
@@ -117,7 +133,7 @@ async function landed(store: ObjectStore, head: Head, pending: { revision: numbe
 function freshState(txnId: string, head: Head, rebases: number, slices: number): CommitState {
   return {
     txnId, status: 'applying', baseRevision: head.manifest.revision, baseRoot: head.manifest.rootCatalog.toHex(),
-    part: 0, op: 0, workRoot: null, pending: null, revision: null, slices, rebases,
+    part: 0, op: 0, workRoot: null, baseSubtree: null, pending: null, revision: null, slices, rebases,
   };
 }
 
@@ -217,17 +233,16 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     }
     let { state, etag } = loaded;
 
-    if (state.status === 'swapping' && state.pending) {
-      if (await landed(store, head, state.pending)) return await finish(state, etag, state.pending.revision, state.pending.root);
-      if (head.manifest.revision !== state.baseRevision) {
-        state = freshState(event.txnId, head, state.rebases + 1, state.slices);
-        etag = await writeState(store, keys.state, state, etag);
-        return { next: { fn: 'commit', event } };
-      }
-    } else if (head.manifest.revision !== state.baseRevision) {
-      // Someone committed while we applied: start again on their head.
-      state = freshState(event.txnId, head, state.rebases + 1, state.slices);
+    if (state.status === 'swapping' && state.pending && await landed(store, head, state.pending)) {
+      return await finish(state, etag, state.pending.revision, state.pending.root);
+    }
+    if (head.manifest.revision !== state.baseRevision) {
+      // Someone committed while we worked: carry our work onto their head (its own step).
+      const source = state.status === 'swapping' && state.pending ? state.pending.root : state.workRoot;
+      state = await rebase(store, state, head, path, source, Math.floor(now().getTime() / 1000));
       etag = await writeState(store, keys.state, state, etag);
+      await checkpoint('rebased');
+      return { next: { fn: 'commit', event } };
     }
 
     const algorithm = head.algorithm;
@@ -235,7 +250,10 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     const tree = await CatalogTree.open(catalogLoader(store), root, algorithm);
     try {
       const seconds = Math.floor(now().getTime() / 1000);
-      if (state.part === 0 && state.op === 0) await ensureAncestors(tree, path, seconds);
+      if (state.part === 0 && state.op === 0 && state.workRoot === null) {
+        await ensureAncestors(tree, path, seconds);
+        state = { ...state, baseSubtree: (await tree.nestedAt(path))?.ref.hash.toHex() ?? null };
+      }
       const exists = new Map<string, Promise<boolean>>();
       let applied = 0;
       let part = state.part;
@@ -271,13 +289,17 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         return { next: { fn: 'commit', event } };
       }
 
+      const empty = emptyObject(algorithm);
+      if (path !== '' && config.writerCatalogs !== false && !(await tree.isMountpoint(path)) && (await tree.lookup(path)) !== null) {
+        await putIfAbsent(store, empty.key, empty.stored);
+        await nestAutomatically(tree, path, empty.hash, seconds);
+      }
       if (config.autocatalogs !== false) {
-        const empty = emptyObject(algorithm);
         await putIfAbsent(store, empty.key, empty.stored);
         await balanceCatalogs(tree, {
           maxWeight: config.autocatalogs?.maxWeight ?? DEFAULT_MAX_WEIGHT,
           minWeight: config.autocatalogs?.minWeight ?? DEFAULT_MIN_WEIGHT,
-          emptyHash: empty.hash, owner: processOwner(), now: seconds,
+          emptyHash: empty.hash, owner: processOwner(), now: seconds, within: path,
         });
       }
       let swapEtag = etag;
@@ -296,8 +318,8 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         if (!(err instanceof ConcurrentPublishError)) throw err;
         // Many writers finishing together: a random pause spreads the next attempts out.
         await new Promise((r) => setTimeout(r, Math.random() * 50 * Math.min(state.rebases + 1, 8)));
-        head = (await readHead(store))!;
-        state = freshState(event.txnId, head, state.rebases + 1, state.slices);
+        // The finished tree (its catalogs are stored) is what the next step carries onto the new head.
+        state = { ...state, status: 'applying', workRoot: state.pending?.root ?? state.workRoot, pending: null };
         await writeState(store, keys.state, state, swapEtag);
         return null;
       });
@@ -317,7 +339,50 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     await writeState(store, keys.state, final, etag);
     await checkpoint('committed');
     await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
-    return { result: { status: 'committed' as const, revision, rootCatalog, slices: final.slices, rebases: final.rebases } };
+    return { result: { status: 'committed' as const, revision, rootCatalog, slices: final.slices, rebases: final.rebases, grafts: final.grafts ?? 0 } };
+  }
+}
+
+/**
+ * Moves the work onto a new head. When the head still mounts our path's catalog exactly as our base did,
+ * nobody else touched the subtree (leases keep writers apart), so mounting our catalog there in the new
+ * head carries every applied operation at once; otherwise the operations are applied again from the start.
+ */
+async function rebase(store: ObjectStore, state: CommitState, head: Head, path: string, source: string | null, seconds: number): Promise<CommitState> {
+  if (path !== '' && source !== null && state.baseSubtree !== null) {
+    const headTree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, head.algorithm);
+    const workTree = await CatalogTree.open(catalogLoader(store), ContentHash.fromHex(source), head.algorithm);
+    try {
+      const theirs = await headTree.nestedAt(path);
+      const ours = await workTree.nestedAt(path);
+      if (theirs && ours && theirs.ref.hash.toHex() === state.baseSubtree) {
+        await headTree.graftNested(path, ours);
+        const c = await headTree.commit(head.manifest.revision + 1, seconds);
+        for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
+        return {
+          ...state, status: 'applying', pending: null, baseRevision: head.manifest.revision,
+          baseRoot: head.manifest.rootCatalog.toHex(), workRoot: c.rootHash.toHex(), rebases: state.rebases + 1,
+          slices: state.slices + 1, grafts: (state.grafts ?? 0) + 1,
+        };
+      }
+    } finally {
+      headTree.close();
+      workTree.close();
+    }
+  }
+  return { ...freshState(state.txnId, head, state.rebases + 1, state.slices), grafts: state.grafts };
+}
+
+/** The changeset's path becomes an automatic nested catalog, with the markers the balancer uses. */
+async function nestAutomatically(tree: CatalogTree, path: string, emptyHash: ContentHash, seconds: number): Promise<void> {
+  await tree.createNested(path);
+  const owner = processOwner();
+  for (const name of [CATALOG_MARKER, AUTOCATALOG_MARKER]) {
+    if (await tree.lookup(`${path}/${name}`)) continue;
+    await tree.upsert(`${path}/${name}`, {
+      name, mode: S_IFREG | 0o600, size: 0, mtime: seconds, mtimeNs: 0, uid: owner.uid, gid: owner.gid, hash: emptyHash,
+      symlink: '', linkcount: 1, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
+    });
   }
 }
 

@@ -73,6 +73,8 @@ export interface ChainPublishSummary {
   objectsAlreadyPresent: number;
   slices: number;
   rebases: number;
+  /** Rebases done by swapping one catalog reference (the writer's own nested catalog). */
+  grafts: number;
   seconds: number;
 }
 
@@ -215,17 +217,17 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     await store.put(txnKeys(txnId).header, serializeSignedDocument(signDocument(CHANGESET_TYPE, header, options.publisher.privateKeyPem, options.publisher.name)));
     say(`changeset ${txnId}: ${changeset.count} operations in ${changeset.digests.length} parts; committing`);
     const result = (await options.functions.runChain('commit', { txnId, leaseId: lease.leaseId, token: lease.token })) as
-      { status: string; revision?: number; slices?: number; rebases?: number };
+      { status: string; revision?: number; slices?: number; rebases?: number; grafts?: number };
     if (result.status !== 'committed' || result.revision === undefined) throw new Error(`commit chain ended '${result.status}' without a revision`);
     committed = true;
     // The chain releases the lease; this makes sure of it (releasing twice is fine).
     await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token })).catch(() => {});
-    return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0);
+    return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0, result.grafts ?? 0);
 
-    function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number): ChainPublishSummary {
+    function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number, grafts = 0): ChainPublishSummary {
       return {
         changed, revision, stats: s, operations: changeset.count, parts: changeset.digests.length, filesCompressed, bytesRead,
-        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases,
+        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases, grafts,
         seconds: (Date.now() - started) / 1000,
       };
     }

@@ -6,6 +6,7 @@ import type { ContentHash } from '../format/hash.js';
 import { S_IFREG, type DirectoryEntry } from '../format/catalog-entry.js';
 import { md5Path } from '../format/md5path.js';
 import type { CatalogTree } from './catalog-tree.js';
+import { isWithin } from '../format/md5path.js';
 
 export const CATALOG_MARKER = '.cvmfscatalog';
 export const AUTOCATALOG_MARKER = '.cvmfsautocatalog';
@@ -21,6 +22,11 @@ export interface BalanceOptions {
   /** Seconds since the epoch for the markers' mtime. */
   now: number;
   onWarning?: (message: string) => void;
+  /**
+   * Only catalogs at or below this path are split, and only those strictly below it merged: a writer's
+   * commit must not reshape catalogs other writers share.
+   */
+  within?: string;
 }
 
 export const DEFAULT_MAX_WEIGHT = 100_000;
@@ -96,8 +102,9 @@ export async function balanceCatalogs(tree: CatalogTree, options: BalanceOptions
   const warn = options.onWarning ?? (() => {});
 
   // Merge first (deepest first), so that a parent grown by a merge is weighed afterwards.
+  const mine = (m: string) => options.within === undefined || isWithin(m, options.within);
   const light = tree.loadedCatalogs()
-    .filter((c) => c.dirty && c.mountpoint !== '' && c.db.rowCount() < options.minWeight &&
+    .filter((c) => c.dirty && c.mountpoint !== '' && mine(c.mountpoint) && c.mountpoint !== options.within && c.db.rowCount() < options.minWeight &&
       c.db.lookup(`${c.mountpoint}/${AUTOCATALOG_MARKER}`) !== null)
     .sort((a, b) => b.mountpoint.length - a.mountpoint.length);
   for (const c of light) {
@@ -108,7 +115,7 @@ export async function balanceCatalogs(tree: CatalogTree, options: BalanceOptions
     result.merged.push(c.mountpoint);
   }
 
-  const heavy = tree.loadedCatalogs().filter((c) => c.dirty && c.db.rowCount() > options.maxWeight);
+  const heavy = tree.loadedCatalogs().filter((c) => c.dirty && mine(c.mountpoint) && c.db.rowCount() > options.maxWeight);
   for (const c of heavy) {
     const root = weighTree(c.db.directoryShape(), c.mountpoint);
     if (!root) continue;

@@ -4,7 +4,7 @@
 // change follows the change and not the size of the repository (design invariant 5).
 import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import {
-  addCounters, CatalogDb, zeroCounters, type Counters, type FileChunk,
+  addCounters, CatalogDb, zeroCounters, type Counters, type FileChunk, type NestedCatalogRef,
 } from '../format/catalog-db.js';
 import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
 import { parentPath, isWithin } from '../format/md5path.js';
@@ -310,6 +310,40 @@ export class CatalogTree {
       }
       from.db.delete(p);
     }
+  }
+
+  /** The nested catalog mounted at `path`, if `path` is a mountpoint: its reference and mountpoint row. */
+  async nestedAt(path: string): Promise<{ ref: NestedCatalogRef; row: DirectoryEntry; totals: Counters } | null> {
+    if (path === '') return null;
+    const loc = await this.locate(path);
+    if (!loc.mountpoint) return null;
+    const ref = loc.handle.db.nestedCatalog(path)!;
+    const row = loc.handle.db.lookup(path)!;
+    const child = await this.child(loc.handle, path);
+    const totals = addCounters(addCounters(child.storedSubtree, child.subtreeDelta), child.db.computeSelfCounters());
+    return { ref: { ...ref, hash: child.oldHash ?? ref.hash }, row, totals: child.dirty ? totals : child.oldTotals };
+  }
+
+  /**
+   * Mounts another tree's nested catalog at `path` in place of this tree's (both must be mountpoints
+   * there): the rebase of a writer whose changes all lie below `path`, at the cost of one reference.
+   */
+  async graftNested(path: string, source: { ref: NestedCatalogRef; row: DirectoryEntry; totals: Counters }): Promise<void> {
+    this.assertOpen();
+    const loc = await this.locate(path);
+    if (!loc.mountpoint) throw new Error(`cannot graft at '${path}': not a nested catalog mountpoint`);
+    const parent = loc.handle;
+    const current = await this.child(parent, path);
+    parent.subtreeDelta = addCounters(addCounters(parent.subtreeDelta, current.oldTotals, -1), source.totals);
+    parent.db.setNestedCatalog({ path, hash: source.ref.hash, size: source.ref.size });
+    parent.db.put(path, { ...source.row, extraFlags: (source.row.extraFlags & ~FLAG.nestedRoot) | FLAG.nestedMountpoint });
+    for (const key of [...this.handles.keys()]) {
+      if (key !== '' && isWithin(key, path)) {
+        this.handles.get(key)!.db.close();
+        this.handles.delete(key);
+      }
+    }
+    this.markDirty(parent);
   }
 
   /** The catalogs loaded so far, for the balancer. */
