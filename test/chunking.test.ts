@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { deflateSync } from 'node:zlib';
@@ -270,4 +271,27 @@ test('chunking can be switched off and tuned through the publish options', async
   assert.ok((await reader.readFile('/f')).equals(readFileSync(join(src, 'f'))));
   reader.close();
   await assert.rejects(publishDirectory(fs, src, { fqrn: FQRN, keys, chunking: { minSize: 8 } }), /at least 32/);
+});
+
+test('the CLI takes chunk sizes and --no-chunking, and cat streams a chunked file back byte for byte', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readdirSync } = await import('node:fs');
+  const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+  const work = tempDir('cli-chunks');
+  const src = join(work, 'src');
+  mkdirSync(src);
+  const data = randomBytes(1_500_000);
+  writeFileSync(join(src, 'blob'), data);
+  const run = (...args: string[]) => execFileSync(process.execPath, [CLI, ...args], { cwd: work, maxBuffer: 1 << 26 });
+  const chunkObjects = (store: string) => readdirSync(join(work, store, 'data'), { recursive: true }).filter((f) => String(f).endsWith('P')).length;
+  run('init', 'c.example.org', '--store', 'a', '--keys', 'k');
+  run('publish', 'c.example.org', 'src', '--store', 'a', '--keys', 'k', '--chunk-sizes', '65536,131072,262144', '-q', '--no-cache');
+  assert.ok(chunkObjects('a') >= 5, 'several chunk objects');
+  const back = run('cat', 'a', '/blob', '--fqrn', 'c.example.org', '--pubkey', join('k', 'c.example.org.pub'), '--no-cache');
+  assert.ok(back.equals(data), 'cat returns the file');
+  run('init', 'c.example.org', '--store', 'b', '--keys', 'k');
+  run('publish', 'c.example.org', 'src', '--store', 'b', '--keys', 'k', '--no-chunking', '-q', '--no-cache');
+  assert.equal(chunkObjects('b'), 0);
+  assert.throws(() => run('publish', 'c.example.org', 'src', '--store', 'b', '--keys', 'k', '--chunk-sizes', '100,50,200'),
+    (err: { stderr?: Buffer }) => /min < avg < max/.test(String(err.stderr)));
 });
