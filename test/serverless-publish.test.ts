@@ -293,3 +293,37 @@ test('on Lambda (a recording client at the cloud edge) the writer calls function
   assert.deepEqual(calls.filter((c) => c.startsWith('Event')), ['Event scvmfs-commit'], 'the chain is started once, asynchronously');
   assert.ok(local.steps > 1, 'the chain ran in several steps');
 });
+
+test('a large changeset lands while other writers keep committing: its lost races are settled by graft, not by starting over', async () => {
+  const { work, store, keysDir, config, open } = await setup('chain-starve', ['big', 's1', 's2']);
+  const bigSrc = join(work, 'big');
+  makeTree(bigSrc, 'big', 600);
+  const sliced = { ...config, maxOpsPerSlice: 25 };
+  const big = publishThroughChain(store, bigSrc, {
+    fqrn: FQRN, publisher: await loadPublisherKey(keysDir, 'big'), path: '/big', functions: invoker(sliced),
+  });
+  let done = false;
+  const result = big.finally(() => { done = true; });
+  const small = ['s1', 's2'].map(async (w) => {
+    const publisher = await loadPublisherKey(keysDir, w);
+    let n = 0;
+    while (!done && n < 60) {
+      const src = join(work, `${w}-${n}`);
+      makeTree(src, `${w} ${n}`, 1);
+      await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: `/${w}`, functions: invoker(config) });
+      n++;
+    }
+    return n;
+  });
+  const s = await result;
+  const commits = await Promise.all(small);
+  console.log(`# large changeset: ${s.slices} slices, ${s.rebases} rebases (${s.grafts} grafts) while others made ${commits.join(' + ')} commits`);
+  assert.ok(commits[0]! + commits[1]! > 3, `the others committed meanwhile (${commits.join(', ')})`);
+  assert.ok(s.rebases > 0, 'the large changeset lost races');
+  assert.equal(s.grafts, s.rebases, 'every lost race was settled by grafting its catalog');
+  assert.ok(s.slices < 603 / 25 + 2 * s.rebases + 4, `${s.slices} slices for 603 operations and ${s.rebases} rebases: no starting over`);
+  const reader = await open();
+  assert.equal((await reader.readFile('/big/lib/f599')).toString(), 'big file 599\n');
+  await verifyRepository(reader);
+  reader.close();
+});

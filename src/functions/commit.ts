@@ -10,7 +10,7 @@ import {
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
-import { S_IFREG } from '../format/catalog-entry.js';
+import { FLAG, newDirectoryEntry, S_IFREG } from '../format/catalog-entry.js';
 import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
 import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
 import { openSignedDocument } from '../format/signed-document.js';
@@ -58,8 +58,8 @@ export interface CommitState {
   /** Root catalog of the partly applied tree (an unpublished catalog object), null before the first slice. */
   workRoot: string | null;
   /**
-   * The changeset path's own nested catalog in the base head, when it is one: if the head moves but
-   * still mounts that same catalog there, nobody touched our subtree and the rebase is a graft.
+   * The changeset path's own nested catalog in the base head, when it is one, or 'absent' when the path
+   * did not exist: if a new head still has it so, nobody touched our subtree and the rebase is a graft.
    */
   baseSubtree: string | null;
   /** Set just before the manifest swap: the revision and root that swap publishes. */
@@ -93,6 +93,9 @@ const MAX_OPS_PER_SLICE = 20_000;
 const MEMORY_SHARE = 0.7;
 
 class Superseded extends Error {}
+
+/** `baseSubtree` when the changeset's path did not exist in the base head. */
+const ABSENT = 'absent';
 
 /** This sandbox's own memory: its heap and buffers (in a worker thread, RSS would be the whole host's). */
 function memoryInUse(): number {
@@ -251,8 +254,18 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     try {
       const seconds = Math.floor(now().getTime() / 1000);
       if (state.part === 0 && state.op === 0 && state.workRoot === null) {
+        const before = path === '' ? null : await tree.lookup(path);
+        const mounted = await tree.nestedAt(path);
+        const baseSubtree = path === '' ? null : mounted ? mounted.ref.hash.toHex() : before === null ? ABSENT : null;
         await ensureAncestors(tree, path, seconds);
-        state = { ...state, baseSubtree: (await tree.nestedAt(path))?.ref.hash.toHex() ?? null };
+        if (path !== '' && before === null && config.writerCatalogs !== false) {
+          // A new writer path gets its own catalog at once, so even its first commit rebases by graft.
+          const empty = emptyObject(algorithm);
+          await putIfAbsent(store, empty.key, empty.stored);
+          await tree.upsert(path, newDirectoryEntry(path.slice(path.lastIndexOf('/') + 1), seconds, processOwner()));
+          await nestAutomatically(tree, path, empty.hash, seconds);
+        }
+        state = { ...state, baseSubtree };
       }
       const exists = new Map<string, Promise<boolean>>();
       let applied = 0;
@@ -353,9 +366,21 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
     const headTree = await CatalogTree.open(catalogLoader(store), head.manifest.rootCatalog, head.algorithm);
     const workTree = await CatalogTree.open(catalogLoader(store), ContentHash.fromHex(source), head.algorithm);
     try {
-      const theirs = await headTree.nestedAt(path);
       const ours = await workTree.nestedAt(path);
-      if (theirs && ours && theirs.ref.hash.toHex() === state.baseSubtree) {
+      let graft = false;
+      if (ours && state.baseSubtree === ABSENT) {
+        // Our path was new and still is: make it in their head, then mount our catalog there.
+        if ((await headTree.lookup(path)) === null) {
+          await ensureAncestors(headTree, path, seconds);
+          await headTree.upsert(path, { ...ours.row, extraFlags: ours.row.extraFlags & ~(FLAG.nestedMountpoint | FLAG.nestedRoot) });
+          await headTree.createNested(path);
+          graft = true;
+        }
+      } else if (ours) {
+        const theirs = await headTree.nestedAt(path);
+        graft = theirs !== null && theirs.ref.hash.toHex() === state.baseSubtree;
+      }
+      if (ours && graft) {
         await headTree.graftNested(path, ours);
         const c = await headTree.commit(head.manifest.revision + 1, seconds);
         for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
