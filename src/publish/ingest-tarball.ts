@@ -29,6 +29,7 @@ import type { CompressPool } from './compress-pool.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { ensureAncestors, finishRevision, SerialTree, withPublishLock, type OwnerKeys } from './owner-publish.js';
 import { readTarEntries, type TarEntry } from './tar-source.js';
+import { InFlight } from './in-flight.js';
 import { Uploader } from './uploader.js';
 
 export interface IngestProgress {
@@ -140,11 +141,9 @@ class Ingest {
   /** Directories known to exist in the tree now (the target and what the archive made or met). */
   private readonly knownDirs = new Set<string>();
   private readonly pending = new Map<string, PendingFile>();
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Files compressing behind the reading; a store or compression failure stops the ingest at the next member. */
+  private readonly inFlight = new InFlight(MAX_FILES_IN_FLIGHT);
   private readonly linkGroupOf = new Map<string, LinkGroup>();
-  private wake: (() => void) | null = null;
-  /** A store or compression failure: stops the ingest at the next member. */
-  private failure: unknown = null;
   /** A member's content stream failed: the archive reader reports why, better than this does. */
   private streamFailure: unknown = null;
 
@@ -177,15 +176,15 @@ class Ingest {
         await this.serial.run((t) => this.prepareTarget(t));
         try {
           for await (const entry of readTarEntries(input, { target: this.target })) {
-            if (this.failure) throw this.failure;
+            this.inFlight.check();
             this.progress.entries++;
             if (this.progress.entries % 500 === 0) this.report();
             await this.apply(entry, pool);
           }
         } finally {
-          await Promise.allSettled([...this.inFlight]);
+          await this.inFlight.settled();
         }
-        if (this.failure) throw this.failure;
+        this.inFlight.check();
         if (this.streamFailure) throw this.streamFailure;
         this.progress.phase = 'upload';
         this.report();
@@ -335,7 +334,7 @@ class Ingest {
    * the next member can be read; the row is written when the objects are stored.
    */
   private async file(path: string, row: DirectoryEntry, content: Readable, pool: CompressPool): Promise<void> {
-    while (this.inFlight.size >= MAX_FILES_IN_FLIGHT) await new Promise<void>((resolve) => { this.wake = resolve; });
+    await this.inFlight.slot();
     this.counts.files++;
     this.progress.filesTotal++;
     let streamFailed = false;
@@ -347,31 +346,28 @@ class Ingest {
     });
     const pending: PendingFile = { superseded: false, done: Promise.resolve() };
     this.pending.set(path, pending);
-    const done: Promise<void> = storeStreamContent(pool, this.uploader, this.empty, content, row, `tar member ${path}`)
+    const done = this.inFlight.track(storeStreamContent(pool, this.uploader, this.empty, content, row, `tar member ${path}`)
       .then(async (c) => {
         this.progress.bytesRead += c.bytesRead;
         if (!pending.superseded) await this.serial.run((t) => replaceAt(t, path, c.entry, c.chunks));
         this.progress.filesDone++;
       })
       .catch((err) => {
-        if (streamFailed) this.streamFailure ??= err;
-        else this.failure ??= err;
+        // A member's content stream failed: the archive reader reports why, better than this does.
+        if (!streamFailed) throw err;
+        this.streamFailure ??= err;
       })
       .finally(() => {
         if (this.pending.get(path) === pending) this.pending.delete(path);
-        this.inFlight.delete(done);
-        this.wake?.();
-        this.wake = null;
-      });
+      }));
     pending.done = done;
-    this.inFlight.add(done);
     await Promise.race([read, done]);
   }
 
   /** A hardlink member: a copy of its origin's row now; same-directory names become a group at the end. */
   private async link(path: string, origin: string): Promise<void> {
     await this.pending.get(origin)?.done;
-    if (this.failure) throw this.failure;
+    this.inFlight.check();
     const row = await this.serial.lookup(origin);
     if (!row) throw new Error(`tar entry for ${path}: its hard link target ${origin} is not in the tree (an earlier error?)`);
     const chunks = row.extraFlags & FLAG.chunked ? await this.serial.run((t) => t.chunks(origin, row.chunkAlgorithm ?? this.head.algorithm)) : [];

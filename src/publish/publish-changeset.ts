@@ -19,6 +19,7 @@ import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
+import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { Uploader, type ObjectUploader } from './uploader.js';
 import { GrantUploader } from './grant-uploader.js';
 import { sourceXattrs } from './xattrs.js';
@@ -170,8 +171,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   try {
     tree = await CatalogTree.open(catalogLoader(options.cacheDir ? new CachedSource(store, options.cacheDir) : store),
       head.manifest.rootCatalog, head.algorithm, { scratch });
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown = null;
+    const inFlight = new InFlight(FILES_IN_FLIGHT);
     const publishFile = async (op: FileOperation) => {
       const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
       if (c.bytesRead > 0) filesCompressed++;
@@ -188,20 +188,18 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       lookup: (p) => t.lookup(p), list: (d) => t.list(d), isMountpoint: (p) => t.isMountpoint(p),
     }, source, path, {
       apply: async (op) => {
-        if (failure) throw failure;
+        inFlight.check();
         if (op.kind === 'upsert') await changeset.add({ op: 'upsert', path: op.path, entry: entryToWire(op.entry) });
         else await changeset.add({ op: op.kind, path: op.path });
       },
       file: async (op) => {
-        if (failure) throw failure;
-        while (inFlight.size >= 2048) await Promise.race(inFlight);
-        const p: Promise<void> = publishFile(op).catch((err) => { failure ??= err; }).finally(() => inFlight.delete(p));
-        inFlight.add(p);
+        inFlight.check();
+        await inFlight.slot();
+        inFlight.track(publishFile(op));
       },
     }, { checksum: options.checksum, onWarning: options.onWarning, xattrs: xattrs })
-      .finally(() => Promise.allSettled([...inFlight]));
-    await Promise.allSettled([...inFlight]);
-    if (failure) throw failure;
+      .finally(() => inFlight.settled());
+    await inFlight.drain();
 
     if (changeset.count === 0) {
       await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token }));

@@ -13,6 +13,7 @@ import { ensureAncestors, finishRevision, SerialTree, withPublishLock } from './
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
+import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { sourceXattrs } from './xattrs.js';
 
 export interface PublishProgress {
@@ -74,8 +75,6 @@ async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOper
   }
 }
 
-/** Files compressing at once: bounds the memory held by queued operations, not the parallelism. */
-const MAX_FILES_IN_FLIGHT = 2048;
 
 export async function publishDirectory(store: ObjectStore, source: string, options: PublishOptions): Promise<PublishSummary> {
   const started = Date.now();
@@ -104,9 +103,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
     await serial.run((t) => ensureAncestors(t, repoPath, Math.floor(now().getTime() / 1000)));
 
     // Files compress in the workers while the walk goes on; their rows are written as each finishes.
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown = null;
-    let wake: (() => void) | null = null;
+    const inFlight = new InFlight(FILES_IN_FLIGHT);
     const publishFile = async (op: FileOperation): Promise<void> => {
       const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
       if (c.bytesRead > 0) filesCompressed++;
@@ -123,19 +120,14 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       : options.xattrs ?? await sourceXattrs(source, options.onWarning ?? (() => {}));
     const stats = await diffSource(serial, source, repoPath, {
       apply: (op) => {
-        if (failure) throw failure;
+        inFlight.check();
         return serial.run((t) => applyOperation(t, op));
       },
       file: async (op) => {
-        if (failure) throw failure;
+        inFlight.check();
         progress.filesTotal++;
-        while (inFlight.size >= MAX_FILES_IN_FLIGHT) await new Promise<void>((resolve) => { wake = resolve; });
-        const p: Promise<void> = publishFile(op).catch((err) => { failure ??= err; }).finally(() => {
-          inFlight.delete(p);
-          wake?.();
-          wake = null;
-        });
-        inFlight.add(p);
+        await inFlight.slot();
+        inFlight.track(publishFile(op));
       },
     }, {
       checksum: options.checksum,
@@ -143,12 +135,11 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       xattrs: xattrs,
       onScanned: (n) => { progress.scanned = n; report(); },
     }).catch(async (err) => {
-      await Promise.allSettled([...inFlight]);
+      await inFlight.settled();
       throw err;
     });
     progress.phase = 'upload';
-    await Promise.allSettled([...inFlight]);
-    if (failure) throw failure;
+    await inFlight.drain();
     report();
 
     const finished = await finishRevision(store, head, tree, lock, uploader, empty, {
