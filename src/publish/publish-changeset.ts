@@ -181,12 +181,9 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       if (op.links.length > 0) upsert.links = op.links;
       await changeset.add(upsert);
     };
-    const t = tree;
-    const xattrs = options.xattrs === null ? undefined
-      : options.xattrs ?? await sourceXattrs(source, options.onWarning ?? (() => {}));
-    const stats = await diffSource({
-      lookup: (p) => t.lookup(p), list: (d) => t.list(d), isMountpoint: (p) => t.isMountpoint(p),
-    }, source, path, {
+    const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
+    // Nothing edits this tree while the walk reads it, so it serves as the head view directly.
+    const stats = await diffSource(tree, source, path, {
       apply: async (op) => {
         inFlight.check();
         if (op.kind === 'upsert') await changeset.add({ op: 'upsert', path: op.path, entry: entryToWire(op.entry) });

@@ -116,8 +116,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       progress.filesDone++;
       if (progress.filesDone % 500 === 0) report();
     };
-    const xattrs = options.xattrs === null ? undefined
-      : options.xattrs ?? await sourceXattrs(source, options.onWarning ?? (() => {}));
+    const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
     const stats = await diffSource(serial, source, repoPath, {
       apply: (op) => {
         inFlight.check();

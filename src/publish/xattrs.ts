@@ -135,12 +135,18 @@ function isOctal(c: number | undefined): boolean {
  * The xattr blob of each source path, read once for the whole tree. Attributes the catalog cannot hold
  * are skipped with a warning, as the stock publisher skips them; a missing getfattr is one warning.
  */
-export async function sourceXattrs(root: string, warn: (message: string) => void): Promise<(path: string) => Buffer | null> {
+export async function sourceXattrs(root: string, warn: (message: string) => void,
+  given?: ((path: string) => Buffer | null) | null): Promise<((path: string) => Buffer | null) | undefined> {
+  // A publisher's option: a lookup of its own, or null for none; absent means read the tree.
+  if (given === null) return undefined;
+  if (given !== undefined) return given;
   const tree = await readTreeXattrs(root);
   if (tree === null) {
     warn(XATTR_TOOL_MISSING);
     return () => null;
   }
+  // Most trees carry none: then no path needs resolving on the walk's hot path.
+  if (tree.size === 0) return () => null;
   return (path: string) => {
     const attrs = tree.get(resolve(path));
     if (!attrs || attrs.size === 0) return null;
