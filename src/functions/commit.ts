@@ -10,13 +10,13 @@ import {
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
-import { FLAG, newDirectoryEntry, S_IFREG } from '../format/catalog-entry.js';
+import { FLAG, newDirectoryEntry } from '../format/catalog-entry.js';
 import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
 import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
 import { openSignedDocument } from '../format/signed-document.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
 import {
-  AUTOCATALOG_MARKER, balanceCatalogs, CATALOG_MARKER, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT,
+  balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT, makeAutomaticCatalog,
 } from '../repo/catalog-balancer.js';
 import { fetchCatalog } from '../repo/objects.js';
 import { checkLease, releaseLease } from '../repo/leases.js';
@@ -263,7 +263,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           const empty = emptyObject(algorithm);
           await putIfAbsent(store, empty.key, empty.stored);
           await tree.upsert(path, newDirectoryEntry(path.slice(path.lastIndexOf('/') + 1), seconds, processOwner()));
-          await nestAutomatically(tree, path, empty.hash, seconds);
+          await makeAutomaticCatalog(tree, path, { emptyHash: empty.hash, owner: processOwner(), now: seconds });
         }
         state = { ...state, baseSubtree };
       }
@@ -305,7 +305,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       const empty = emptyObject(algorithm);
       if (path !== '' && config.writerCatalogs !== false && !(await tree.isMountpoint(path)) && (await tree.lookup(path)) !== null) {
         await putIfAbsent(store, empty.key, empty.stored);
-        await nestAutomatically(tree, path, empty.hash, seconds);
+        await makeAutomaticCatalog(tree, path, { emptyHash: empty.hash, owner: processOwner(), now: seconds });
       }
       if (config.autocatalogs !== false) {
         await putIfAbsent(store, empty.key, empty.stored);
@@ -398,18 +398,6 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
   return { ...freshState(state.txnId, head, state.rebases + 1, state.slices), grafts: state.grafts };
 }
 
-/** The changeset's path becomes an automatic nested catalog, with the markers the balancer uses. */
-async function nestAutomatically(tree: CatalogTree, path: string, emptyHash: ContentHash, seconds: number): Promise<void> {
-  await tree.createNested(path);
-  const owner = processOwner();
-  for (const name of [CATALOG_MARKER, AUTOCATALOG_MARKER]) {
-    if (await tree.lookup(`${path}/${name}`)) continue;
-    await tree.upsert(`${path}/${name}`, {
-      name, mode: S_IFREG | 0o600, size: 0, mtime: seconds, mtimeNs: 0, uid: owner.uid, gid: owner.gid, hash: emptyHash,
-      symlink: '', linkcount: 1, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
-    });
-  }
-}
 
 async function putIfAbsent(store: ObjectStore, key: string, body: Uint8Array): Promise<void> {
   try {

@@ -3,7 +3,7 @@
 // created catalog that became lighter than the minimum is merged back into its parent. Only catalogs
 // changed in this edit are weighed, so an incremental publish never reads the rest of the repository.
 import type { ContentHash } from '../format/hash.js';
-import { S_IFREG, type DirectoryEntry } from '../format/catalog-entry.js';
+import { S_IFREG } from '../format/catalog-entry.js';
 import { md5Path } from '../format/md5path.js';
 import type { CatalogTree } from './catalog-tree.js';
 import { isWithin } from '../format/md5path.js';
@@ -11,16 +11,11 @@ import { isWithin } from '../format/md5path.js';
 export const CATALOG_MARKER = '.cvmfscatalog';
 export const AUTOCATALOG_MARKER = '.cvmfsautocatalog';
 
-export interface BalanceOptions {
+export interface BalanceOptions extends MarkerOptions {
   /** Rows above which a catalog is split (stock default CVMFS_AUTOCATALOGS_MAX_WEIGHT = 100000). */
   maxWeight: number;
   /** Rows below which an automatic catalog is merged into its parent (stock default 1000). */
   minWeight: number;
-  /** The empty object's hash: the markers are empty files. */
-  emptyHash: ContentHash;
-  owner: { uid: number; gid: number };
-  /** Seconds since the epoch for the markers' mtime. */
-  now: number;
   onWarning?: (message: string) => void;
   /**
    * Only catalogs at or below this path are split, and only those strictly below it merged: a writer's
@@ -47,11 +42,27 @@ interface DirNode {
   mountpoint: boolean;
 }
 
-function markerEntry(name: string, options: BalanceOptions): DirectoryEntry {
-  return {
-    name, mode: S_IFREG | 0o600, size: 0, mtime: options.now, mtimeNs: 0, uid: options.owner.uid, gid: options.owner.gid,
-    hash: options.emptyHash, symlink: '', linkcount: 1, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
-  };
+/** What the markers of an automatic catalog are made of: empty files owned by the publisher. */
+export interface MarkerOptions {
+  emptyHash: ContentHash;
+  owner: { uid: number; gid: number };
+  /** Seconds since the epoch for the markers' mtime. */
+  now: number;
+}
+
+/**
+ * Makes directory `path` an automatic nested catalog: the catalog, then its `.cvmfscatalog` and
+ * `.cvmfsautocatalog` markers (mode 0600, empty), as the stock balancer leaves them (spec §5).
+ */
+export async function makeAutomaticCatalog(tree: CatalogTree, path: string, markers: MarkerOptions): Promise<void> {
+  await tree.createNested(path);
+  for (const name of [CATALOG_MARKER, AUTOCATALOG_MARKER]) {
+    if (await tree.lookup(`${path}/${name}`)) continue;
+    await tree.upsert(`${path}/${name}`, {
+      name, mode: S_IFREG | 0o600, size: 0, mtime: markers.now, mtimeNs: 0, uid: markers.owner.uid, gid: markers.owner.gid,
+      hash: markers.emptyHash, symlink: '', linkcount: 1, hardlinkGroup: 0, extraFlags: 0, compression: 'zlib', xattr: null,
+    });
+  }
 }
 
 function pathOf(node: DirNode, root: DirNode, mountpoint: string): string {
@@ -121,9 +132,7 @@ export async function balanceCatalogs(tree: CatalogTree, options: BalanceOptions
     if (!root) continue;
     const nest = async (node: DirNode): Promise<void> => {
       const path = pathOf(node, root, c.mountpoint);
-      await tree.createNested(path);
-      await tree.upsert(`${path}/${CATALOG_MARKER}`, markerEntry(CATALOG_MARKER, options));
-      await tree.upsert(`${path}/${AUTOCATALOG_MARKER}`, markerEntry(AUTOCATALOG_MARKER, options));
+      await makeAutomaticCatalog(tree, path, options);
       result.split.push(path);
     };
     // Cut the heaviest subdirectories until `node` weighs at most `target` rows.
