@@ -3,8 +3,8 @@
 import { txnKeys } from '../format/changeset.js';
 import { releaseLease } from '../repo/leases.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
-import { openSharedStore } from '../store/open-store.js';
 import type { CommitState } from './commit.js';
+import { storeFromEnv } from './env.js';
 import type { Handler } from './types.js';
 
 export interface AbortEvent {
@@ -47,7 +47,5 @@ export async function handleAbortEvent(event: AbortEvent, store: ObjectStore, no
 }
 
 export const handler: Handler<AbortEvent, AbortResult> = async (event) => {
-  const spec = process.env.SCVMFS_STORE;
-  if (!spec) throw new Error('the abort function needs the environment variable SCVMFS_STORE');
-  return { result: await handleAbortEvent(event, openSharedStore(spec)) };
+  return { result: await handleAbortEvent(event, storeFromEnv('abort')) };
 };

@@ -26,7 +26,7 @@ import {
   catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, readHead, type Head,
 } from '../repo/repository.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
-import { openSharedStore } from '../store/open-store.js';
+import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
 
@@ -407,22 +407,16 @@ async function putIfAbsent(store: ObjectStore, key: string, body: Uint8Array): P
   }
 }
 
-function requiredEnv(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`the commit function needs the environment variable ${name}`);
-  return v;
-}
-
 /** Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS on every call: a warm sandbox keeps no state. */
 export async function commitConfigFromEnv(): Promise<CommitConfig> {
-  const fqrn = requiredEnv('SCVMFS_FQRN');
-  const dir = requiredEnv('SCVMFS_KEYS');
+  const fqrn = requiredEnv('commit', 'SCVMFS_FQRN');
+  const dir = requiredEnv('commit', 'SCVMFS_KEYS');
   const keys = await loadKeys(dir, fqrn, { need: ['repository'] });
   const masterPublicKeyPem = keys.masterPublicKeyPem ?? await readFile(keyFilePaths(dir, fqrn).masterPublicKeyPem, 'utf8');
   const max = Number(process.env.SCVMFS_MAX_WEIGHT ?? DEFAULT_MAX_WEIGHT);
   const min = Number(process.env.SCVMFS_MIN_WEIGHT ?? DEFAULT_MIN_WEIGHT);
   return {
-    store: openSharedStore(requiredEnv('SCVMFS_STORE')), fqrn,
+    store: storeFromEnv('commit'), fqrn,
     keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem },
     autocatalogs: process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min },
     maxOpsPerSlice: process.env.SCVMFS_SLICE_OPS ? Number(process.env.SCVMFS_SLICE_OPS) : undefined,

@@ -14,7 +14,7 @@ import { keyFilePaths } from '../repo/keys-dir.js';
 import { acquireLease, listLeases, releaseLease, renewLease } from '../repo/leases.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { openSharedStore } from '../store/open-store.js';
+import { requiredEnv, storeFromEnv } from './env.js';
 import type { Handler } from './types.js';
 
 export type LeaseEvent =
@@ -77,23 +77,17 @@ export async function handleLeaseEvent(event: LeaseEvent, config: LeaseConfig, n
   }
 }
 
-function requiredEnv(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`the lease function needs the environment variable ${name}`);
-  return v;
-}
-
 /** Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS (`<fqrn>.pub`) on every call: no module state. */
 export async function leaseConfigFromEnv(): Promise<LeaseConfig> {
-  const fqrn = requiredEnv('SCVMFS_FQRN');
-  const pubPath = keyFilePaths(requiredEnv('SCVMFS_KEYS'), fqrn).masterPublicKeyPem;
+  const fqrn = requiredEnv('lease', 'SCVMFS_FQRN');
+  const pubPath = keyFilePaths(requiredEnv('lease', 'SCVMFS_KEYS'), fqrn).masterPublicKeyPem;
   let masterPublicKeyPem: string;
   try {
     masterPublicKeyPem = await readFile(pubPath, 'utf8');
   } catch (e) {
     throw new Error(`cannot read the master public key ${pubPath}: ${(e as Error).message}`);
   }
-  return { store: openSharedStore(requiredEnv('SCVMFS_STORE')), fqrn, masterPublicKeyPem };
+  return { store: storeFromEnv('lease'), fqrn, masterPublicKeyPem };
 }
 
 export const handler: Handler<LeaseEvent, LeaseResult> = async (event) => {

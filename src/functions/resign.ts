@@ -2,7 +2,7 @@
 // key, so it runs only where the owner chose to keep that key (a local keys directory or a secret).
 import { loadKeys } from '../repo/keys-dir.js';
 import { readHead, resignWhitelist } from '../repo/repository.js';
-import { openSharedStore } from '../store/open-store.js';
+import { requiredEnv, storeFromEnv } from './env.js';
 import type { Handler } from './types.js';
 
 export interface ResignEvent {
@@ -11,13 +11,11 @@ export interface ResignEvent {
 }
 
 export const handler: Handler<ResignEvent, { resigned: string; expiresInDays: number }> = async (event) => {
-  const fqrn = process.env.SCVMFS_FQRN;
-  const spec = process.env.SCVMFS_STORE;
-  const dir = process.env.SCVMFS_KEYS;
-  if (!fqrn || !spec || !dir) throw new Error('the resign function needs SCVMFS_FQRN, SCVMFS_STORE and SCVMFS_KEYS');
+  const fqrn = requiredEnv('resign', 'SCVMFS_FQRN');
+  const dir = requiredEnv('resign', 'SCVMFS_KEYS');
   const days = event?.days ?? 30;
   if (!Number.isInteger(days) || days < 1 || days > 30) throw new Error('whitelist validity must be 1 to 30 days');
-  const store = openSharedStore(spec);
+  const store = storeFromEnv('resign');
   if (!(await readHead(store))) throw new Error(`no repository in ${store.description}`);
   const keys = await loadKeys(dir, fqrn, { need: ['master', 'repository'] });
   await resignWhitelist(store, fqrn, keys, new Date(), days);

@@ -3,8 +3,8 @@
 // writer holds store credentials scoped to data objects). Only a live lease holder gets grants.
 import { checkLease } from '../repo/leases.js';
 import { isPublicKey, presigningStore, type ObjectStore } from '../store/object-store.js';
-import { openSharedStore } from '../store/open-store.js';
 import { MAX_GRANT_KEYS, type UploadGrantAnswer, type UploadGrantRequest } from '../format/upload-grant.js';
+import { storeFromEnv } from './env.js';
 import type { Handler } from './types.js';
 
 export type { PresigningStore } from '../store/object-store.js';
@@ -32,7 +32,5 @@ export async function handleUploadGrant(event: UploadGrantEvent, store: ObjectSt
 }
 
 export const handler: Handler<UploadGrantEvent, UploadGrantResult> = async (event) => {
-  const spec = process.env.SCVMFS_STORE;
-  if (!spec) throw new Error('the upload-grant function needs the environment variable SCVMFS_STORE');
-  return { result: await handleUploadGrant(event, openSharedStore(spec)) };
+  return { result: await handleUploadGrant(event, storeFromEnv('upload-grant')) };
 };
