@@ -2,33 +2,12 @@
 // These tests drive the real CLI, as a user would.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, cpSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { tempDir } from './helpers.js';
+import { cliOk, runCli, tempDir, type CliRun } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const FQRN = 'bad.example.org';
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function run(args: string[], opts: { uid?: number; gid?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function ok(args: string[]): Promise<Run> {
-  const r = await run(args);
-  assert.equal(r.code, 0, `scvmfs ${args.join(' ')} failed: ${r.stderr}`);
-  return r;
-}
 
 /** A fresh repository with one publish, and the paths around it. */
 async function repository(name: string) {
@@ -39,8 +18,8 @@ async function repository(name: string) {
   mkdirSync(join(src, 'dir'), { recursive: true });
   writeFileSync(join(src, 'dir/file'), 'content of a file\n');
   writeFileSync(join(src, 'top'), 'top\n');
-  await ok(['init', FQRN, '--store', store, '--keys', keys]);
-  await ok(['publish', FQRN, src, '--store', store, '--keys', keys, '-q']);
+  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
+  await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '-q']);
   const pub = join(keys, `${FQRN}.pub`);
   const manifest = () => readFileSync(join(store, '.cvmfspublished'));
   return { work, store, keys, src, pub, manifest, before: manifest() };
@@ -58,12 +37,12 @@ function dataFiles(store: string): string[] {
 
 test('verify passes on a good repository and names a corrupted object', async () => {
   const r = await repository('corrupt');
-  assert.match((await ok(verifyArgs(r))).stdout, /^OK bad\.example\.org revision 2/);
+  assert.match((await cliOk(verifyArgs(r))).stdout, /^OK bad\.example\.org revision 2/);
   const victim = dataFiles(r.store).find((f) => !/[CHX]$/.test(f) && statSync(f).size > 8)!;
   const bytes = readFileSync(victim);
   bytes[bytes.length - 1] ^= 0xff;
   writeFileSync(victim, bytes);
-  const res = await run(verifyArgs(r));
+  const res = await runCli(verifyArgs(r));
   assert.notEqual(res.code, 0);
   const name = victim.slice(r.store.length + 1);
   assert.match(res.stderr, new RegExp(`corrupt object ${name}`));
@@ -74,7 +53,7 @@ test('verify refuses a tampered manifest', async () => {
   const r = await repository('tamper');
   const text = r.before.toString('latin1').replace(/^S2$/m, 'S9');
   writeFileSync(join(r.store, '.cvmfspublished'), Buffer.from(text, 'latin1'));
-  const res = await run(verifyArgs(r));
+  const res = await runCli(verifyArgs(r));
   assert.equal(res.code, 1);
   assert.match(res.stderr, /\.cvmfspublished: signature does not verify/);
 });
@@ -82,7 +61,7 @@ test('verify refuses a tampered manifest', async () => {
 test('verify refuses the wrong public key', async () => {
   const r = await repository('wrongkey');
   const other = await repository('otherkey');
-  const res = await run(verifyArgs({ store: r.store, pub: other.pub }));
+  const res = await runCli(verifyArgs({ store: r.store, pub: other.pub }));
   assert.equal(res.code, 1);
   assert.match(res.stderr, /\.cvmfswhitelist: signature does not verify with the given public key/);
 });
@@ -96,10 +75,10 @@ test('verify refuses an expired whitelist unless explicitly allowed', async () =
     certificatePem: readFileSync(join(r.keys, `${FQRN}.crt`), 'utf8'),
   };
   await resignWhitelist(new FsStore(r.store), FQRN, keys, new Date(Date.now() - 40 * 86400_000), 30);
-  const res = await run(verifyArgs(r));
+  const res = await runCli(verifyArgs(r));
   assert.equal(res.code, 1);
   assert.match(res.stderr, /\.cvmfswhitelist expired on/);
-  await ok(verifyArgs(r, '--allow-expired-whitelist'));
+  await cliOk(verifyArgs(r, '--allow-expired-whitelist'));
   assert.ok(r.manifest().equals(r.before));
 });
 
@@ -108,16 +87,16 @@ test('a publish with an unreadable file is refused and changes nothing', async (
   writeFileSync(join(r.src, 'dir/locked'), 'no');
   chmodSync(join(r.src, 'dir/locked'), 0o000);
   const args = ['publish', FQRN, r.src, '--store', r.store, '--keys', r.keys, '-q'];
-  let res: Run;
+  let res: CliRun;
   if (process.getuid?.() === 0) {
     // root reads anything: run the publish as an unprivileged user instead.
     const nobody = 65534;
     for (const p of [r.work, r.store, r.keys, r.src]) chownTree(p, nobody);
     chownSync(join(r.src, 'dir/locked'), 0, 0);
     chmodSync(r.work, 0o755);
-    res = await run(args, { uid: nobody, gid: nobody });
+    res = await runCli(args, { uid: nobody, gid: nobody });
   } else {
-    res = await run(args);
+    res = await runCli(args);
   }
   t.diagnostic(res.stderr.trim());
   assert.equal(res.code, 1);
@@ -135,7 +114,7 @@ test('a publish signed with the wrong repository key is refused', async () => {
   const other = await repository('otherrepokey');
   for (const ext of ['key', 'crt']) copyFileSync(join(other.keys, `${FQRN}.${ext}`), join(r.keys, `${FQRN}.${ext}`));
   writeFileSync(join(r.src, 'new'), 'new');
-  const res = await run(['publish', FQRN, r.src, '--store', r.store, '--keys', r.keys, '-q']);
+  const res = await runCli(['publish', FQRN, r.src, '--store', r.store, '--keys', r.keys, '-q']);
   assert.equal(res.code, 1);
   assert.match(res.stderr, /not the ones this repository's whitelist trusts/);
   assert.ok(r.manifest().equals(r.before));
@@ -143,7 +122,7 @@ test('a publish signed with the wrong repository key is refused', async () => {
 
 test('a --path with .. is refused', async () => {
   const r = await repository('dotdot');
-  const res = await run(['publish', FQRN, r.src, '--store', r.store, '--keys', r.keys, '--path', '/a/../../etc']);
+  const res = await runCli(['publish', FQRN, r.src, '--store', r.store, '--keys', r.keys, '--path', '/a/../../etc']);
   assert.equal(res.code, 1);
   assert.match(res.stderr, /contains '\.\.'/);
   assert.ok(r.manifest().equals(r.before));
@@ -151,14 +130,14 @@ test('a --path with .. is refused', async () => {
 
 test('init refuses to overwrite an existing repository', async () => {
   const r = await repository('reinit');
-  const res = await run(['init', FQRN, '--store', r.store, '--keys', r.keys]);
+  const res = await runCli(['init', FQRN, '--store', r.store, '--keys', r.keys]);
   assert.equal(res.code, 1);
   assert.match(res.stderr, /already exists/);
   assert.ok(r.manifest().equals(r.before));
 });
 
 test('unknown options are refused with a usage message', async () => {
-  const res = await run(['publish', FQRN, '/tmp', '--store', '/tmp/x', '--keys', '/tmp/y', '--frobnicate']);
+  const res = await runCli(['publish', FQRN, '/tmp', '--store', '/tmp/x', '--keys', '/tmp/y', '--frobnicate']);
   assert.notEqual(res.code, 0);
   assert.match(res.stderr, /unknown option '--frobnicate'/);
 });
@@ -172,17 +151,17 @@ test('two publishes at the same time: one lands, the other is refused or lands a
   for (let i = 0; i < 300; i++) writeFileSync(join(srcA, `a${i}`), `a${i}`);
   for (let i = 0; i < 300; i++) writeFileSync(join(srcB, `b${i}`), `b${i}`);
   const [a, b] = await Promise.all([
-    run(['publish', FQRN, srcA, '--store', r.store, '--keys', r.keys, '-q']),
-    run(['publish', FQRN, srcB, '--store', r.store, '--keys', r.keys, '-q']),
+    runCli(['publish', FQRN, srcA, '--store', r.store, '--keys', r.keys, '-q']),
+    runCli(['publish', FQRN, srcB, '--store', r.store, '--keys', r.keys, '-q']),
   ]);
   const results = [a, b];
   const landed = results.filter((x) => x.code === 0);
   assert.ok(landed.length >= 1, `${a.stderr} ${b.stderr}`);
   for (const x of results.filter((y) => y.code !== 0)) assert.match(x.stderr, /another publish/);
-  const head = (await ok(verifyArgs(r))).stdout;
+  const head = (await cliOk(verifyArgs(r))).stdout;
   assert.match(head, new RegExp(`revision ${1 + landed.length + 1}:`));
   // The repository equals exactly one of the sources: whole publishes, never a mix.
-  const ls = (await ok(['ls', r.store, '/', '--fqrn', FQRN, '--pubkey', r.pub, '--no-cache'])).stdout.split('\n').filter(Boolean);
+  const ls = (await cliOk(['ls', r.store, '/', '--fqrn', FQRN, '--pubkey', r.pub, '--no-cache'])).stdout.split('\n').filter(Boolean);
   const hasA = ls.includes('a0');
   const hasB = ls.includes('b0');
   assert.ok(hasA !== hasB, 'exactly one source is the head');

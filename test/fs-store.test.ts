@@ -1,12 +1,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FsStore, validateKey } from '../src/store/fs-store.js';
 import { PreconditionFailedError, RangeNotSatisfiableError, StoreError } from '../src/store/object-store.js';
+import { raceProcesses } from './helpers.js';
 
 const md5 = (data: string | Uint8Array) => createHash('md5').update(data).digest('hex');
 const isRoot = process.getuid?.() === 0;
@@ -281,30 +281,9 @@ try {
 `;
 
 /** Starts the workers, lets them all get ready, then releases them at once; resolves their verdicts. */
-async function race(root: string, args: string[][]): Promise<string[]> {
-  const script = path.join(root, '..', `${path.basename(root)}-worker.mjs`);
-  await writeFile(script, WORKER);
+function race(root: string, args: string[][]): Promise<string[]> {
   const moduleUrl = new URL('../src/store/fs-store.js', import.meta.url).href;
-  try {
-    const workers = args.map((a) => {
-      const child = spawn(process.execPath, [script, moduleUrl, root, ...a], { stdio: ['pipe', 'pipe', 'inherit'] });
-      let out = '';
-      const ready = new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (chunk) => {
-          out += chunk;
-          if (out.startsWith('ready\n')) resolve();
-        });
-        child.on('exit', () => reject(new Error(`worker exited before it was ready: ${out}`)));
-      });
-      const done = new Promise<string>((resolve) => child.on('close', () => resolve(out.slice('ready\n'.length).trim())));
-      return { child, ready, done };
-    });
-    await Promise.all(workers.map((w) => w.ready));
-    for (const w of workers) w.child.stdin.end('go\n');
-    return await Promise.all(workers.map((w) => w.done));
-  } finally {
-    await rm(script, { force: true });
-  }
+  return raceProcesses(path.join(root, '..', `${path.basename(root)}-worker.mjs`), WORKER, args.map((a) => [moduleUrl, root, ...a]));
 }
 
 test('of 8 processes racing ifMatch on the same etag exactly one wins', { timeout: 60_000 }, async (t) => {

@@ -1,5 +1,7 @@
 // Shared test fixtures: the stock-server test vector, temporary directories.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { rm, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -49,4 +51,56 @@ export async function catalogRows(store: ObjectReader, root: ContentHash): Promi
   };
   await visit(root, '');
   return out;
+}
+
+/** The built CLI (dist/src/cli/main.js). */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+
+export interface CliRun { code: number | null; stdout: string; stderr: string }
+
+/** Runs `scvmfs` as a user would, optionally as another uid/gid; never throws on a failing exit. */
+export function runCli(args: string[], opts: { uid?: number; gid?: number } = {}): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Runs `scvmfs` and insists that it succeeds. */
+export async function cliOk(args: string[]): Promise<CliRun> {
+  const r = await runCli(args);
+  assert.equal(r.code, 0, `scvmfs ${args.join(' ')} failed: ${r.stderr}`);
+  return r;
+}
+
+/**
+ * Writes `source` as a script, starts one process per argument list, lets them all print "ready", then
+ * releases them at once with "go" on stdin; resolves what each printed after "ready".
+ */
+export async function raceProcesses(script: string, source: string, argLists: string[][]): Promise<string[]> {
+  await writeFile(script, source);
+  try {
+    const workers = argLists.map((a) => {
+      const child = spawn(process.execPath, [script, ...a], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      const ready = new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          out += chunk;
+          if (out.startsWith('ready\n')) resolve();
+        });
+        child.on('exit', () => reject(new Error(`worker exited before it was ready: ${out}`)));
+      });
+      const done = new Promise<string>((resolve) => child.on('close', () => resolve(out.slice('ready\n'.length).trim())));
+      return { child, ready, done };
+    });
+    await Promise.all(workers.map((w) => w.ready));
+    for (const w of workers) w.child.stdin.end('go\n');
+    return await Promise.all(workers.map((w) => w.done));
+  } finally {
+    await rm(script, { force: true });
+  }
 }

@@ -1,10 +1,8 @@
 // Publisher keys and the master-signed publisher policy: what it lets through and what it refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { rsaKeyPair } from '../src/format/keys.js';
 import { authorize, openPolicy, signPolicy, withPublisher, type PublisherPolicy } from '../src/format/publisher-policy.js';
 import {
@@ -14,29 +12,10 @@ import { signLeaseRequest } from '../src/format/lease.js';
 import { parsePublisherKeyFile } from '../src/format/publisher-key-file.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { addPublisherToPolicy, loadPolicy, POLICY_KEY } from '../src/repo/publisher-policy.js';
-import { tempDir } from './helpers.js';
+import { cliOk, runCli, tempDir } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const FQRN = 'pub.example.org';
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function ok(args: string[]): Promise<Run> {
-  const r = await run(args);
-  assert.equal(r.code, 0, `scvmfs ${args.join(' ')} failed: ${r.stderr}`);
-  return r;
-}
 
 const keyPairs = Promise.all([rsaKeyPair(), rsaKeyPair(), rsaKeyPair()]);
 
@@ -141,9 +120,9 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
   const store = join(work, 'store');
   const keys = join(work, 'keys');
   const common = ['--store', store, '--keys', keys];
-  await ok(['init', FQRN, ...common]);
+  await cliOk(['init', FQRN, ...common]);
 
-  const added = await ok(['publisher', 'add', FQRN, 'alice', '--path', '/w1', '--path', 'w2/', ...common]);
+  const added = await cliOk(['publisher', 'add', FQRN, 'alice', '--path', '/w1', '--path', 'w2/', ...common]);
   assert.match(added.stdout, /created publisher key .*alice\.publisher \(SHA256:[0-9a-f]{64}\)/);
   assert.match(added.stdout, /publisher 'alice' may write \/w1, \/w2 in pub\.example\.org \(policy version 1\)/);
   const keyFile = join(keys, 'alice.publisher');
@@ -158,12 +137,12 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
   const fingerprint = /\((SHA256:[0-9a-f]{64})\)/.exec(added.stdout)![1];
 
   // Adding again reuses the key and sets the paths.
-  const again = await ok(['publisher', 'add', FQRN, 'alice', '--path', '/w3', ...common]);
+  const again = await cliOk(['publisher', 'add', FQRN, 'alice', '--path', '/w3', ...common]);
   assert.match(again.stdout, new RegExp(`reused publisher key .*\\(${fingerprint}\\)`));
   assert.equal(readFileSync(keyFile, 'utf8'), keyText);
-  await ok(['publisher', 'add', FQRN, 'bob', '--path', '/', ...common]);
+  await cliOk(['publisher', 'add', FQRN, 'bob', '--path', '/', ...common]);
 
-  const listed = await ok(['publisher', 'list', FQRN, ...common]);
+  const listed = await cliOk(['publisher', 'list', FQRN, ...common]);
   assert.match(listed.stdout, /version 3/);
   assert.match(listed.stdout, new RegExp(`^alice\\t/w3\\t${fingerprint}\\t`, 'm'));
   assert.match(listed.stdout, /^bob\t\/\tSHA256:[0-9a-f]{64}\t/m);
@@ -175,7 +154,7 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
     [['publisher', 'remove', FQRN, 'nobody', ...common], /publisher 'nobody' is not in the policy/],
     [['publisher', 'add', FQRN, 'dave', '--path', '/d', '--store', store, '--keys', join(work, 'nokeys')], /missing master key file/],
   ] as const) {
-    const r = await run([...args]);
+    const r = await runCli([...args]);
     assert.equal(r.code, 1, args.join(' '));
     assert.match(r.stderr, message);
   }
@@ -183,9 +162,9 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
   assert.equal(existsSync(join(keys, 'carol.publisher')), false, 'a refused add writes no key file');
   assert.equal(existsSync(join(work, 'nokeys', 'dave.publisher')), false);
 
-  const removed = await ok(['publisher', 'remove', FQRN, 'bob', ...common]);
+  const removed = await cliOk(['publisher', 'remove', FQRN, 'bob', ...common]);
   assert.match(removed.stdout, /publisher 'bob' removed from pub\.example\.org \(policy version 4\)/);
-  const after = await ok(['publisher', 'list', FQRN, ...common]);
+  const after = await cliOk(['publisher', 'list', FQRN, ...common]);
   assert.doesNotMatch(after.stdout, /^bob/m);
   assert.match(after.stdout, /^alice\t/m);
 
@@ -193,7 +172,7 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
   const tampered = readFileSync(join(store, POLICY_KEY), 'utf8').replace('"/w3"', '"/"');
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(store, POLICY_KEY), tampered);
-  const refused = await run(['publisher', 'list', FQRN, ...common]);
+  const refused = await runCli(['publisher', 'list', FQRN, ...common]);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /publisher policy of pub\.example\.org refused: signature .* does not verify/);
 });

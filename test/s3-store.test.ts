@@ -2,12 +2,10 @@
 // contract, conditional writes racing across processes, and what anonymous HTTP readers may see.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freshBucket } from './s3-env.js';
-import { tempDir } from './helpers.js';
+import { raceProcesses, tempDir } from './helpers.js';
 import { PreconditionFailedError, RangeNotSatisfiableError, StoreError } from '../src/store/object-store.js';
 import { S3Store, unquoteEtag } from '../src/store/s3-store.js';
 import { openStore, parseS3Url } from '../src/store/open-store.js';
@@ -237,30 +235,9 @@ process.exit(0);
 `;
 
 /** Starts the workers, lets them all get ready, then releases them at once; resolves their verdicts. */
-async function race(url: string, args: string[][]): Promise<string[]> {
-  const script = join(tempDir('s3-race'), 'worker.mjs');
-  await writeFile(script, WORKER);
+function race(url: string, args: string[][]): Promise<string[]> {
   const moduleUrl = new URL('../src/store/open-store.js', import.meta.url).href;
-  try {
-    const workers = args.map((a) => {
-      const child = spawn(process.execPath, [script, moduleUrl, url, ...a], { stdio: ['pipe', 'pipe', 'inherit'] });
-      let out = '';
-      const ready = new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (chunk) => {
-          out += chunk;
-          if (out.startsWith('ready\n')) resolve();
-        });
-        child.on('exit', () => reject(new Error(`worker exited before it was ready: ${out}`)));
-      });
-      const done = new Promise<string>((resolve) => child.on('close', () => resolve(out.slice('ready\n'.length).trim())));
-      return { child, ready, done };
-    });
-    await Promise.all(workers.map((w) => w.ready));
-    for (const w of workers) w.child.stdin.end('go\n');
-    return await Promise.all(workers.map((w) => w.done));
-  } finally {
-    await rm(script, { force: true });
-  }
+  return raceProcesses(join(tempDir('s3-race'), 'worker.mjs'), WORKER, args.map((a) => [moduleUrl, url, ...a]));
 }
 
 test('of 8 processes racing ifMatch on the same etag exactly one wins', { timeout: 60_000 }, async () => {
