@@ -37,15 +37,21 @@ function awsEnv(): Record<string, string> {
   return out;
 }
 
-test('eight writers with keys for /w1 … /w8 publish ten times each, all at once, into Ceph S3', async () => {
-  const bucket = await freshBucket('eight-writers');
+/** A repository under `<bucket>/<fqrn>`, with its keys written to a keys directory. */
+async function newRepository(bucket: Awaited<ReturnType<typeof freshBucket>>, label: string) {
   const url = bucket.url(FQRN);
   const store = openStore(url);
-  const work = tempDir('s3-writers');
+  const work = tempDir(label);
   const keysDir = join(work, 'keys');
   const keys = await generateRepositoryKeys(FQRN);
   await writeKeys(keysDir, FQRN, keys);
   await initRepository(store, { fqrn: FQRN, keys });
+  return { url, store, work, keysDir, keys };
+}
+
+test('eight writers with keys for /w1 … /w8 publish ten times each, all at once, into Ceph S3', async () => {
+  const bucket = await freshBucket('eight-writers');
+  const { url, store, work, keysDir, keys } = await newRepository(bucket, 's3-writers');
   const writers = Array.from({ length: 8 }, (_, i) => `w${i + 1}`);
   for (const w of writers) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths: [`/${w}`] });
   const env = { SCVMFS_STORE: url, SCVMFS_FQRN: FQRN, SCVMFS_KEYS: keysDir, ...awsEnv() };
@@ -88,13 +94,7 @@ test('eight writers with keys for /w1 … /w8 publish ten times each, all at onc
 
 test('two processes race to swap the manifest on Ceph: exactly one wins, the other reports the conflict', async () => {
   const bucket = await freshBucket('manifest-race');
-  const url = bucket.url(FQRN);
-  const store = openStore(url);
-  const work = tempDir('s3-race');
-  const keysDir = join(work, 'keys');
-  const keys = await generateRepositoryKeys(FQRN);
-  await writeKeys(keysDir, FQRN, keys);
-  await initRepository(store, { fqrn: FQRN, keys });
+  const { url, store, keysDir, keys } = await newRepository(bucket, 's3-race');
   const script = join(TEST_SOURCE_DIR, '..', 'dist', 'test', 'fixtures', 'swap-manifest.js');
   const go = Date.now() + 1500;
   const outcomes = await Promise.all(['a', 'b'].map((label) =>
