@@ -11,7 +11,6 @@
 // parents the archive does not list are created (owned by the publisher, mode 0755) or kept as they are.
 import type { Readable } from 'node:stream';
 import type { ObjectStore } from '../store/object-store.js';
-import type { ContentHash } from '../format/hash.js';
 import {
   FLAG, kindOfMode, makedev, newDirectoryEntry, type DirectoryEntry,
 } from '../format/catalog-entry.js';
@@ -27,7 +26,7 @@ import { ScratchSpace } from '../repo/scratch.js';
 import { compressPoolFor, storeStreamContent } from './file-content.js';
 import type { CompressPool } from './compress-pool.js';
 import type { PreparedObject } from '../format/zlib-object.js';
-import { ensureAncestors, finishRevision, SerialTree, withPublishLock, type OwnerKeys } from './owner-publish.js';
+import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type OwnerKeys, type RevisionSummary } from './owner-publish.js';
 import { readTarEntries, type TarEntry } from './tar-source.js';
 import { InFlight } from './in-flight.js';
 import { Uploader } from './uploader.js';
@@ -62,10 +61,7 @@ export interface IngestOptions {
   onWarning?: (message: string) => void;
 }
 
-export interface IngestSummary {
-  changed: boolean;
-  revision: number;
-  rootCatalog: ContentHash;
+export interface IngestSummary extends RevisionSummary {
   /** Archive members read. */
   entries: number;
   files: number;
@@ -79,14 +75,6 @@ export interface IngestSummary {
   /** Directories made by the ingest itself: the target, its parents, and parents of members the repository lacked. */
   parentsCreated: number;
   nestedCatalogs: string[];
-  bytesRead: number;
-  bytesStored: number;
-  objectsUploaded: number;
-  objectsAlreadyPresent: number;
-  catalogsWritten: number;
-  catalogsSplit: string[];
-  catalogsMerged: string[];
-  seconds: number;
 }
 
 /** Directory size recorded in catalogs, as the directory publisher records it. */
@@ -199,11 +187,8 @@ class Ingest {
         onWarning: this.options.onWarning, onCommit: () => { this.progress.phase = 'commit'; this.report(); },
       });
       return {
-        changed: finished.changed, revision: finished.revision, rootCatalog: finished.rootCatalog,
-        entries: this.progress.entries, ...this.counts, nestedCatalogs: this.nested, bytesRead: this.progress.bytesRead,
-        bytesStored: this.uploader.bytesUploaded, objectsUploaded: this.uploader.uploaded,
-        objectsAlreadyPresent: this.uploader.alreadyPresent, catalogsWritten: finished.catalogsWritten,
-        catalogsSplit: finished.catalogsSplit, catalogsMerged: finished.catalogsMerged, seconds: (Date.now() - this.started) / 1000,
+        ...revisionSummary(finished, this.uploader, this.progress.bytesRead, this.started),
+        entries: this.progress.entries, ...this.counts, nestedCatalogs: this.nested,
       };
     } finally {
       await pool.close();

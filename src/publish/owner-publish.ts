@@ -76,6 +76,22 @@ export interface FinishOutcome {
   catalogsMerged: string[];
 }
 
+/** What every owner's publish reports: the revision, what it uploaded, the catalogs, the time. */
+export interface RevisionSummary extends FinishOutcome {
+  bytesRead: number;
+  bytesStored: number;
+  objectsUploaded: number;
+  objectsAlreadyPresent: number;
+  seconds: number;
+}
+
+export function revisionSummary(finished: FinishOutcome, uploader: Uploader, bytesRead: number, started: number): RevisionSummary {
+  return {
+    ...finished, bytesRead, bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded,
+    objectsAlreadyPresent: uploader.alreadyPresent, seconds: (Date.now() - started) / 1000,
+  };
+}
+
 /**
  * Balances the changed catalogs and commits the tree as the next revision, unless nothing changed.
  * Every data object must be stored before this is called: the manifest names what is reachable.

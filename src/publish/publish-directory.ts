@@ -1,7 +1,6 @@
 // The owner's local publish: make the repository (or one sub-path of it) equal to a source directory.
 // Order of writes: data objects, then catalogs (children first), history and reflog, manifest last.
 import type { ObjectStore } from '../store/object-store.js';
-import type { ContentHash } from '../format/hash.js';
 import type { ChunkingParameters } from '../format/chunker.js';
 import { normalizeRepoPath, parentPath } from '../format/md5path.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
@@ -9,7 +8,7 @@ import { catalogLoader, emptyObject, type Head } from '../repo/repository.js';
 import type { PublishLock } from '../repo/publish-lock.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type FileOperation, type Operation } from './source-diff.js';
-import { ensureAncestors, finishRevision, SerialTree, withPublishLock } from './owner-publish.js';
+import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type RevisionSummary } from './owner-publish.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
@@ -47,23 +46,12 @@ export interface PublishOptions {
   cacheDir?: string;
 }
 
-export interface PublishSummary {
-  changed: boolean;
-  revision: number;
-  rootCatalog: ContentHash;
+export interface PublishSummary extends RevisionSummary {
   scanned: number;
   added: number;
   modified: number;
   removed: number;
   filesCompressed: number;
-  bytesRead: number;
-  bytesStored: number;
-  objectsUploaded: number;
-  objectsAlreadyPresent: number;
-  catalogsWritten: number;
-  catalogsSplit: string[];
-  catalogsMerged: string[];
-  seconds: number;
 }
 
 async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOperation>): Promise<void> {
@@ -146,11 +134,8 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       onCommit: () => { progress.phase = 'commit'; report(); }, cache,
     });
     return {
-      changed: finished.changed, revision: finished.revision, rootCatalog: finished.rootCatalog, scanned: stats.scanned,
-      added: stats.added, modified: stats.changed, removed: stats.removed, filesCompressed, bytesRead: progress.bytesRead,
-      bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent,
-      catalogsWritten: finished.catalogsWritten, catalogsSplit: finished.catalogsSplit, catalogsMerged: finished.catalogsMerged,
-      seconds: (Date.now() - started) / 1000,
+      ...revisionSummary(finished, uploader, progress.bytesRead, started),
+      scanned: stats.scanned, added: stats.added, modified: stats.changed, removed: stats.removed, filesCompressed,
     };
   } finally {
     await pool.close();
