@@ -26,7 +26,7 @@ export async function handleAbortEvent(event: AbortEvent, store: ObjectStore, no
     if (state?.status === 'committed') return { status: 'committed', revision: state.revision ?? undefined };
     if (state?.status !== 'aborted') {
       const aborted: CommitState = {
-        txnId: event.txnId, status: 'aborted', baseRevision: state?.baseRevision ?? 0, baseRoot: state?.baseRoot ?? '',
+        txnId: event.txnId, status: 'aborted', baseRevision: state?.baseRevision ?? 0,
         part: 0, op: 0, workRoot: null, baseSubtree: null, pending: null, revision: null, slices: state?.slices ?? 0, rebases: state?.rebases ?? 0,
       };
       try {

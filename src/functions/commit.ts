@@ -49,9 +49,8 @@ export interface CommitResultBody {
 export interface CommitState {
   txnId: string;
   status: 'applying' | 'swapping' | 'committed' | 'aborted';
-  /** Head revision the work is based on, and its root catalog. */
+  /** Head revision the work is based on. */
   baseRevision: number;
-  baseRoot: string;
   /** Next operation to apply. */
   part: number;
   op: number;
@@ -135,7 +134,7 @@ async function landed(store: ObjectStore, head: Head, pending: { revision: numbe
 
 function freshState(txnId: string, head: Head, rebases: number, slices: number): CommitState {
   return {
-    txnId, status: 'applying', baseRevision: head.manifest.revision, baseRoot: head.manifest.rootCatalog.toHex(),
+    txnId, status: 'applying', baseRevision: head.manifest.revision,
     part: 0, op: 0, workRoot: null, baseSubtree: null, pending: null, revision: null, slices, rebases,
   };
 }
@@ -272,20 +271,25 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       let part = state.part;
       let op = state.op;
       let ops = part < header.parts.length ? await loadPart(store, event.txnId, part, header, publisherKey) : [];
+      /** Operations of this part before this index have been checked. */
+      let checked = op;
       const budget = started * APPLY_SHARE;
       while (part < header.parts.length) {
         if (op >= ops.length) {
           part++;
           op = 0;
+          checked = 0;
           if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey);
           continue;
         }
         // Hand over before the sandbox's memory limit as well as before its time limit.
         if (applied > 0 && applied % 64 === 0 && memoryInUse() > context.memoryLimitInMB * 1024 * 1024 * MEMORY_SHARE) break;
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
-        // Check a window of objects at once: one round trip per window instead of per file.
-        const window = ops.slice(op, op + 64);
-        await Promise.all(window.map((o) => checkOp(store, o, path, exists)));
+        // Check a window of operations at once: their object lookups run concurrently.
+        if (op >= checked) {
+          await Promise.all(ops.slice(op, op + 64).map((o) => checkOp(store, o, path, exists)));
+          checked = op + 64;
+        }
         await applyOp(tree, ops[op]!);
         op++;
         applied++;
@@ -386,7 +390,7 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
         for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
         return {
           ...state, status: 'applying', pending: null, baseRevision: head.manifest.revision,
-          baseRoot: head.manifest.rootCatalog.toHex(), workRoot: c.rootHash.toHex(), rebases: state.rebases + 1,
+          workRoot: c.rootHash.toHex(), rebases: state.rebases + 1,
           slices: state.slices + 1, grafts: (state.grafts ?? 0) + 1,
         };
       }
