@@ -23,7 +23,7 @@ import { checkLease, releaseLease } from '../repo/leases.js';
 import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import {
-  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, readHead, type Head,
+  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, putIfAbsent, readHead, type Head,
 } from '../repo/repository.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { requiredEnv, storeFromEnv } from './env.js';
@@ -219,7 +219,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     const s = loaded.state;
     // A step killed between the last checkpoint and the release leaves the lease to this delivery.
     await releaseLease(store, event.leaseId, event.token, now()).catch(() => false);
-    return { result: { status: s.status as 'committed' | 'aborted', revision: s.revision ?? undefined, slices: s.slices, rebases: s.rebases } };
+    return { result: { status: s.status as 'committed' | 'aborted', revision: s.revision ?? undefined, slices: s.slices, rebases: s.rebases, grafts: s.grafts ?? 0 } };
   }
   const { header, path, policy, keyId } = await loadHeader(store, config, event.txnId);
   const publisherKey = findPublisher(policy, keyId)!.publicKeyPem;
@@ -260,7 +260,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         if (path !== '' && before === null && config.writerCatalogs !== false) {
           // A new writer path gets its own catalog at once, so even its first commit rebases by graft.
           const empty = emptyObject(algorithm);
-          await putIfAbsent(store, empty.key, empty.stored);
+          await putIfAbsent(store, empty);
           await tree.upsert(path, newDirectoryEntry(path.slice(path.lastIndexOf('/') + 1), seconds, processOwner()));
           await makeAutomaticCatalog(tree, path, { emptyHash: empty.hash, owner: processOwner(), now: seconds });
         }
@@ -298,7 +298,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       const done = part >= header.parts.length;
       if (!done) {
         const c = await tree.commit(state.baseRevision + 1, seconds);
-        for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
+        for (const cat of c.catalogs) await putIfAbsent(store, cat.object);
         await checkpoint('slice-catalogs-stored');
         state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1 };
         etag = await writeState(store, keys.state, state, etag);
@@ -307,18 +307,21 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       }
 
       const empty = emptyObject(algorithm);
+      let markersMade = false;
       if (path !== '' && config.writerCatalogs !== false && !(await tree.isMountpoint(path)) && (await tree.lookup(path)) !== null) {
-        await putIfAbsent(store, empty.key, empty.stored);
         await makeAutomaticCatalog(tree, path, { emptyHash: empty.hash, owner: processOwner(), now: seconds });
+        markersMade = true;
       }
       if (config.autocatalogs !== false) {
-        await putIfAbsent(store, empty.key, empty.stored);
-        await balanceCatalogs(tree, {
+        const balanced = await balanceCatalogs(tree, {
           maxWeight: config.autocatalogs?.maxWeight ?? DEFAULT_MAX_WEIGHT,
           minWeight: config.autocatalogs?.minWeight ?? DEFAULT_MIN_WEIGHT,
           emptyHash: empty.hash, owner: processOwner(), now: seconds, within: path,
         });
+        if (balanced.split.length > 0) markersMade = true;
       }
+      // The markers are empty files: their object must be stored before the catalogs naming them.
+      if (markersMade) await putIfAbsent(store, empty);
       let swapEtag = etag;
       const outcome = await commitRevision(store, head, tree, {
         keys: config.keys, now: now(), tag: header.tag, previousRoot: head.manifest.rootCatalog,
@@ -387,7 +390,7 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
       if (ours && graft) {
         await headTree.graftNested(path, ours);
         const c = await headTree.commit(head.manifest.revision + 1, seconds);
-        for (const cat of c.catalogs) await putIfAbsent(store, cat.object.key, cat.object.stored);
+        for (const cat of c.catalogs) await putIfAbsent(store, cat.object);
         return {
           ...state, status: 'applying', pending: null, baseRevision: head.manifest.revision,
           workRoot: c.rootHash.toHex(), rebases: state.rebases + 1,
@@ -403,13 +406,6 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
 }
 
 
-async function putIfAbsent(store: ObjectStore, key: string, body: Uint8Array): Promise<void> {
-  try {
-    await store.put(key, body, { ifNoneMatch: '*' });
-  } catch (err) {
-    if (!(err instanceof PreconditionFailedError)) throw err;
-  }
-}
 
 /** Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS on every call: a warm sandbox keeps no state. */
 export async function commitConfigFromEnv(): Promise<CommitConfig> {

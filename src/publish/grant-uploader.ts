@@ -2,7 +2,8 @@
 // to the upload-grant function, which says which already exist and signs a PUT URL for each of the
 // others; the bytes then go straight to the store over HTTP. The writer needs no write access to data
 // objects, and objects that exist are never sent.
-import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
+import { putIfAbsent } from '../repo/repository.js';
+import type { ObjectStore } from '../store/object-store.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { checkGrantAnswer, MAX_GRANT_KEYS, type UploadGrant } from '../format/upload-grant.js';
 import { Slots, type ObjectUploader } from './uploader.js';
@@ -135,13 +136,11 @@ export class GrantUploader implements ObjectUploader {
 
   /** No URL: the store signs none (a directory), so the writer writes the object itself. */
   private async putDirect(obj: PreparedObject): Promise<void> {
-    try {
-      await this.store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+    if (await putIfAbsent(this.store, obj)) {
       this.directPuts++;
       this.uploaded++;
       this.bytesUploaded += obj.stored.length;
-    } catch (err) {
-      if (!(err instanceof PreconditionFailedError)) throw err;
+    } else {
       this.alreadyPresent++;
     }
   }

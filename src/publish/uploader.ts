@@ -1,6 +1,7 @@
 // Uploads content-addressed objects with many requests in flight, each object at most once.
+import { putIfAbsent } from '../repo/repository.js';
 import { Slots } from '../store/slots.js';
-import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
+import type { ObjectStore } from '../store/object-store.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 
 /** What the compress pool and the publishers hand objects to: the store directly, or through grants. */
@@ -53,13 +54,11 @@ export class Uploader implements ObjectUploader {
   }
 
   private async put(obj: PreparedObject): Promise<void> {
-    try {
-      // Content-addressed: if it exists it already holds these bytes, so a lost create is a success.
-      await this.store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+    // Content-addressed: if it exists it already holds these bytes, so a lost create is a success.
+    if (await putIfAbsent(this.store, obj)) {
       this.uploaded++;
       this.bytesUploaded += obj.stored.length;
-    } catch (err) {
-      if (!(err instanceof PreconditionFailedError)) throw err;
+    } else {
       this.alreadyPresent++;
     }
   }

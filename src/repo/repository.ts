@@ -72,7 +72,8 @@ export async function checkSigningKeys(store: ObjectStore, head: Head, keys: { r
   }
 }
 
-async function putIfAbsent(store: ObjectStore, obj: PreparedObject): Promise<boolean> {
+/** Stores a content-addressed object unless it is there already (then it holds these bytes). */
+export async function putIfAbsent(store: ObjectStore, obj: PreparedObject): Promise<boolean> {
   try {
     await store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
     return true;
