@@ -320,8 +320,11 @@ export class CatalogTree {
     const ref = loc.handle.db.nestedCatalog(path)!;
     const row = loc.handle.db.lookup(path)!;
     const child = await this.child(loc.handle, path);
-    const totals = addCounters(addCounters(child.storedSubtree, child.subtreeDelta), child.db.computeSelfCounters());
-    return { ref: { ...ref, hash: child.oldHash ?? ref.hash }, row, totals: child.dirty ? totals : child.oldTotals };
+    // An unedited catalog's totals are the ones stored in it; recounting its rows would scan them all.
+    const totals = child.dirty
+      ? addCounters(addCounters(child.storedSubtree, child.subtreeDelta), child.db.computeSelfCounters())
+      : child.oldTotals;
+    return { ref: { ...ref, hash: child.oldHash ?? ref.hash }, row, totals };
   }
 
   /**
