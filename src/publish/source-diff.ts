@@ -201,23 +201,15 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
       const count = () => { if (before) stats.changed++; else stats.added++; };
       if (before && kindOfMode(before.mode) !== kind) await sink.apply({ kind: 'remove', path: childPath });
       const sameKind = before !== undefined && kindOfMode(before.mode) === kind;
-      if (kind === 'directory') {
-        if (!sameKind || !sameMetadata(entry, before)) {
-          await sink.apply({ kind: 'upsert', path: childPath, entry });
-          count();
-        }
-        subdirs.push({ source, path: childPath, exists: sameKind });
-        continue;
-      }
       if (kind !== 'file') {
         if (!sameKind || !sameMetadata(entry, before)) {
           await sink.apply({ kind: 'upsert', path: childPath, entry });
           count();
         }
+        if (kind === 'directory') subdirs.push({ source, path: childPath, exists: sameKind });
         continue;
       }
 
-      let links: { path: string; name: string }[] = [];
       if (st.nlink > 1n) {
         const inode = `${st.dev}:${st.ino}`;
         const members = groups.get(inode)!;
@@ -229,7 +221,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         } else {
           linkedInodes.set(inode, source);
         }
-        links = members.slice(1).map((m) => ({ path: `${path}/${m}`, name: m }));
+        const links = members.slice(1).map((m) => ({ path: `${path}/${m}`, name: m }));
         if (links.length > 0) {
           entry.linkcount = members.length;
           const olds = members.map((m) => old.get(m));
