@@ -7,6 +7,7 @@ export const FILES_IN_FLIGHT = 2048;
 
 export class InFlight {
   private readonly running = new Set<Promise<void>>();
+  private readonly waiting: (() => void)[] = [];
   private failed = false;
   private failure: unknown;
 
@@ -19,7 +20,9 @@ export class InFlight {
 
   /** Resolves once fewer than `limit` pieces of work are running. */
   async slot(): Promise<void> {
-    while (this.running.size >= this.limit) await Promise.race(this.running);
+    // A queue of waiters woken one per finished piece: racing all running promises would attach a
+    // handler to each of them on every call, which costs time and memory per file at 2,048 in flight.
+    while (this.running.size >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
   }
 
   /** Tracks `work`; its rejection becomes the failure (the first one wins). The result never rejects. */
@@ -31,7 +34,10 @@ export class InFlight {
           this.failure = err;
         }
       })
-      .finally(() => this.running.delete(done));
+      .finally(() => {
+        this.running.delete(done);
+        this.waiting.shift()?.();
+      });
     this.running.add(done);
     return done;
   }
