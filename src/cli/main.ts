@@ -24,6 +24,7 @@ import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
+import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
 
 const program = new Command('scvmfs')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
@@ -221,23 +222,7 @@ function passThroughEnv(): Record<string, string> {
   return out;
 }
 
-function parseChunkSizes(v: string): ChunkingParameters {
-  const parts = v.split(',').map((x) => Number(x.trim()));
-  if (parts.length !== 3 || parts.some((n) => !Number.isInteger(n))) throw new InvalidArgumentError(`'${v}' is not min,avg,max in bytes`);
-  try {
-    return chunkingParameters({ minSize: parts[0], avgSize: parts[1], maxSize: parts[2] });
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
 
-function parseDuration(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
-  if (!m) throw new InvalidArgumentError(`'${v}' is not a duration (e.g. 2s, 500ms)`);
-  const n = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 'ms' ? 1 : 1000);
-  if (n < 100 || n > 900_000) throw new InvalidArgumentError('function timeout must be between 100ms and 15m');
-  return Math.round(n);
-}
 
 program.command('resign')
   .description('re-sign the whitelist with the master key (it expires after at most 30 days)')
@@ -309,23 +294,8 @@ publisher.command('remove')
     console.log(`publisher '${name}' removed from ${fqrn} (policy version ${policy.version})`);
   });
 
-interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false }
 
-function readerOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption('--fqrn <fqrn>', 'repository name')
-    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
-    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
-    .option('--cache <dir>', 'object cache directory (default ~/.cache/scvmfs)')
-    .option('--no-cache', 'do not cache objects on disk');
-}
 
-async function openReader(location: string, o: ReadOptions): Promise<RepositoryReader> {
-  const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
-  const cacheRoot = o.cache === false ? undefined : (o.cache ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'scvmfs'));
-  const source = openSource(location, cacheRoot ? join(cacheRoot, o.fqrn) : undefined);
-  return RepositoryReader.open(source, { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist });
-}
 
 function modeString(e: DirectoryEntry): string {
   const type = { directory: 'd', file: '-', symlink: 'l', special: 'p' }[kindOfMode(e.mode)];
@@ -382,17 +352,9 @@ readerOptions(program.command('verify')
     for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
   });
 
-function positiveInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive whole number, got '${v}'`);
-  return n;
-}
 
-function portNumber(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port needs 0–65535, got '${v}'`);
-  return n;
-}
+
+// Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
 
 program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
   console.error(`scvmfs: error: ${err.message}`);

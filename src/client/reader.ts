@@ -1,6 +1,7 @@
 // The reader: opens a repository the way the stock client does (manifest, certificate, signature,
 // whitelist, fingerprint), then serves lookups, listings and file contents with every object checked
 // against its hash.
+import { RefusedError } from '../errors.js';
 import type { ObjectReader } from '../store/object-store.js';
 import { ContentHash } from '../format/hash.js';
 import { parseManifest, verifyManifestSignature, ROOT_PATH_HASH, type Manifest } from '../format/manifest.js';
@@ -13,9 +14,9 @@ import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, MANIFEST_KEY, WHITELIST_KEY } from '../repo/repository.js';
 import { fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
 
-export class VerificationError extends Error {
+export class VerificationError extends RefusedError {
   constructor(message: string, readonly object?: string) {
-    super(message);
+    super('verification-failed', message, object ? { object } : undefined);
     this.name = 'VerificationError';
   }
 }

@@ -1,5 +1,6 @@
 // Leases on repository sub-paths (design §5 step 1): the signed request a publisher sends, and the lease
 // table the lease function keeps. Pure: the table is changed here, stored by repo/leases.ts.
+import { ScvmfsError } from '../errors.js';
 import { randomBytes, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { assertPublisherName, pathsOverlap, pathWithin, scopePath } from './publisher-policy.js';
 import { signDocument, type SignedDocument } from './signed-document.js';
@@ -54,9 +55,10 @@ export interface LeaseTable {
 
 export type LeaseErrorCode = 'bad-request' | 'not-found' | 'expired' | 'wrong-token' | 'path-outside' | 'request-used' | 'stale-request';
 
-export class LeaseError extends Error {
-  constructor(readonly code: LeaseErrorCode, message: string) {
-    super(message);
+export class LeaseError extends ScvmfsError {
+  declare readonly code: LeaseErrorCode;
+  constructor(code: LeaseErrorCode, message: string) {
+    super(code === 'stale-request' || code === 'request-used' ? 'busy' : 'refused', code, message);
     this.name = 'LeaseError';
   }
 }

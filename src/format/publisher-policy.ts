@@ -1,5 +1,6 @@
 // The publisher policy: which publisher keys may write which sub-paths of a repository (design §3).
 // Signed by the repository's master key so functions can check a writer with no database.
+import { RefusedError } from '../errors.js';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { isWithin, normalizeRepoPath } from './md5path.js';
 import {
@@ -26,17 +27,17 @@ export interface PublisherPolicy {
   publishers: PublisherEntry[];
 }
 
-export class PolicyError extends Error {
+export class PolicyError extends RefusedError {
   constructor(message: string) {
-    super(message);
+    super('bad-policy', message);
     this.name = 'PolicyError';
   }
 }
 
 /** A publisher asked for a path outside its scope, or is not in the policy. */
-export class NotAuthorizedError extends Error {
+export class NotAuthorizedError extends RefusedError {
   constructor(message: string) {
-    super(message);
+    super('not-authorized', message);
     this.name = 'NotAuthorizedError';
   }
 }

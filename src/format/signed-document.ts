@@ -1,6 +1,7 @@
 // A JSON document signed with an RSA key: the publisher policy (master key), lease requests and
 // changesets (publisher keys). The envelope carries the body as JSON; the signature covers canonical
 // bytes (below), so re-serialising the envelope (pretty-printing, key order) never breaks it.
+import { RefusedError } from '../errors.js';
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 
 export const SIGNED_DOCUMENT_FORMAT = 'scvmfs-signed-document-1';
@@ -17,9 +18,9 @@ export interface SignedDocument<T = unknown> {
   signature: string;
 }
 
-export class SignedDocumentError extends Error {
+export class SignedDocumentError extends RefusedError {
   constructor(message: string) {
-    super(message);
+    super('bad-signed-document', message);
     this.name = 'SignedDocumentError';
   }
 }

@@ -2,6 +2,7 @@
 // catalogs (public reads), compresses and uploads new objects, uploads the signed changeset in bounded
 // parts, and runs the commit chain. It never holds the repository signing key and never writes a
 // catalog or the manifest itself; the functions it calls do, wherever the runtime runs them.
+import { BusyError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../store/object-store.js';
 import type { ChunkingParameters } from '../format/chunker.js';
@@ -92,9 +93,9 @@ async function retrying<T>(call: () => Promise<T>, attempts = 3): Promise<T> {
   }
 }
 
-export class LeaseBusyError extends Error {
+export class LeaseBusyError extends BusyError {
   constructor(message: string) {
-    super(message);
+    super('lease-busy', message);
     this.name = 'LeaseBusyError';
   }
 }

@@ -12,6 +12,7 @@
 //   drained when the next entry is requested.
 // - Errors are thrown from the iterator, possibly after earlier entries were yielded (a truncated
 //   tarball is only noticed at its end): publish nothing until the iterator has finished.
+import { RefusedError } from '../errors.js';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { createReadStream } from 'node:fs';
@@ -68,9 +69,9 @@ const KINDS: Record<string, { kind: TarEntryKind; type: number }> = {
 };
 
 /** A refusal whose message is complete; `namesEntry` tells whether it already names the member. */
-class TarballError extends Error {
+class TarballError extends RefusedError {
   constructor(message: string, readonly namesEntry = false) {
-    super(message);
+    super('bad-tarball', message);
   }
 }
 

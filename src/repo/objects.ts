@@ -1,12 +1,13 @@
 // Reading content-addressed objects from a store, always checked against their names.
+import { RefusedError } from '../errors.js';
 import type { ObjectReader } from '../store/object-store.js';
 import { ContentHash, type ObjectSuffix } from '../format/hash.js';
 import { decompressObject, verifyObject } from '../format/zlib-object.js';
 import { CatalogDb } from '../format/catalog-db.js';
 
-export class MissingObjectError extends Error {
+export class MissingObjectError extends RefusedError {
   constructor(readonly key: string) {
-    super(`object ${key} is missing from the store`);
+    super('missing-object', `object ${key} is missing from the store`);
     this.name = 'MissingObjectError';
   }
 }

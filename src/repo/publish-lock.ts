@@ -1,6 +1,7 @@
 // One owner publish at a time: a lock object in the control part, taken with a conditional create.
 // The manifest compare-and-swap is what guarantees no lost update; the lock only turns a race that
 // would fail at the end into a clear refusal at the start.
+import { BusyError } from '../errors.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { CONTROL_PREFIX, PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
@@ -16,9 +17,9 @@ interface LockRecord {
   expiresAt: string;
 }
 
-export class PublishLockedError extends Error {
+export class PublishLockedError extends BusyError {
   constructor(readonly record: LockRecord, readonly remainingSeconds: number) {
-    super(`another publish holds the repository lock (${record.holder} on ${record.host}, pid ${record.pid}, ` +
+    super('publish-locked', `another publish holds the repository lock (${record.holder} on ${record.host}, pid ${record.pid}, ` +
       `since ${record.acquiredAt}); it expires in ${remainingSeconds} s if that publish died. Try again later.`);
     this.name = 'PublishLockedError';
   }

@@ -1,5 +1,6 @@
 // A repository over a store: its head, creating it, and committing a new revision. The manifest is
 // written last, with a conditional write, so it is the only commit point (design invariant 1, 2).
+import { BusyError, RefusedError } from '../errors.js';
 import type { ObjectReader, ObjectStore } from '../store/object-store.js';
 import { PreconditionFailedError } from '../store/object-store.js';
 import { ContentHash, type HashAlgorithm } from '../format/hash.js';
@@ -28,17 +29,17 @@ export interface Head {
   algorithm: HashAlgorithm;
 }
 
-export class RepositoryMissingError extends Error {
+export class RepositoryMissingError extends RefusedError {
   constructor(store: ObjectStore) {
-    super(`no repository in ${store.description} (no ${MANIFEST_KEY}); create one with 'scvmfs init'`);
+    super('no-repository', `no repository in ${store.description} (no ${MANIFEST_KEY}); create one with 'scvmfs init'`);
     this.name = 'RepositoryMissingError';
   }
 }
 
 /** Another writer committed between our read of the head and our manifest swap. */
-export class ConcurrentPublishError extends Error {
+export class ConcurrentPublishError extends BusyError {
   constructor(readonly expectedRevision: number) {
-    super(`another publish committed to the repository after revision ${expectedRevision} while this one ran; ` +
+    super('concurrent-publish', `another publish committed to the repository after revision ${expectedRevision} while this one ran; ` +
       'this publish changed nothing (objects it uploaded are unreferenced); run it again');
     this.name = 'ConcurrentPublishError';
   }

@@ -1,6 +1,7 @@
 // The seam between the repository logic and where bytes live (design §2).
 // Backends: filesystem (embedded default) and S3. Wrappers (metering, faults, retries) implement the
 // same interface and stack around a backend.
+import { BusyError, RefusedError, ScvmfsError } from '../errors.js';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -84,26 +85,24 @@ export interface ObjectReader {
 }
 
 /** A conditional write lost: the object exists (ifNoneMatch) or changed (ifMatch). */
-export class PreconditionFailedError extends Error {
-  readonly code = 'PreconditionFailed';
+export class PreconditionFailedError extends BusyError {
   constructor(readonly key: string, detail: string) {
-    super(`precondition failed on '${key}': ${detail}`);
+    super('precondition-failed', `precondition failed on '${key}': ${detail}`);
     this.name = 'PreconditionFailedError';
   }
 }
 
-export class RangeNotSatisfiableError extends Error {
-  readonly code = 'RangeNotSatisfiable';
+export class RangeNotSatisfiableError extends RefusedError {
   constructor(readonly key: string, readonly size: number) {
-    super(`range not satisfiable for '${key}' of ${size} bytes`);
+    super('range-not-satisfiable', `range not satisfiable for '${key}' of ${size} bytes`);
     this.name = 'RangeNotSatisfiableError';
   }
 }
 
 /** Any other store failure, with the key and operation for the message. */
-export class StoreError extends Error {
+export class StoreError extends ScvmfsError {
   constructor(readonly operation: string, readonly key: string, override readonly cause: unknown) {
-    super(`store ${operation} '${key}' failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    super('store', 'store-failed', `store ${operation} '${key}' failed: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = 'StoreError';
   }
 }
