@@ -97,10 +97,16 @@ export function describeError(err: unknown): { kind: ErrorKind; code: string; me
     return { kind: e.kind as ErrorKind, code: e.code, message: String(e.message) };
   }
   const message = err instanceof Error ? err.message : String(err);
-  // Node's own errors from the file system (a full disk, a missing path) are the store's or the input's.
+  // Node's own errors from the file system or the network are the store's or the input's.
   const sys = typeof e?.code === 'string' ? e.code : '';
   if (sys === 'ENOSPC' || sys === 'EDQUOT' || sys === 'EIO' || sys === 'EROFS') return { kind: 'store', code: sys.toLowerCase(), message };
+  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(sys)) return { kind: 'store', code: 'network', message };
   if (sys === 'ENOENT' || sys === 'EACCES' || sys === 'EPERM' || sys === 'ENOTDIR' || sys === 'EISDIR') return { kind: 'refused', code: sys.toLowerCase(), message };
+  // An SDK's service exception (it carries the HTTP metadata) is a store failure.
+  if (err && typeof err === 'object' && '$metadata' in err) return { kind: 'store', code: 'store-failed', message };
+  // A plain Error is one this code raised on purpose about its input; engine errors (TypeError,
+  // RangeError, …) and anything else are bugs.
+  if (err instanceof Error && Object.getPrototypeOf(err) === Error.prototype) return { kind: 'refused', code: 'refused', message };
   return { kind: 'internal', code: 'internal', message };
 }
 

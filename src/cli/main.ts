@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // scvmfs: the command-line front. Parsing, progress and exit codes only; the work is in the library.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { Command, CommanderError, Option } from 'commander';
+import { describeError, EXIT_STATUS } from '../errors.js';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -26,10 +27,15 @@ import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
 
+// The package's own version, read next to the build (dist/src/cli → package.json).
+const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command('scvmfs')
+  .version(packageJson.version, '-V, --version', 'print the version and exit')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
-  .showHelpAfterError()
-  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '')}`) });
+  .exitOverride()
+  // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
+  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
 
 program.command('init')
   .description('create a repository: keys (if absent), whitelist, empty root catalog, manifest')
@@ -356,7 +362,14 @@ readerOptions(program.command('verify')
 
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
 
-program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
-  console.error(`scvmfs: error: ${err.message}`);
-  process.exitCode = 1;
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Help and --version end here too, with status 0; parse errors were printed by outputError.
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT_STATUS.usage;
+    return;
+  }
+  const { kind, message } = describeError(err);
+  console.error(`scvmfs: error: ${message}`);
+  if (kind === 'internal' && err instanceof Error && process.env.SCVMFS_DEBUG) console.error(err.stack);
+  process.exitCode = EXIT_STATUS[kind];
 });
