@@ -6,6 +6,7 @@ import { ingestTarball } from '../../publish/ingest-tarball.js';
 import { openTarballInput } from '../../publish/tar-source.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 import { positiveInt } from '../options.js';
+import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
 
 export function register(program: Command): void {
@@ -26,9 +27,9 @@ export function register(program: Command): void {
     .option('--no-autocatalogs', 'never split or merge catalogs automatically')
     .option('-q, --quiet', 'no progress output')
     .action(async (fqrn: string, tarball: string | undefined, o: { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
-      if (tarball === undefined && o.delete.length === 0) throw new Error('ingest needs a tarball (or - for standard input), --delete paths, or both');
-      if (tarball !== undefined && o.path === undefined) throw new Error('ingest needs --path: the repository directory to unpack the tarball into');
-      if (tarball === undefined && o.path !== undefined) throw new Error('--path without a tarball: name the tarball, or - for standard input');
+      if (tarball === undefined && o.delete.length === 0) throw new UsageError('ingest needs a tarball (or - for standard input), --delete paths, or both');
+      if (tarball !== undefined && o.path === undefined) throw new UsageError('ingest needs --path: the repository directory to unpack the tarball into');
+      if (tarball === undefined && o.path !== undefined) throw new UsageError('--path without a tarball: name the tarball, or - for standard input');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
       const { store, meter } = openMeteredStore(o.store);
       const input = tarball === undefined ? null : await openTarballInput(tarball);
