@@ -54,11 +54,11 @@ function isUrl(location: string): boolean {
 
 function openUncached(location: string, revalidate: boolean): ObjectReader {
   if (isUrl(location)) return new HttpSource(location, { revalidate });
-  if (/^s3:\/\//i.test(location)) return new StoreSource(openStore(location));
+  if (/^(s3|file):\/\//i.test(location)) return new StoreSource(openStore(location));
   return new FsStore(location);
 }
 
-/** A URL (http:// or https://), an s3:// store or a directory holding a repository as a web server serves it. */
+/** A URL (http:// or https://), an s3:// store, or a directory (or file:// URL) holding a repository as a web server serves it. */
 export function openSource(location: string, cacheDir?: string): ObjectReader {
   const source = openUncached(location, false);
   return cacheDir ? new CachedSource(source, cacheDir) : source;

@@ -24,8 +24,9 @@ export function register(program: Command): void {
     .option('--max-problems <n>', 'stop after this many problems', (v) => positiveInt(v, '--max-problems'), DEFAULT_MAX_PROBLEMS)
     .option('--json', 'print the report as JSON on standard output (shape in README.md)')
     .option('-q, --quiet', 'no progress output')
-    // verify never reads or writes the local object cache; the option stays accepted for old scripts.
-    .addOption(new Option('--no-cache', 'accepted for compatibility: verify never uses the local cache').hideHelp())
+    // verify never reads or writes the local object cache; the options stay accepted for old scripts.
+    .addOption(new Option('--cache <dir>', 'ignored: verify never uses the local cache').hideHelp())
+    .addOption(new Option('--no-cache', 'ignored: verify never uses the local cache').hideHelp())
     .action(async (location: string, o: VerifyCliOptions) => {
       const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
       const progress = new ProgressLine(o.quiet || o.json);
