@@ -6,7 +6,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { inflateSync, deflateSync } from 'node:zlib';
 import { cliOk, runCli, tempDir } from './helpers.js';
-import type { VerifyReport } from '../src/client/verify.js';
+import { verifyRepository, type VerifyReport } from '../src/client/verify.js';
+import { RepositoryReader } from '../src/client/reader.js';
+import { CachedSource } from '../src/client/sources.js';
+import { FsStore } from '../src/store/fs-store.js';
+import { parseManifest } from '../src/format/manifest.js';
+import { fetchCatalog } from '../src/repo/objects.js';
+import type { RefusedError } from '../src/errors.js';
 
 const FQRN = 'verify.example.org';
 
@@ -153,4 +159,40 @@ test('verify reads an s3:// store on Ceph and lists a deleted object', { timeout
   const report = parseReport(res.stdout);
   assert.deepEqual(report.problems.map((p) => [p.key, p.code]), [[victim, 'missing-object']]);
   assert.deepEqual(report.problems[0]!.paths, ['/one.txt']);
+});
+
+test('a missing nested catalog is listed with its mountpoint and verify goes on to the other problems', async () => {
+  const r = await repository('nested', { 'top.txt': 'top\n' });
+  const src = join(r.work, 'src');
+  mkdirSync(join(src, 'sub'));
+  writeFileSync(join(src, 'sub', '.cvmfscatalog'), '');
+  writeFileSync(join(src, 'sub', 'inner.txt'), 'inner\n');
+  await cliOk(['publish', FQRN, src, '--store', r.store, '--keys', join(r.work, 'keys'), '-q']);
+  const store = new FsStore(r.store);
+  const manifest = parseManifest((await store.get('.cvmfspublished'))!.body).manifest;
+  const { db } = await fetchCatalog(store, manifest.rootCatalog);
+  const nested = db.nestedCatalogs();
+  db.close();
+  assert.deepEqual(nested.map((n) => n.path), ['/sub']);
+  const nestedKey = nested[0]!.hash.objectKey('C');
+  const topKey = objectsByContent(r.store).get('top\n')!;
+  rmSync(join(r.store, nestedKey));
+  rmSync(join(r.store, topKey));
+
+  const res = await runCli(verifyArgs(r.store, r.pub, '--json'));
+  assert.notEqual(res.code, 0);
+  const report = parseReport(res.stdout);
+  assert.deepEqual(report.problems.map((p) => [p.key, p.code, p.paths]).sort(),
+    [[nestedKey, 'missing-object', ['/sub']], [topKey, 'missing-object', ['/top.txt']]].sort());
+});
+
+test('verifyRepository refuses a reader that reads through the local object cache', async () => {
+  const r = await repository('cached-reader', { 'x.txt': 'x\n' });
+  const pub = readFileSync(r.pub, 'utf8');
+  const reader = await RepositoryReader.open(new CachedSource(new FsStore(r.store), join(r.work, 'cache')), { fqrn: FQRN, publicKeys: [pub] });
+  await assert.rejects(verifyRepository(reader), (err: RefusedError) => err.code === 'verify-through-cache');
+  reader.close();
+  const direct = await RepositoryReader.open(new FsStore(r.store), { fqrn: FQRN, publicKeys: [pub] });
+  assert.equal((await verifyRepository(direct)).problems.length, 0);
+  direct.close();
 });

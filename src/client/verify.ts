@@ -133,9 +133,14 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
       truncated = true;
       return undefined;
     }
-    const p = { key, code, message, paths: paths.slice(0, MAX_PATHS_PER_PROBLEM), morePaths: Math.max(0, paths.length - MAX_PATHS_PER_PROBLEM) };
+    // `paths` stays live while the object is being checked (references met meanwhile join it); capped after.
+    const p = { key, code, message, paths, morePaths: 0 };
     problems.push(p);
     return p;
+  };
+  const capPaths = (p: VerifyProblem) => {
+    p.morePaths += Math.max(0, p.paths.length - MAX_PATHS_PER_PROBLEM);
+    p.paths = p.paths.slice(0, MAX_PATHS_PER_PROBLEM);
   };
   const stopIfDone = () => {
     if (fatal !== undefined) throw fatal;
@@ -194,7 +199,10 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
         progress.objects++;
         progress.bytes += stored.length;
       }
-      if (problems.length > countBefore) bad.set(key, problems[problems.length - 1]!);
+      for (const p of problems.slice(countBefore)) {
+        capPaths(p);
+        bad.set(key, p);
+      }
     } catch (err) {
       fatal ??= err;
     } finally {
