@@ -23,7 +23,7 @@ import { openTarballInput } from '../publish/tar-source.js';
 import { serveStore } from '../serve/http-server.js';
 import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
-import { verifyRepository } from '../client/verify.js';
+import { register as registerVerify } from './commands/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
 import { register as registerInit } from './commands/init.js';
 import { register as registerIngest } from './commands/ingest.js';
@@ -218,27 +218,12 @@ readerOptions(program.command('cat')
     }
   });
 
-readerOptions(program.command('verify')
-  .description('check signatures, whitelist, every catalog and every object; names the first bad one')
-  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .option('-q, --quiet', 'no progress output'))
-  .action(async (location: string, o: ReadOptions & { quiet?: boolean }) => {
-    const reader = await openReader(location, o);
-    const progress = new ProgressLine(o.quiet);
-    const report = await verifyRepository(reader, (p) => progress.update(`verifying: ${p.catalogs} catalogs, ${p.entries} entries, ${p.objects} objects`));
-    progress.done();
-    console.log(`OK ${o.fqrn} revision ${report.revision}: ${report.catalogs} catalogs, ${report.entries} entries, ` +
-      `${report.objects} objects (${formatBytes(report.bytes)}) verified; tags: ${report.tags.join(', ') || 'none'}`);
-    for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
-  });
-
-
-
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
 registerInit(program);
 registerIngest(program);
 registerServe(program);
 registerPublisher(program);
+registerVerify(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
