@@ -25,6 +25,7 @@ import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
+import { register as registerCost } from './commands/cost.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
@@ -361,6 +362,7 @@ readerOptions(program.command('verify')
 
 
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
+registerCost(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

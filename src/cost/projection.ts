@@ -72,7 +72,10 @@ export interface Projection {
   /** Dollars by part: storage, publishing (operations + secrets), reads. */
   parts: { storage: number; publishing: number; reads: number };
   demand: ReadDemand;
+  /** What the inputs mean, the same under every table. */
   assumptions: string[];
+  /** What this table assumes or leaves out. */
+  tableAssumptions: string[];
 }
 
 function line(item: string, quantity: number, unit: string, unitPrice: number, per: number): BillLine {
@@ -103,6 +106,8 @@ export function projectMonth(pub: PublishSide, read: ReadSide, table: PriceTable
     read.from === 'model'
       ? `reads: ${read.clients} caches each fetch ${read.coldFraction} of the stored bytes and objects and poll the manifest (${read.manifestBytes} B) every ${read.ttlSeconds} s; ${read.cacheHitRatio} of requests hit the CDN's cache`
       : `reads: ${read.description}, ${round(read.requestsPerMonth)} requests and ${gb(read.bytesPerMonth)} GB a month; ${read.cacheHitRatio} of requests hit the CDN's cache`,
+  ];
+  const tableAssumptions = [
     table.cdn ? `reads go through ${table.cdn.name}; cache misses are GETs at the store` : 'no CDN: every read reaches the store (site proxies in front are free to you)',
     ...(table.functions ? [] : ['functions run on your own machines (no function bill)']),
     ...(table.secrets ? [`${pub.secrets} secret(s) kept all month`] : []),
@@ -113,6 +118,7 @@ export function projectMonth(pub: PublishSide, read: ReadSide, table: PriceTable
     parts: { storage: sum(storage), publishing: sum(publishing), reads: sum(reads) },
     demand,
     assumptions,
+    tableAssumptions,
   };
 }
 
