@@ -35,6 +35,9 @@ const program = new Command('scvmfs')
   .version(packageJson.version, '-V, --version', 'print the version and exit')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
   .exitOverride()
+  // Options belong to the command they follow, so a subcommand may reuse its parent's option names
+  // (scvmfs cost <store> --json, scvmfs cost project <store> --json).
+  .enablePositionalOptions()
   // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
   .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
 

@@ -46,17 +46,18 @@ export function usageLines(usage: Usage, table: PriceTable): BillLine[] {
     if (n !== undefined) lines.push(line(`store requests: ${rc.label}`, n, 'requests', rc.per1000, 1000));
   }
   if (usage.egressBytes > 0) lines.push(line('store egress to the internet', usage.egressBytes / BYTES_PER_GB, 'GB', table.storage.egressPerGB, 1));
+  // Services the table does not have (functions run locally, keys in files) cost nothing: no line.
   const fns = usage.functions.filter((f) => f.invocations > 0);
-  if (fns.length > 0) {
-    const p = table.functions;
+  const p = table.functions;
+  if (p && fns.length > 0) {
     const invocations = fns.reduce((s, f) => s + f.invocations, 0);
-    lines.push(line(`${p?.name ?? 'functions (run locally)'}: invocations`, invocations, 'invocations', p?.perMillionInvocations ?? 0, 1e6));
+    lines.push(line(`${p.name}: invocations`, invocations, 'invocations', p.perMillionInvocations, 1e6));
     for (const arch of ['x86_64', 'arm64'] as const) {
       const gbs = fns.filter((f) => f.arch === arch).reduce((s, f) => s + gbSeconds(f), 0);
-      if (gbs > 0) lines.push(line(`${p?.name ?? 'functions (run locally)'}: ${arch} duration`, gbs, 'GB-s', p?.gbSecond[arch] ?? 0, 1));
+      if (gbs > 0) lines.push(line(`${p.name}: ${arch} duration`, gbs, 'GB-s', p.gbSecond[arch], 1));
     }
   }
-  if (usage.secretCalls > 0) lines.push(line(`${table.secrets?.name ?? 'key files'}: API calls`, usage.secretCalls, 'calls', table.secrets?.per10000Calls ?? 0, 10000));
+  if (table.secrets && usage.secretCalls > 0) lines.push(line(`${table.secrets.name}: API calls`, usage.secretCalls, 'calls', table.secrets.per10000Calls, 10000));
   return lines;
 }
 
@@ -66,7 +67,7 @@ export function storageLine(gbMonths: number, table: PriceTable): BillLine {
 }
 
 export function secretsLine(secretMonths: number, table: PriceTable): BillLine {
-  return line(`${table.secrets?.name ?? 'key files'}: secrets stored`, secretMonths, 'secret-months', table.secrets?.perSecretMonth ?? 0, 1);
+  return line(`${table.secrets?.name ?? 'secrets'}: secrets stored`, secretMonths, 'secret-months', table.secrets?.perSecretMonth ?? 0, 1);
 }
 
 /** The bill of one operation (no storage line: holding bytes is billed by the month). */

@@ -119,7 +119,7 @@ export const SELF_HOSTED: PriceTable = {
   currency: 'USD',
   storage: {
     requestClasses: {
-      all: { label: 'every request (no per-request charge)', per1000: 0, kinds: [...STORE_REQUEST_KINDS] },
+      all: { label: 'all requests (no charge)', per1000: 0, kinds: [...STORE_REQUEST_KINDS] },
     },
     gbMonth: 0,
     egressPerGB: 0,

@@ -131,6 +131,7 @@ async function readSide(o: ProjectOptions): Promise<ReadSide> {
 export function register(program: Command): void {
   const cost = program.command('cost')
     .description('month-to-date spend from the cost ledger, and the storage held')
+    .enablePositionalOptions()
     .argument('<store>', 'where the repository lives')
     .option('--month <YYYY-MM>', 'another month than the current one', month)
     .addOption(new Option('--by <what>', 'break the operations down').choices(['operation', 'publisher']))
