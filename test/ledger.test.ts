@@ -1,0 +1,302 @@
+// The cost ledger: concurrent writers in separate processes never lose or double a record, a failure at
+// any request leaves the record or nothing with totals that agree, storage totals equal bytes added minus
+// removed across roll-ups, and the ledger stays bounded.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { raceProcesses, tempDir } from './helpers.js';
+import { FsStore } from '../src/store/fs-store.js';
+import { FaultStore } from '../src/store/fault-store.js';
+import type { ByteRange, ListPage, ObjectStore, PutOptions } from '../src/store/object-store.js';
+import { emptyUsage } from '../src/cost/usage.js';
+import {
+  appendLedgerRecord, monthReport, readLedger, rollUpMonth, storageHeld, LEDGER_PREFIX, type LedgerState,
+} from '../src/repo/ledger.js';
+
+const LEDGER_JS = pathToFileURL(join(fileURLToPath(import.meta.url), '..', '..', 'src', 'repo', 'ledger.js')).href;
+const OPEN_STORE_JS = pathToFileURL(join(fileURLToPath(import.meta.url), '..', '..', 'src', 'store', 'open-store.js')).href;
+
+const records = (s: LedgerState) => s.months.reduce((n, m) => n + m.total.records, 0);
+const bytesAdded = (s: LedgerState) => s.months.reduce((n, m) => n + m.total.storage.bytesAdded, 0);
+const popcount = (n: number) => n.toString(2).split('').filter((c) => c === '1').length;
+
+async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let after: string | undefined;
+  do {
+    const page = await store.list(prefix, after ? { after } : {});
+    out.push(...page.objects.map((o) => o.key));
+    after = page.next;
+  } while (after);
+  return out;
+}
+
+/** 8 writers × 5 records, each adding 2^k bytes for its own k: the sum names exactly the records counted. */
+export const WRITER = `
+import { appendLedgerRecord } from ${JSON.stringify(LEDGER_JS)};
+import { openStore } from ${JSON.stringify(OPEN_STORE_JS)};
+const [spec, worker] = process.argv.slice(2);
+const store = openStore(spec);
+process.stdout.write('ready\\n');
+process.stdin.once('data', async () => {
+  const warnings = [];
+  for (let op = 0; op < 5; op++) {
+    const k = Number(worker) * 5 + op;
+    const r = await appendLedgerRecord(store, {
+      operation: op % 2 ? 'publish' : 'gc', publisher: 'w' + worker, revision: k,
+      usage: { requests: { put: 1 }, egressBytes: 0, ingressBytes: 0, functions: [], secretCalls: 0 },
+      storage: { bytesAdded: 2 ** k, objectsAdded: 1 },
+    }, { rollUpAbove: 3 });
+    if (r.warning) warnings.push(r.warning);
+  }
+  console.log(JSON.stringify({ warnings }));
+  process.exit(0);
+});
+`;
+
+/** Reads the ledger over and over while the writers race: never a record twice, never one lost. */
+export const READER = `
+import { readLedger } from ${JSON.stringify(LEDGER_JS)};
+import { openStore } from ${JSON.stringify(OPEN_STORE_JS)};
+const store = openStore(process.argv[2]);
+const popcount = (n) => n.toString(2).split('').filter((c) => c === '1').length;
+process.stdout.write('ready\\n');
+process.stdin.once('data', async () => {
+  let last = 0, reads = 0, bad = [];
+  const until = Date.now() + 60000;
+  while (last < 40 && Date.now() < until) {
+    let state;
+    try { state = await readLedger(store); } catch (err) { if (err.code === 'ledger-busy') continue; throw err; }
+    reads++;
+    const n = state.months.reduce((s, m) => s + m.total.records, 0);
+    const bytes = state.months.reduce((s, m) => s + m.total.storage.bytesAdded, 0);
+    if (n < last) bad.push('count went down from ' + last + ' to ' + n);
+    if (popcount(bytes) !== n || n > 40) bad.push(n + ' records but bytes ' + bytes.toString(2));
+    last = n;
+  }
+  console.log(JSON.stringify({ last, reads, bad }));
+  process.exit(0);
+});
+`;
+
+export async function raceLedger(spec: string, scriptDir: string, store: ObjectStore): Promise<void> {
+  const writers = Array.from({ length: 8 }, (_, w) => [spec, String(w)]);
+  const [readerOut] = await Promise.all([
+    raceProcesses(join(scriptDir, 'reader.mjs'), READER, [[spec]]),
+    raceProcesses(join(scriptDir, 'writer.mjs'), WRITER, writers),
+  ]);
+  const reader = JSON.parse(readerOut![0]!) as { last: number; reads: number; bad: string[] };
+  assert.deepEqual(reader.bad, []);
+  assert.ok(reader.reads > 0);
+  const state = await readLedger(store);
+  assert.equal(records(state), 40);
+  assert.equal(bytesAdded(state), 2 ** 40 - 1, 'every record counted exactly once');
+  assert.equal(storageHeld(state).objects, 40);
+  assert.equal(state.months.reduce((s, m) => s + (m.total.usage.requests.put ?? 0), 0), 40);
+  // Roll-ups happened while they raced, and a final one leaves nothing open and the same totals.
+  assert.ok(state.months.every((m) => m.openRecords < 40), 'some records were rolled up during the race');
+  for (const m of state.months) await rollUpMonth(store, m.month);
+  const after = await readLedger(store);
+  assert.equal(bytesAdded(after), 2 ** 40 - 1);
+  assert.equal(after.months.reduce((s, m) => s + m.openRecords, 0), 0);
+  assert.deepEqual(await keysUnder(store, `${LEDGER_PREFIX}records/`), []);
+}
+
+test('8 writer processes × 5 operations on one directory store give 40 records, none lost or doubled, read consistently meanwhile', async () => {
+  const dir = tempDir('ledger-race');
+  const storeDir = join(dir, 'store');
+  await raceLedger(storeDir, dir, new FsStore(storeDir));
+});
+
+// --- failures at every request ----------------------------------------------------------------------
+
+type Setup = (store: ObjectStore) => Promise<void>;
+const op = (k: number, month: string, day = 10) => ({
+  input: { operation: 'publish', usage: emptyUsage(), storage: { bytesAdded: 2 ** k, bytesRemoved: 0, objectsAdded: 1, objectsRemoved: 0 } },
+  now: new Date(`${month}-${String(day).padStart(2, '0')}T12:00:${String(k).padStart(2, '0')}Z`),
+});
+
+const SCENARIOS: { name: string; setup: Setup; before: number; next: ReturnType<typeof op> }[] = [
+  {
+    name: 'the fourth record of a month starts its first roll-up',
+    setup: async (s) => { for (let k = 0; k < 3; k++) await appendLedgerRecord(s, op(k, '2026-10').input, { now: op(k, '2026-10').now, rollUpAbove: 3 }); },
+    before: 3,
+    next: op(3, '2026-10'),
+  },
+  {
+    name: 'the first record of a new month closes the last (a summary exists: compare-and-swap)',
+    setup: async (s) => {
+      for (let k = 0; k < 6; k++) await appendLedgerRecord(s, op(k, '2026-10').input, { now: op(k, '2026-10').now, rollUpAbove: 3 });
+    },
+    before: 6,
+    next: op(6, '2026-11'),
+  },
+];
+
+for (const sc of SCENARIOS) {
+  test(`a failure at every request of an append leaves the record or nothing, totals agreeing: ${sc.name}`, async () => {
+    const dir = tempDir('ledger-kill');
+    const clean = new FsStore(join(dir, 'clean'));
+    await sc.setup(clean);
+    const counter = new FaultStore(clean, {});
+    const done = await appendLedgerRecord(counter, sc.next.input, { now: sc.next.now, rollUpAbove: 3 });
+    assert.match(done.upkeep ?? '', /^rolled up 2026-10/, 'the scenario does roll up');
+    const requests = counter.requests;
+    assert.ok(requests >= 8, `the append and its roll-up take ${requests} requests`);
+    const expectedBits = (n: number) => 2 ** n - 1;
+
+    for (let n = 1; n <= requests; n++) {
+      const store = new FsStore(join(dir, `fail-${n}`));
+      await sc.setup(store);
+      const faulty = new FaultStore(store, { failNth: [n] });
+      let written: boolean;
+      try {
+        const r = await appendLedgerRecord(faulty, sc.next.input, { now: sc.next.now, rollUpAbove: 3 });
+        written = true;
+        assert.ok(r.warning !== undefined || n > requests, `request ${n} failed, so the upkeep warns`);
+      } catch {
+        written = false;
+      }
+      assert.equal(written, n !== 1, `only a failure of the record's own PUT (request 1) loses the record (request ${n})`);
+      const state = await readLedger(store);
+      const count = sc.before + (written ? 1 : 0);
+      assert.equal(records(state), count, `request ${n}: records`);
+      assert.equal(bytesAdded(state), expectedBits(count), `request ${n}: every present record counted once`);
+      assert.equal(storageHeld(state).objects, count, `request ${n}: objects held`);
+      // The next operation finishes whatever roll-up was cut short; still nothing lost or doubled.
+      const later = op(7, '2026-11', 20);
+      await appendLedgerRecord(store, later.input, { now: later.now, rollUpAbove: 3 });
+      const healed = await readLedger(store);
+      assert.equal(records(healed), count + 1, `request ${n}: after the next append`);
+      assert.equal(bytesAdded(healed), expectedBits(count) + 2 ** 7, `request ${n}: after the next append`);
+      assert.equal(healed.months.find((m) => m.month === '2026-10')?.openRecords, 0, `request ${n}: October closed`);
+    }
+  });
+}
+
+// --- storage totals ---------------------------------------------------------------------------------
+
+test('storage held equals bytes added minus removed after every step, with no drift across roll-ups', async () => {
+  const store = new FsStore(join(tempDir('ledger-drift'), 'store'));
+  let seed = 12345;
+  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  let held = 0;
+  let objects = 0;
+  // Level changes in time order, for integrating storage by hand.
+  const changes: { t: number; delta: number }[] = [];
+  const start = Date.parse('2026-08-01T00:00:00Z');
+  const end = Date.parse('2026-12-01T00:00:00Z');
+  const steps = 240;
+  for (let i = 0; i < steps; i++) {
+    const t = start + Math.floor(((end - start) * (i + 0.5)) / steps);
+    const added = rand(3) === 0 ? 0 : rand(50_000_000) + 1;
+    const removed = rand(4) === 0 ? Math.min(held + added, rand(80_000_000)) : 0;
+    const objAdded = added > 0 ? rand(100) + 1 : 0;
+    const objRemoved = Math.min(objects + objAdded, removed > 0 ? rand(60) : 0);
+    held += added - removed;
+    objects += objAdded - objRemoved;
+    changes.push({ t, delta: added - removed });
+    await appendLedgerRecord(store, { operation: 'publish', usage: emptyUsage(), storage: { bytesAdded: added, bytesRemoved: removed, objectsAdded: objAdded, objectsRemoved: objRemoved } }, { now: new Date(t), rollUpAbove: 5 });
+    if (i % 40 === 39) {
+      const s = await readLedger(store);
+      assert.deepEqual(storageHeld(s), { bytes: held, objects }, `after ${i + 1} operations`);
+    }
+  }
+  const state = await readLedger(store);
+  assert.equal(records(state), steps);
+  assert.deepEqual(storageHeld(state), { bytes: held, objects });
+  assert.ok(state.months.filter((m) => m.month < '2026-11').every((m) => m.openRecords === 0), 'past months are closed');
+  // Every month rolled up once more: the same exact totals.
+  for (const m of state.months) await rollUpMonth(store, m.month);
+  const again = await readLedger(store);
+  assert.deepEqual(storageHeld(again), { bytes: held, objects });
+  for (const m of again.months) assert.deepEqual(m.total.storage, state.months.find((x) => x.month === m.month)!.total.storage);
+
+  // GB-months of a closed month: the level integrated over the month, worked out from the changes.
+  for (const month of ['2026-09', '2026-10']) {
+    const ms = Date.parse(`${month}-01T00:00:00Z`);
+    const me = Date.parse(month === '2026-09' ? '2026-10-01T00:00:00Z' : '2026-11-01T00:00:00Z');
+    let level = changes.filter((c) => c.t < ms).reduce((s, c) => s + c.delta, 0);
+    let byteMs = 0;
+    let from = ms;
+    for (const c of changes.filter((x) => x.t >= ms && x.t < me)) {
+      byteMs += level * (c.t - from);
+      level += c.delta;
+      from = c.t;
+    }
+    byteMs += level * (me - from);
+    const expected = byteMs / (me - ms) / 2 ** 30;
+    const got = monthReport(again, month, new Date('2027-01-01T00:00:00Z')).gbMonths;
+    assert.ok(Math.abs(got - expected) < 1e-9 * expected, `${month}: ${got} GB-months, by hand ${expected}`);
+  }
+});
+
+test('the ledger stays bounded: a month holds at most a roll-up\'s worth of open records, and is emptied when it ends', async () => {
+  const store = new FsStore(join(tempDir('ledger-bound'), 'store'));
+  for (let i = 0; i < 60; i++) {
+    await appendLedgerRecord(store, { operation: 'publish', usage: emptyUsage(), storage: { bytesAdded: 1 } }, { now: new Date(Date.parse('2026-10-01T00:00:00Z') + i * 3_600_000), rollUpAbove: 10 });
+    assert.ok((await keysUnder(store, `${LEDGER_PREFIX}records/`)).length <= 11);
+  }
+  await appendLedgerRecord(store, { operation: 'gc', usage: emptyUsage() }, { now: new Date('2026-11-02T00:00:00Z'), rollUpAbove: 10 });
+  assert.deepEqual((await keysUnder(store, `${LEDGER_PREFIX}records/2026-10/`)), []);
+  const state = await readLedger(store);
+  assert.equal(state.months.find((m) => m.month === '2026-10')?.total.records, 60);
+  assert.deepEqual(storageHeld(state), { bytes: 60, objects: 0 });
+});
+
+test('a malformed ledger object is refused by name, not counted', async () => {
+  const store = new FsStore(join(tempDir('ledger-bad'), 'store'));
+  const r = await appendLedgerRecord(store, { operation: 'publish', usage: emptyUsage(), storage: { bytesAdded: 5 } });
+  await store.put(r.key, Buffer.from(JSON.stringify({ ...r.record, storage: { ...r.record.storage, bytesAdded: -5 } })));
+  await assert.rejects(readLedger(store), { code: 'bad-ledger', message: new RegExp(`${r.key.replace(/\./g, '\\.')} is malformed: bytesAdded`) });
+  await store.put(r.key, Buffer.from('not json'));
+  await assert.rejects(readLedger(store), { code: 'bad-ledger' });
+  await assert.rejects(appendLedgerRecord(store, { operation: 'x', usage: emptyUsage(), storage: { bytesAdded: 1.5 } }), { code: 'bad-ledger-input' });
+});
+
+
+/** Runs `hook` once, just before the first LIST under `prefix`: another process's move, made at the worst time. */
+class InterleavingStore implements ObjectStore {
+  readonly description = 'interleaving';
+  private fired = false;
+  constructor(private readonly inner: ObjectStore, private readonly prefix: string, private readonly hook: () => Promise<void>) {}
+  get(key: string, range?: ByteRange) { return this.inner.get(key, range); }
+  head(key: string) { return this.inner.head(key); }
+  put(key: string, body: Uint8Array, options?: PutOptions) { return this.inner.put(key, body, options); }
+  delete(keys: string[]) { return this.inner.delete(keys); }
+  async list(prefix: string, options?: { after?: string; limit?: number }): Promise<ListPage> {
+    if (!this.fired && prefix === this.prefix) {
+      this.fired = true;
+      await this.hook();
+    }
+    return this.inner.list(prefix, options);
+  }
+}
+
+test('a reader overtaken by a roll-up between the summary and the records reads again instead of missing them', async () => {
+  const store = new FsStore(join(tempDir('ledger-reader'), 'store'));
+  for (let k = 0; k < 4; k++) await appendLedgerRecord(store, op(k, '2026-10').input, { now: op(k, '2026-10').now, rollUpAbove: 2 });
+  for (let k = 4; k < 7; k++) await appendLedgerRecord(store, op(k, '2026-10').input, { now: op(k, '2026-10').now, rollUpAbove: 100 });
+  const open = (await readLedger(store)).months[0]!.openRecords;
+  assert.ok(open >= 3, `records left open: ${open}`);
+  // The reader has read the summary; now a roll-up folds the open records and deletes them.
+  const reader = new InterleavingStore(store, `${LEDGER_PREFIX}records/`, async () => { await rollUpMonth(store, '2026-10'); });
+  const state = await readLedger(reader);
+  assert.equal(records(state), 7);
+  assert.equal(bytesAdded(state), 2 ** 7 - 1);
+});
+
+test('what the ledger costs: an append is one create-only PUT and one LIST; a roll-up of n records about n + 5 requests', async () => {
+  const store = new FsStore(join(tempDir('ledger-requests'), 'store'));
+  const counted = new FaultStore(store, {});
+  for (let k = 0; k < 3; k++) await appendLedgerRecord(counted, op(k, '2026-10').input, { now: op(k, '2026-10').now, rollUpAbove: 3 });
+  assert.equal(counted.requests, 6);
+  const before = counted.requests;
+  await appendLedgerRecord(counted, op(3, '2026-10').input, { now: op(3, '2026-10').now, rollUpAbove: 3 });
+  // PUT, LIST (upkeep); GET summary, LIST month, 4 GETs, PUT summary, DELETE batch.
+  assert.equal(counted.requests - before, 2 + 1 + 1 + 4 + 1 + 1);
+  // The record bills its own PUT and LIST.
+  const s = await readLedger(store);
+  assert.deepEqual(s.months[0]!.total.usage.requests, { conditionalPut: 4, list: 4 });
+});
