@@ -3,13 +3,14 @@
 // numbers worked out by hand, and `scvmfs cost --json` reads the ledger through the real CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliOk, runCli, tempDir } from './helpers.js';
+import { cliOk, runCli, tempDir, TEST_SOURCE_DIR } from './helpers.js';
+import { COST_EXAMPLES, SELF_HOSTED_EXAMPLE } from './cost-examples.js';
 import { RefusedError } from '../src/errors.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { appendLedgerRecord } from '../src/repo/ledger.js';
-import { billUsage, formatBillTotal } from '../src/cost/bill.js';
+import { billUsage, formatBillTotal, formatDollars } from '../src/cost/bill.js';
 import { AWS_US_EAST_1, CLOUDFLARE_R2, SELF_HOSTED, parsePriceTable, validatePriceTable, type PriceTable } from '../src/cost/prices.js';
 import { billedDurationMs, emptyUsage, functionUsage, usageFromMeter, STORE_REQUEST_KINDS, type StoreRequestKind, type Usage } from '../src/cost/usage.js';
 import { projectMonth, readDemand, type PublishSide, type ReadSide } from '../src/cost/projection.js';
@@ -205,6 +206,17 @@ test('the read side from a scvmfs serve access log and from a CloudFront log', (
   const p = projectMonth({ ...PUBLISH, operationsPerMonth: emptyUsage(), secrets: 0 }, cfSide, AWS_US_EAST_1);
   close(p.parts.reads, (4500 * 730 / GiB) * 0.085 + (2190 / 10000) * 0.0075 + (2190 * 2 / 3 / 1000) * 0.0004, 'reads from the log');
   assert.throws(() => parseServeLog('nothing here\n'), { code: 'bad-access-log' });
+});
+
+test('docs/cost.md shows what the code computes for its three worked examples', async () => {
+  const doc = await readFile(join(TEST_SOURCE_DIR, '..', 'docs', 'cost.md'), 'utf8');
+  for (const ex of COST_EXAMPLES) {
+    for (const t of [AWS_US_EAST_1, CLOUDFLARE_R2, SELF_HOSTED_EXAMPLE]) {
+      const p = projectMonth(ex.publish, ex.read, t);
+      const row = `| ${t.name} | ${formatDollars(p.parts.storage)} | ${formatDollars(p.parts.publishing)} | ${formatDollars(p.parts.reads)} | **${formatDollars(p.bill.total)}** |`;
+      assert.ok(doc.includes(row), `${ex.name}: docs/cost.md lacks ${row}`);
+    }
+  }
 });
 
 // --- through the CLI -------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ export function billUsage(usage: Usage, table: PriceTable): Bill {
 /** Dollars as people read them: cents for big amounts, enough digits to see a fraction of a cent. */
 export function formatDollars(x: number): string {
   if (x === 0) return '$0';
-  if (Math.abs(x) >= 100) return `$${x.toFixed(2)}`;
+  if (Math.abs(x) >= 10) return `$${x.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   if (Math.abs(x) >= 0.01) return `$${x.toFixed(4)}`;
   if (Math.abs(x) >= 0.000001) return `$${x.toFixed(6)}`;
   return '<$0.000001';

@@ -85,8 +85,9 @@ function line(item: string, quantity: number, unit: string, unitPrice: number, p
 export function projectMonth(pub: PublishSide, read: ReadSide, table: PriceTable): Projection {
   const demand = readDemand(read, pub);
   const storage = [storageLine((pub.storageBytes + pub.growthBytesPerMonth / 2) / BYTES_PER_GB, table)];
-  const publishing = usageLines(pub.operationsPerMonth, table).map((l) => ({ ...l, item: `publishing: ${l.item}` }));
+  const publishing = usageLines(pub.operationsPerMonth, table);
   if (table.secrets && pub.secrets > 0) publishing.push(secretsLine(pub.secrets, table));
+  for (const l of publishing) l.item = `publishing: ${l.item}`;
   const [, getClass] = requestClassOf(table, 'get');
   const reads: BillLine[] = [];
   if (table.cdn) {
