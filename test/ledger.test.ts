@@ -3,15 +3,22 @@
 // removed across roll-ups, and the ledger stays bounded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './helpers.js';
 import { keysUnder, raceLedger } from './ledger-race.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { FaultStore } from '../src/store/fault-store.js';
 import type { ByteRange, ListPage, ObjectStore, PutOptions } from '../src/store/object-store.js';
-import { emptyUsage } from '../src/cost/usage.js';
+import { MeteredStore } from '../src/store/metered-store.js';
+import { generateRepositoryKeys } from '../src/format/keys.js';
+import { initRepository } from '../src/repo/repository.js';
+import { publishDirectory } from '../src/publish/publish-directory.js';
+import { recordOperationCost } from '../src/repo/cost-report.js';
+import { addUsage, emptyUsage, functionUsageFromInvocations, usageFromMeter } from '../src/cost/usage.js';
+import { AWS_US_EAST_1 } from '../src/cost/prices.js';
 import {
-  appendLedgerRecord, monthReport, readLedger, rollUpMonth, storageHeld, LEDGER_PREFIX, type LedgerState,
+  appendLedgerRecord, monthReport, readLedger, recordLedgerBaseline, rollUpMonth, storageHeld, LEDGER_PREFIX, type LedgerState,
 } from '../src/repo/ledger.js';
 
 const records = (s: LedgerState) => s.months.reduce((n, m) => n + m.total.records, 0);
@@ -214,4 +221,40 @@ test('what the ledger costs: an append is one create-only PUT and one LIST; a ro
   // The record bills its own PUT and LIST.
   const s = await readLedger(store);
   assert.deepEqual(s.months[0]!.total.usage.requests, { conditionalPut: 4, list: 4 });
+});
+
+test('a real publish, metered and recorded: its bill is its requests times the table, and the ledger\'s storage matches a LIST of the store', async () => {
+  const work = tempDir('ledger-publish');
+  const src = join(work, 'src');
+  mkdirSync(join(src, 'd'), { recursive: true });
+  for (let i = 0; i < 5; i++) writeFileSync(join(src, 'd', `f${i}`), `content ${i}\n`.repeat(100 * (i + 1)));
+  const backend = new FsStore(join(work, 'store'));
+  const fqrn = 'cost.example.org';
+  const keys = await generateRepositoryKeys(fqrn);
+  await initRepository(backend, { fqrn, keys });
+  // What init wrote is the baseline; then a publish through a meter, recorded as a command would.
+  const dataAtBaseline = await keysUnder(backend, 'data/');
+  const baselineHeld = (await recordLedgerBaseline(backend)).held;
+  const meter = new MeteredStore(backend);
+  const summary = await publishDirectory(meter, src, { fqrn, keys });
+  const m = meter.snapshot();
+  const usage = addUsage(usageFromMeter(m), { ...emptyUsage(), functions: functionUsageFromInvocations([{ fn: 'commit', durationMs: 1.2 }, { fn: 'commit', durationMs: 7 }], 1024) });
+  const before = (await keysUnder(backend, '')).length;
+  const recorded = await recordOperationCost(backend, { operation: 'publish', revision: summary.revision, usage, storage: { bytesAdded: summary.bytesStored, objectsAdded: summary.objectsUploaded } }, AWS_US_EAST_1);
+  assert.equal(recorded.warning, undefined);
+  const writes = m.put + m.conditionalPut + 1 + 1;   // + the record's PUT and the upkeep LIST
+  const reads = m.get + m.head;
+  const expected = writes / 1000 * 0.005 + reads / 1000 * 0.0004 + (m.bytesIn / 2 ** 30) * 0.09 + 2 / 1e6 * 0.2 + (9 / 1000) * 1 * 0.0000166667;
+  assert.ok(Math.abs(recorded.bill.total - expected) < 1e-12, `${recorded.bill.total} vs ${expected}`);
+  assert.match(recorded.line, /^this publish cost \$0\.\d+ on aws-us-east-1 \(prices of 2025-01-01\)$/);
+  assert.equal((await keysUnder(backend, '')).length, before + 1, 'one object more: the record');
+  // The ledger holds the baseline plus what the publish reported storing; a second baseline brings it to
+  // exactly what a LIST of the store finds (objects the uploader does not count, the ledger's own summary).
+  const held = storageHeld(await readLedger(backend));
+  assert.deepEqual(held, { bytes: baselineHeld.bytes + summary.bytesStored, objects: baselineHeld.objects + summary.objectsUploaded });
+  assert.ok((await keysUnder(backend, 'data/')).length - dataAtBaseline.length >= summary.objectsUploaded);
+  const again = await recordLedgerBaseline(backend);
+  const all = (await Promise.all((await keysUnder(backend, '')).filter((k) => !k.startsWith(`${LEDGER_PREFIX}records/`)).map((k) => backend.head(k))));
+  assert.deepEqual(again.held, { bytes: all.reduce((n, o) => n + o!.size, 0), objects: all.length });
+  assert.deepEqual(storageHeld(await readLedger(backend)), again.held);
 });

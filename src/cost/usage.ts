@@ -52,6 +52,17 @@ export function functionUsage(fn: string, durationsMs: readonly number[], memory
   return { fn, arch, memoryMb, invocations: durationsMs.length, billedMs };
 }
 
+/** Per-function usage from a runtime's invocation records (each with its own duration), in name order. */
+export function functionUsageFromInvocations(records: readonly { fn: string; durationMs: number }[], memoryMb: number, arch: FunctionArchitecture = 'x86_64'): FunctionUsage[] {
+  const byFn = new Map<string, number[]>();
+  for (const r of records) {
+    const list = byFn.get(r.fn) ?? [];
+    list.push(r.durationMs);
+    byFn.set(r.fn, list);
+  }
+  return [...byFn].sort(([a], [b]) => a.localeCompare(b)).map(([fn, durations]) => functionUsage(fn, durations, memoryMb, arch));
+}
+
 export function gbSeconds(f: FunctionUsage): number {
   return (f.billedMs / 1000) * (f.memoryMb / 1024);
 }

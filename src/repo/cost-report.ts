@@ -1,13 +1,34 @@
 // What `scvmfs cost` shows: a month's spend from the ledger priced under one table, and a month
 // projected from the ledger's publish rate and a read side, under several tables side by side.
 import { RefusedError } from '../errors.js';
-import { makeBill, secretsLine, storageLine, usageLines, type Bill } from '../cost/bill.js';
+import { billUsage, formatBillTotal, makeBill, secretsLine, storageLine, usageLines, type Bill } from '../cost/bill.js';
 import type { PriceTable } from '../cost/prices.js';
 import { HOURS_PER_MONTH, projectMonth, SECONDS_PER_MONTH, type Projection, type PublishSide, type ReadSide } from '../cost/projection.js';
 import type { ReadObservation } from '../cost/access-log.js';
 import { addUsage, emptyUsage, scaleUsage } from '../cost/usage.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { monthOf, monthReport, readLedger, type LedgerAggregate, type LedgerState } from './ledger.js';
+import { appendLedgerRecord, monthOf, monthReport, readLedger, type AppendOptions, type LedgerAggregate, type LedgerInput, type LedgerRecord, type LedgerState } from './ledger.js';
+
+export interface RecordedCost {
+  record: LedgerRecord;
+  /** The operation's bill (its usage, the ledger's own two requests included; no storage line). */
+  bill: Bill;
+  /** e.g. `this publish cost $0.0123 on aws-us-east-1 (prices of 2025-01-01)`. */
+  line: string;
+  /** The record is written but the ledger's upkeep failed: print it as a warning. */
+  warning?: string;
+}
+
+/**
+ * What a mutating command calls when it has finished: appends the operation's ledger record and
+ * prices it. Throws only when the record could not be written (the operation itself is done then:
+ * report the error as a warning, do not fail the command).
+ */
+export async function recordOperationCost(store: ObjectStore, input: LedgerInput, pricing: PriceTable, options: AppendOptions = {}): Promise<RecordedCost> {
+  const appended = await appendLedgerRecord(store, input, options);
+  const bill = billUsage(appended.record.usage, pricing);
+  return { record: appended.record, bill, line: formatBillTotal(bill, input.operation), ...(appended.warning ? { warning: appended.warning } : {}) };
+}
 
 export interface MonthCostOptions {
   month?: string;
