@@ -304,6 +304,9 @@ export function newLedgerRecord(input: LedgerInput, now: Date = new Date()): Led
  */
 export async function appendLedgerRecord(store: ObjectStore, input: LedgerInput, options: AppendOptions = {}): Promise<AppendResult> {
   const now = options.now ?? new Date();
+  const rollUpAbove = options.rollUpAbove ?? DEFAULT_ROLL_UP_ABOVE;
+  // One LIST page (at most 1,000 keys on S3) must be able to show more than rollUpAbove records.
+  if (!Number.isInteger(rollUpAbove) || rollUpAbove < 1 || rollUpAbove > 999) throw new RangeError(`rollUpAbove must be a whole number from 1 to 999, got ${rollUpAbove}`);
   let record = newLedgerRecord(input, now);
   let key = recordKey(monthOf(now), record.id);
   for (let attempt = 0; ; attempt++) {
@@ -318,7 +321,7 @@ export async function appendLedgerRecord(store: ObjectStore, input: LedgerInput,
     }
   }
   try {
-    const upkeep = await ledgerUpkeep(store, monthOf(now), options.rollUpAbove ?? DEFAULT_ROLL_UP_ABOVE);
+    const upkeep = await ledgerUpkeep(store, monthOf(now), rollUpAbove);
     return { record, key, ...(upkeep ? { upkeep } : {}) };
   } catch (err) {
     return { record, key, warning: `the ledger record is written, but rolling up the ledger failed: ${(err as Error).message}` };
