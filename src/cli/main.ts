@@ -29,6 +29,7 @@ import { register as registerInit } from './commands/init.js';
 import { register as registerIngest } from './commands/ingest.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerPublisher } from './commands/publisher.js';
+import { register as registerCost } from './commands/cost.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
@@ -38,6 +39,9 @@ const program = new Command('scvmfs')
   .version(packageJson.version, '-V, --version', 'print the version and exit')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
   .exitOverride()
+  // Options belong to the command they follow, so a subcommand may reuse its parent's option names
+  // (scvmfs cost <store> --json, scvmfs cost project <store> --json).
+  .enablePositionalOptions()
   // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
   .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
 
@@ -224,6 +228,7 @@ registerIngest(program);
 registerServe(program);
 registerPublisher(program);
 registerVerify(program);
+registerCost(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
