@@ -1,3 +1,5 @@
+import type { MeterSnapshot } from '../store/metered-store.js';
+
 // Messages between the runtime and a sandbox (worker thread or child process). Events and results
 // travel as JSON text, as they do to and from Lambda, so a handler never sees what Lambda could not
 // deliver (a Buffer, a Map, undefined in an array) and payload sizes are measured where Lambda measures them.
@@ -30,8 +32,8 @@ export type FromSandbox =
   | { type: 'ready' }
   | { type: 'init-error'; errorType: string; errorMessage: string }
   | { type: 'checkpoint'; id: number; name: string }
-  | { type: 'result'; id: number; payload: string; memory: MemoryReport }
-  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport };
+  | { type: 'result'; id: number; payload: string; memory: MemoryReport; requests?: MeterSnapshot }
+  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport; requests?: MeterSnapshot };
 
 /** What a sandbox is started with (worker data, or the child's first argument as JSON). */
 export interface SandboxInit {

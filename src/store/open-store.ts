@@ -7,6 +7,7 @@ import { FsStore } from './fs-store.js';
 import { S3Store, validateBucketName, validatePrefix, type S3StoreOptions } from './s3-store.js';
 import { RetryingStore } from './retrying-store.js';
 import { MeteredStore } from './metered-store.js';
+import { RecordingStore } from './recording-store.js';
 
 const S3_SYNTAX = 's3://<bucket>[/<prefix>][?endpoint=<url>&region=<region>&path-style=true|false&acl=none]';
 const S3_PARAMS = new Set(['endpoint', 'region', 'path-style', 'acl']);
@@ -119,4 +120,28 @@ export function openSharedStore(spec: string): ObjectStore {
     shared.set(spec, store);
   }
   return store;
+}
+
+const sharedBackends = new Map<string, ObjectStore>();
+
+export interface FunctionStoreOptions {
+  /** Append every request to this file as a JSON line, attributed to `who` (RecordingStore). */
+  recordTo?: string;
+  who?: string;
+}
+
+/**
+ * The store of one function invocation: the process's shared backend (its client and connections) under
+ * a meter of this invocation's own, inside retries as openMeteredStore has it, so the meter counts what
+ * the provider bills for this invocation alone.
+ */
+export function openInvocationStore(spec: string, options: FunctionStoreOptions = {}): { store: ObjectStore; meter: MeteredStore } {
+  let backend = sharedBackends.get(spec);
+  if (!backend) {
+    backend = openBackend(spec);
+    sharedBackends.set(spec, backend);
+  }
+  const observed = options.recordTo ? new RecordingStore(backend, options.who ?? 'unknown', options.recordTo) : backend;
+  const meter = new MeteredStore(observed);
+  return { store: withRetries(backend, meter), meter };
 }

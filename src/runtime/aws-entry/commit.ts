@@ -1,5 +1,6 @@
 // Lambda entry for the commit function (handler setting: dist/src/runtime/aws-entry/commit.handler).
-import { handler as commit } from '../../functions/commit.js';
-import { lambdaHandler } from '../aws.js';
+// The chain records how it ended beside its checkpoint, where the writer watches.
+import { handler as commit, type CommitEvent } from '../../functions/commit.js';
+import { commitOutcomeKey, lambdaHandler } from '../aws.js';
 
-export const handler = lambdaHandler('commit', commit);
+export const handler = lambdaHandler('commit', commit, { chainOutcomeKey: (event: CommitEvent) => commitOutcomeKey(event.txnId) });
