@@ -35,6 +35,11 @@ export interface AwsInvokerOptions {
   client?: Pick<LambdaClient, 'send'>;
   pollMs?: number;
   timeoutMs?: number;
+  /**
+   * How long to wait for the chain's outcome record once its checkpoint says it is done (the record is
+   * written just after); a deployment that writes none is then read from the checkpoint. Default 5 s.
+   */
+  outcomeGraceMs?: number;
 }
 
 interface CommitCheckpoint {
@@ -74,6 +79,7 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
       if (fn !== 'commit' || !txnId) throw new Error('only the commit chain runs asynchronously on Lambda');
       await call(fn, event, 'Event');
       const deadline = Date.now() + (options.timeoutMs ?? 15 * 60_000);
+      let finishedAt: number | undefined;
       for (;;) {
         // The chain's own record of how it ended: a result, or a refusal with its code, at once.
         const recorded = await options.store.get(commitOutcomeKey(txnId));
@@ -88,7 +94,10 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
         if (got) {
           const state = JSON.parse(got.body.toString('utf8')) as CommitCheckpoint;
           if (state.status === 'committed' || state.status === 'aborted') {
-            return { status: state.status, revision: state.revision ?? undefined, slices: state.slices, rebases: state.rebases, grafts: state.grafts ?? 0 };
+            finishedAt ??= Date.now();
+            if (Date.now() - finishedAt >= (options.outcomeGraceMs ?? 5000)) {
+              return { status: state.status, revision: state.revision ?? undefined, slices: state.slices, rebases: state.rebases, grafts: state.grafts ?? 0 };
+            }
           }
         }
         if (Date.now() > deadline) throw new Error(`commit chain of ${txnId} did not finish in time; its checkpoint is ${txnKeys(txnId).state}`);
