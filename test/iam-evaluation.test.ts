@@ -12,6 +12,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ScvmfsStack } from '../infra/stack.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
+import { signLeaseRequest } from '../src/format/lease.js';
 import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
 import { publishThroughChain, type FunctionInvoker } from '../src/publish/publish-changeset.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
@@ -200,7 +201,6 @@ async function recordPublishes(): Promise<StoreRecord[]> {
       fqrn: FQRN, publisher: w1, path: '/w1', functions: { ...failing, runChain: async () => { throw new Error('the chain is unreachable'); } },
     }), /unreachable/);
     // Lease renewal, listing, and an acquire refused because the path is held.
-    const { signLeaseRequest } = await import('../src/format/lease.js');
     const held = await runtime.invoke('lease', { action: 'acquire', request: signLeaseRequest(w1, { fqrn: FQRN, path: '/w1', ttlSeconds: 60 }) });
     const lease = (held.result as { lease: { leaseId: string; token: string } }).lease;
     await runtime.invoke('lease', { action: 'renew', leaseId: lease.leaseId, token: lease.token });

@@ -8,8 +8,10 @@ import { test } from 'node:test';
 import type { InvokeCommand } from '@aws-sdk/client-lambda';
 import { ScvmfsError } from '../src/errors.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
+import { signLeaseRequest } from '../src/format/lease.js';
 import { handler as abortHandler } from '../src/functions/abort.js';
-import { handler as commitHandler, writerAutocatalogs, type CommitConfig } from '../src/functions/commit.js';
+import { writerAutocatalogs, type CommitConfig } from '../src/functions/commit.js';
+import { commitEntry } from '../src/runtime/aws-entry/commit.js';
 import { handler as leaseHandler } from '../src/functions/lease.js';
 import { handler as grantHandler } from '../src/functions/upload-grant.js';
 import type { FunctionName, Handler } from '../src/functions/types.js';
@@ -19,7 +21,7 @@ import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
-import { commitOutcomeKey, lambdaHandler, type LambdaContext } from '../src/runtime/aws.js';
+import { lambdaHandler, type LambdaContext } from '../src/runtime/aws.js';
 import { awsInvoker, localInvoker } from '../src/runtime/invokers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
@@ -143,7 +145,7 @@ test('the CLI prints the writer\'s, the functions\' and the total store requests
 
 // ---- Through the Lambda adapter, with a fake Lambda client that runs the real entry wrappers ----
 
-const HANDLERS: Partial<Record<FunctionName, Handler>> = { lease: leaseHandler, 'upload-grant': grantHandler, commit: commitHandler, abort: abortHandler };
+const HANDLERS: Partial<Record<FunctionName, Handler>> = { lease: leaseHandler, 'upload-grant': grantHandler, abort: abortHandler };
 
 function context(fn: string): LambdaContext {
   return { awsRequestId: `req-${Math.random()}`, functionName: fn, memoryLimitInMB: '512', getRemainingTimeInMillis: () => 30_000 };
@@ -164,9 +166,7 @@ class FakeLambda {
   private handlerFor(fn: FunctionName): ReturnType<typeof lambdaHandler> {
     let h = this.wrapped.get(fn);
     if (!h) {
-      h = lambdaHandler(fn, HANDLERS[fn]!, {
-        lambda: this, ...(fn === 'commit' ? { chainOutcomeKey: (e: { txnId: string }) => commitOutcomeKey(e.txnId) } : {}),
-      });
+      h = fn === 'commit' ? commitEntry({ lambda: this }) as ReturnType<typeof lambdaHandler> : lambdaHandler(fn, HANDLERS[fn]!, { lambda: this });
       this.wrapped.set(fn, h);
     }
     return h;
@@ -268,7 +268,6 @@ test('on Lambda, a synchronous refusal comes back with its kind and code', async
   const { work, store, keysDir } = await setup('aws-sync-refusal', ['w1']);
   functionEnv(store, keysDir, join(work, 'functions.jsonl'));
   const functions = awsInvoker({ functionNames: NAMES, store, client: new FakeLambda() as never });
-  const { signLeaseRequest } = await import('../src/format/lease.js');
   const request = signLeaseRequest(await loadPublisherKey(keysDir, 'w1'), { fqrn: FQRN, path: '/elsewhere', ttlSeconds: 60 });
   await assert.rejects(functions.invoke('lease', { action: 'acquire', request }),
     (e: ScvmfsError) => e instanceof ScvmfsError && e.kind === 'refused' && e.code === 'path-outside' && /elsewhere|scope|outside/.test(e.message));

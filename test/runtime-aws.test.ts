@@ -11,6 +11,7 @@ import { functionEnvName, lambdaHandler, type LambdaContext } from '../src/runti
 import type { FunctionContext, Handler } from '../src/functions/types.js';
 import { RefusedError } from '../src/errors.js';
 import { storeFromEnv } from '../src/functions/env.js';
+import { FsStore } from '../src/store/fs-store.js';
 import { tempDir } from './helpers.js';
 
 const FQRN = 'aws.example.org';
@@ -203,4 +204,27 @@ test("a synchronous answer carries the invocation's own store requests; a refusa
   assert.ok(err);
   assert.deepEqual(JSON.parse(err.message), { name: 'RefusedError', kind: 'refused', code: 'no-such-thing', message: 'refused for a reason' },
     "Lambda's errorMessage is the error's JSON");
+});
+
+test("a chain's last step records the chain's outcome and cost; a step that does not end the chain records none", async () => {
+  const dir = tempDir('aws-outcome');
+  process.env.SCVMFS_STORE = dir;
+  const store = new FsStore(dir);
+  const chainOutcome = { key: (e: { id: string }) => `.scvmfs/txn/${e.id}/outcome.json`, ends: (r: unknown) => r !== 'superseded' };
+  const toy: Handler = async (event: { id: string; answer: string }) => {
+    await storeFromEnv('commit').put(`.scvmfs/txn/${event.id}/work`, Buffer.from('w'));
+    return { result: event.answer };
+  };
+  const wrapped = lambdaHandler('commit', toy, { env: baseEnv({ SCVMFS_STORE: dir }), lambda: new RecordingLambda(), chainOutcome });
+  await wrapped({ id: 'lost-twin', answer: 'superseded' }, lambdaContext());
+  assert.equal(await store.get('.scvmfs/txn/lost-twin/outcome.json'), null, 'the winning twin ends the chain, not this one');
+  // The last of three steps: the envelope says what the two before it spent.
+  const earlier = { get: 4, head: 0, put: 3, conditionalPut: 2, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 10, bytesOut: 20 };
+  await wrapped({ scvmfsChain: { requests: earlier, steps: 2 }, event: { id: 'done', answer: 'committed' } }, lambdaContext());
+  const outcome = JSON.parse((await store.get('.scvmfs/txn/done/outcome.json'))!.body.toString());
+  assert.equal(outcome.status, 'finished');
+  assert.equal(outcome.result, 'committed');
+  assert.equal(outcome.steps, 3);
+  assert.equal(outcome.requests.put, 3 + 1 + 1, "earlier steps' puts, this step's, and the outcome's own");
+  assert.equal(outcome.requests.conditionalPut, 2);
 });

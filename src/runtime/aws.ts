@@ -2,7 +2,7 @@
 // environment, turns the repository key secret into the keys directory the handlers already know how to
 // read, and hands a `next` step to the next function as an asynchronous invocation.
 //
-// What crosses the Lambda boundary (docs/aws.md, "What the functions answer"):
+// What crosses the Lambda boundary (docs/aws.md, "The Lambda adapter"):
 // - a synchronous answer is `{ result, requests }`: the handler's result and the store requests this
 //   invocation made, which the writer adds to its summary;
 // - a refusal is thrown with its ErrorJSON (kind, code, message) as the error message, so the caller
@@ -54,11 +54,12 @@ export interface AwsRuntimeOptions {
   /** Parent of the keys directory made from the secrets; default the sandbox's /tmp. */
   scratchDir?: string;
   /**
-   * For a function that runs as an asynchronous chain (commit): the store key where the chain's outcome
-   * is recorded for the event that started it. A refusal recorded there ends the step without an error,
-   * so Lambda does not retry what would be refused again.
+   * For a function that runs as an asynchronous chain (commit): `key` names where the chain's outcome is
+   * recorded for an event, and `ends` says whether a result without `next` ends the chain (a duplicate
+   * delivery that lost to its twin answers without ending it). A refusal recorded there ends the step
+   * without an error, so Lambda does not retry what would be refused again.
    */
-  chainOutcomeKey?: (event: any) => string;
+  chainOutcome?: { key: (event: any) => string; ends?: (result: unknown) => boolean };
 }
 
 /** What a synchronous invocation answers. */
@@ -243,7 +244,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
 
     const outcome = await meteringInvocation(() => handler(event, context));
     const spent = { requests: meterSum([chain.requests, outcome.requests]), steps: chain.steps + 1 };
-    const outcomeKey = options.chainOutcomeKey ? chainOutcomeKeyOf(options.chainOutcomeKey, event) : undefined;
+    const outcomeKey = options.chainOutcome ? chainOutcomeKeyOf(options.chainOutcome.key, event) : undefined;
     if (!outcome.ok) {
       const refused = isRefusal(outcome.error);
       if (refused && outcomeKey !== undefined) {
@@ -278,7 +279,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
         throw new Error(`asynchronous invocation of ${target} (${nextFn}) was not accepted:`
           + ` status ${out.StatusCode ?? 'none'}${out.FunctionError ? `, ${out.FunctionError}` : ''}`);
       }
-    } else if (outcomeKey !== undefined) {
+    } else if (outcomeKey !== undefined && (options.chainOutcome!.ends?.(answer.result) ?? true)) {
       await recordOutcome(config.store, env, fn, outcomeKey, { status: 'finished', result: answer.result ?? null, ...spent });
     }
     return { result: answer.result ?? null, requests: outcome.requests };

@@ -106,22 +106,6 @@ export async function createBucketFor(spec: string): Promise<void> {
   }
 }
 
-const shared = new Map<string, ObjectStore>();
-
-/**
- * One store per spec for the whole process: functions in a warm sandbox reuse its client and its
- * keep-alive connections instead of opening (and leaking) new ones on every invocation. Safe to cache
- * because a store holds no repository state, only the means to reach it.
- */
-export function openSharedStore(spec: string): ObjectStore {
-  let store = shared.get(spec);
-  if (!store) {
-    store = openStore(spec);
-    shared.set(spec, store);
-  }
-  return store;
-}
-
 const sharedBackends = new Map<string, ObjectStore>();
 
 export interface FunctionStoreOptions {
@@ -131,9 +115,11 @@ export interface FunctionStoreOptions {
 }
 
 /**
- * The store of one function invocation: the process's shared backend (its client and connections) under
- * a meter of this invocation's own, inside retries as openMeteredStore has it, so the meter counts what
- * the provider bills for this invocation alone.
+ * The store of one function invocation. The backend is one per spec for the whole process: functions in
+ * a warm sandbox reuse its client and keep-alive connections instead of opening (and leaking) new ones on
+ * every invocation, which is safe because a backend holds no repository state, only the means to reach
+ * it. Over it: a RecordingStore when asked (tests), then a meter of this invocation's own, inside
+ * retries as openMeteredStore has it, so the meter counts what the provider bills for this invocation.
  */
 export function openInvocationStore(spec: string, options: FunctionStoreOptions = {}): { store: ObjectStore; meter: MeteredStore } {
   let backend = sharedBackends.get(spec);
