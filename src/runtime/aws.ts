@@ -5,8 +5,8 @@
 // What crosses the Lambda boundary (docs/aws.md, "The Lambda adapter"):
 // - a synchronous answer is `{ result, requests }`: the handler's result and the store requests this
 //   invocation made, which the writer adds to its summary;
-// - a refusal is thrown with its ErrorJSON (kind, code, message) as the error message, so the caller
-//   rebuilds it with its code;
+// - our errors (ScvmfsError, refusals above all) are thrown with their ErrorJSON (kind, code, message)
+//   as the error message, so the caller rebuilds them with their code;
 // - a chain step hands its successor `{ scvmfsChain: { requests, steps }, event }`, so the chain's cost
 //   travels with it, and a chain's last step (or a refusal inside it) is recorded as the chain's outcome
 //   in the store, where the writer, which cannot receive an asynchronous answer, reads it at once.
@@ -252,7 +252,9 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
         return { result: null, requests: outcome.requests };
       }
       // The message carries kind and code across Lambda's error payload ({errorType, errorMessage}).
-      if (refused) throw Object.assign(new Error(JSON.stringify(errorJSON(outcome.error))), { name: (outcome.error as Error)?.name ?? 'Error' });
+      if (refused || outcome.error instanceof ScvmfsError) {
+        throw Object.assign(new Error(JSON.stringify(errorJSON(outcome.error))), { name: (outcome.error as Error)?.name ?? 'Error' });
+      }
       throw outcome.error;
     }
     const answer = outcome.value;
