@@ -143,6 +143,28 @@ test('the CLI prints the writer\'s, the functions\' and the total store requests
   assert.equal(total('total'), total('writer') + total('functions'), out.stdout);
 });
 
+test('under the local runtime, a refusal inside the commit chain reaches the writer with its code, delivered once', { timeout: 120_000 }, async () => {
+  const { work, store, keysDir } = await setup('local-refusal', ['w1']);
+  const src = join(work, 'src');
+  makeTree(src, 'refused', 3);
+  const before = (await readHead(store))!.bytes;
+  const fns = localInvoker({ env: { SCVMFS_STORE: store.root, SCVMFS_FQRN: FQRN, SCVMFS_KEYS: keysDir }, limits: { timeoutMs: 30_000, memoryMb: 256 } });
+  try {
+    const err = await publishThroughChain(store, src, {
+      fqrn: FQRN, publisher: await loadPublisherKey(keysDir, 'w1'), path: '/w1', functions: fns, autocatalogs: { maxWeight: 100.5, minWeight: 10 },
+    }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof ScvmfsError, `a ScvmfsError, not ${String(err)}`);
+    assert.deepEqual([err.kind, err.code], ['refused', 'bad-autocatalogs']);
+    assert.equal(fns.report().commit?.invocations, 1, 'a refusal is not retried');
+    // A refused lease through invoke keeps its code too.
+    const request = signLeaseRequest(await loadPublisherKey(keysDir, 'w1'), { fqrn: FQRN, path: '/elsewhere', ttlSeconds: 60 });
+    await assert.rejects(fns.invoke('lease', { action: 'acquire', request }), (e: ScvmfsError) => e.kind === 'refused' && e.code === 'path-outside');
+  } finally {
+    await fns.close();
+  }
+  assert.ok((await readHead(store))!.bytes.equals(before), 'nothing committed');
+});
+
 // ---- Through the Lambda adapter, with a fake Lambda client that runs the real entry wrappers ----
 
 const HANDLERS: Partial<Record<FunctionName, Handler>> = { lease: leaseHandler, 'upload-grant': grantHandler, abort: abortHandler };

@@ -7,7 +7,7 @@ import { txnKeys } from '../format/changeset.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import type { FunctionName } from '../functions/types.js';
-import { LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
+import { ChainError, FunctionError, LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
 import { commitOutcomeKey, type ChainOutcome } from './aws.js';
 
 export interface LocalInvoker extends FunctionInvoker {
@@ -15,12 +15,25 @@ export interface LocalInvoker extends FunctionInvoker {
   close(): Promise<void>;
 }
 
+/** A handler's refusal, as the error it threw: the writer sees its kind and code, as on Lambda. */
+function handlerErrorOf(err: unknown): ReturnType<typeof errorFromJSON> | undefined {
+  const cause = err instanceof ChainError ? err.cause : err;
+  return cause instanceof FunctionError && cause.handlerError ? errorFromJSON(cause.handlerError) : undefined;
+}
+
+/** Refusals say the input is wrong: a retry of the step would be refused again. */
+function retryable(error: FunctionError): boolean {
+  const kind = error.handlerError?.kind;
+  return kind !== 'refused' && kind !== 'usage';
+}
+
 /** Functions in local sandboxes with the limits a cloud function would have. */
 export function localInvoker(options: LocalRuntimeOptions & { env: Record<string, string> }): LocalInvoker {
   const runtime = new LocalRuntime(options);
+  const rethrow = (err: unknown): never => { throw handlerErrorOf(err) ?? err; };
   return {
-    invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event)).result,
-    runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000 })).result,
+    invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event).catch(rethrow)).result,
+    runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000, retryOn: retryable }).catch(rethrow)).result,
     requests: () => meterSum(Object.values(runtime.report()).map((s) => s!.requests)),
     report: () => runtime.report(),
     close: () => runtime.close(),

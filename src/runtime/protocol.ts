@@ -1,3 +1,4 @@
+import type { ErrorJSON } from '../errors.js';
 import type { MeterSnapshot } from '../store/metered-store.js';
 
 // Messages between the runtime and a sandbox (worker thread or child process). Events and results
@@ -33,7 +34,9 @@ export type FromSandbox =
   | { type: 'init-error'; errorType: string; errorMessage: string }
   | { type: 'checkpoint'; id: number; name: string }
   | { type: 'result'; id: number; payload: string; memory: MemoryReport; requests?: MeterSnapshot }
-  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport; requests?: MeterSnapshot };
+  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport; requests?: MeterSnapshot;
+      /** Our error's kind and code, when the handler threw a ScvmfsError. */
+      error?: ErrorJSON };
 
 /** What a sandbox is started with (worker data, or the child's first argument as JSON). */
 export interface SandboxInit {

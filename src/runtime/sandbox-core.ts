@@ -2,6 +2,7 @@
 // module once (Lambda's init phase), then serve invocations one at a time, as a Lambda sandbox does.
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { ScvmfsError } from '../errors.js';
 import { meteringInvocation } from '../functions/env.js';
 import type { FunctionContext, Handler } from '../functions/types.js';
 import { CHECKPOINT_HOOK, type FromSandbox, type InvokeMessage, type MemoryReport, type SandboxInit, type ToSandbox } from './protocol.js';
@@ -72,7 +73,10 @@ async function invoke(handler: Handler, init: SandboxInit, m: InvokeMessage): Pr
     }
   }
   const e = err instanceof Error ? err : undefined;
-  return { type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, memory: memory(), requests };
+  return {
+    type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, memory: memory(), requests,
+    ...(err instanceof ScvmfsError ? { error: err.toJSON() } : {}),
+  };
 }
 
 function memory(): MemoryReport {

@@ -132,7 +132,8 @@ export abstract class Sandbox {
         if (m.type === 'result') {
           this.finish({ payload: m.payload, requests: m.requests }, m.memory);
         } else {
-          this.finish({ error: new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack), requests: m.requests }, m.memory);
+          const error = new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack, m.error);
+          this.finish({ error, requests: m.requests }, m.memory);
         }
         return;
     }
