@@ -16,7 +16,9 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
 import { functionEnvName } from '../src/runtime/aws.js';
-import { CONTROL_PREFIX } from '../src/store/object-store.js';
+import { LEASES_KEY } from '../src/repo/leases.js';
+import { POLICY_KEY } from '../src/repo/publisher-policy.js';
+import { TXN_PREFIX } from '../src/format/changeset.js';
 
 /** Where scripts/package-lambda.sh puts dist/src + production node_modules. */
 export const DEFAULT_CODE_DIRECTORY = fileURLToPath(new URL('../../build/lambda', import.meta.url));
@@ -27,26 +29,39 @@ export const DATA_TTL = Duration.days(3);
 
 /**
  * What each function may do to objects, as key patterns under the repository prefix `<fqrn>/`. This table
- * is the whole S3 permission model; widen a row here, nowhere else.
+ * is the whole S3 permission model; widen a row here, nowhere else. test/iam-evaluation.test.ts records
+ * every store request the functions make and checks it against the roles, both ways: each request is
+ * allowed, and each pattern here is used by some request (or justified there).
  */
 export interface ObjectAccess {
   read?: string[];
   write?: string[];
   delete?: string[];
+  /**
+   * ListBucket on the bucket: S3 answers a missing key with 404 only to a caller that may list (403
+   * otherwise), and the store reads 404 as "not there"; abort also lists its transaction's objects.
+   * It reveals key names, never content.
+   */
+  list?: boolean;
 }
+const TXN_OBJECTS = `${TXN_PREFIX}*`;
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
-  // Records, renews and expires leases: nothing outside its part of the control area.
-  lease: { read: [`${CONTROL_PREFIX}leases/*`], write: [`${CONTROL_PREFIX}leases/*`], delete: [`${CONTROL_PREFIX}leases/*`] },
-  // Answers "already there" (HEAD) or a pre-signed PUT; the URL carries this role's rights, so PutObject
-  // on data/* is exactly what a writer can be granted through it.
-  'upload-grant': { read: ['data/*'], write: ['data/*'] },
-  // Reads changesets and catalogs, writes catalogs, manifest, history, reflog and checkpoints. It never
-  // deletes repository objects (garbage collection would), only its own control-area state.
-  commit: { read: ['*'], write: ['*'], delete: [`${CONTROL_PREFIX}*`] },
-  // Throws away a transaction and its lease: control area only.
-  abort: { read: [`${CONTROL_PREFIX}*`], write: [`${CONTROL_PREFIX}*`], delete: [`${CONTROL_PREFIX}*`] },
-  // Reads the manifest and certificate to list the certificate, writes the whitelist.
-  resign: { read: ['.cvmfspublished', 'data/*'], write: ['.cvmfswhitelist'] },
+  // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
+  lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
+  // Checks the lease, answers "already there" (HEAD) or a pre-signed PUT; the URL carries this role's
+  // rights, so PutObject on data/* is exactly what a writer can be granted through it.
+  'upload-grant': { read: ['data/*', LEASES_KEY], write: ['data/*'], list: true },
+  // Reads changesets, the policy, the lease and catalogs; writes catalogs and objects, manifest, reflog,
+  // its checkpoint, and the lease table (it releases the lease). It deletes nothing.
+  commit: {
+    read: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY],
+    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY],
+    list: true,
+  },
+  // Marks a transaction aborted, deletes its changeset and releases its lease.
+  abort: { read: [TXN_OBJECTS, LEASES_KEY], write: [TXN_OBJECTS, LEASES_KEY], delete: [TXN_OBJECTS], list: true },
+  // Reads the manifest (the repository must exist) and writes the whitelist; it reads no missing key.
+  resign: { read: ['.cvmfspublished'], write: ['.cvmfswhitelist'] },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
@@ -303,8 +318,8 @@ export class ScvmfsStack extends Stack {
       if (resources.length > 0) f.addToRolePolicy(new iam.PolicyStatement({ actions: [action], resources }));
     }
     // Without ListBucket, S3 answers 403 instead of 404 for a missing key, and every "is it there?" in the
-    // store (lease lookups, existence checks) would fail. It reveals key names only, never content.
-    f.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
+    // store (lease lookups, existence checks) would fail (ObjectAccess.list).
+    if (access.list) f.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
   }
 }
 

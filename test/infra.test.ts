@@ -79,7 +79,7 @@ function allows(t: Template, fn: FunctionName, action: string, key: string): boo
 
 const PUBLIC_KEYS = ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', '.cvmfs_master_replica',
   'data/6e/d3d49a5c64f21f36936ab350d49aaf57585b9aC', 'data/ab/cdef0123456789abcdef0123456789abcdef01'];
-const CONTROL_KEYS = ['.scvmfs/leases/some/path', '.scvmfs/txn/abc/changeset.0', '.scvmfs/publish.lock'];
+const CONTROL_KEYS = ['.scvmfs/leases.json', '.scvmfs/publishers.json', '.scvmfs/txn/abc/changeset.json', '.scvmfs/publish.lock'];
 
 test('the bucket policy lets anyone read the public files and objects, never the control area', () => {
   const [, policy] = only(plain, 'AWS::S3::BucketPolicy');
@@ -210,6 +210,7 @@ test('each role reaches only its own keys, and no policy grants a wildcard actio
         }
         if (list(s.Action).includes('s3:ListBucket')) {
           assert.deepEqual(list(s.Resource), [{ 'Fn::GetAtt': [only(t, 'AWS::S3::Bucket')[0], 'Arn'] }]);
+          assert.notEqual(fn, 'resign', 'resign reads no missing key, so it needs no ListBucket');
         }
       }
     }
@@ -219,28 +220,36 @@ test('each role reaches only its own keys, and no policy grants a wildcard actio
   const get = 's3:GetObject';
   const del = 's3:DeleteObject';
 
-  assert.ok(may('lease', put, '.scvmfs/leases/some/path') && may('lease', get, '.scvmfs/leases/x'));
-  for (const key of [...PUBLIC_KEYS, '.scvmfs/txn/abc/changeset.0', '.scvmfs/publish.lock']) {
+  // The lease table is the lease function's; the publisher policy it may only read.
+  assert.ok(may('lease', put, '.scvmfs/leases.json') && may('lease', get, '.scvmfs/leases.json'));
+  assert.ok(may('lease', get, '.scvmfs/publishers.json') && !may('lease', put, '.scvmfs/publishers.json'));
+  for (const key of [...PUBLIC_KEYS, '.scvmfs/txn/abc/changeset.json', '.scvmfs/publish.lock']) {
     assert.ok(!may('lease', put, key) && !may('lease', get, key), `lease stays off ${key}`);
   }
 
   assert.ok(may('upload-grant', put, 'data/ab/cdef0123456789abcdef0123456789abcdef01'));
   assert.ok(may('upload-grant', get, 'data/ab/cdef0123456789abcdef0123456789abcdef01'));
-  for (const key of ['.cvmfspublished', '.cvmfswhitelist', ...CONTROL_KEYS]) {
+  // It checks the writer's lease, so it reads the lease table, and writes nothing but objects.
+  assert.ok(may('upload-grant', get, '.scvmfs/leases.json') && !may('upload-grant', put, '.scvmfs/leases.json'));
+  for (const key of ['.cvmfspublished', '.cvmfswhitelist', ...CONTROL_KEYS.filter((k) => k !== '.scvmfs/leases.json')]) {
     assert.ok(!may('upload-grant', put, key) && !may('upload-grant', get, key), `upload-grant stays off ${key}`);
   }
 
-  for (const key of [...PUBLIC_KEYS, ...CONTROL_KEYS]) assert.ok(may('commit', get, key) && may('commit', put, key), key);
-  for (const key of PUBLIC_KEYS) assert.ok(!may('commit', del, key), `commit never deletes ${key}`);
-  assert.ok(may('commit', del, '.scvmfs/txn/abc/changeset.0'));
+  for (const key of ['.cvmfspublished', '.cvmfsreflog', ...PUBLIC_KEYS.filter((k) => k.startsWith('data/')), '.scvmfs/txn/abc/state.json', '.scvmfs/leases.json']) {
+    assert.ok(may('commit', get, key) && may('commit', put, key), key);
+  }
+  assert.ok(may('commit', get, '.scvmfs/publishers.json') && !may('commit', put, '.scvmfs/publishers.json'), 'commit only reads the policy');
+  for (const key of ['.cvmfswhitelist', '.cvmfs_master_replica', '.scvmfs/publish.lock']) assert.ok(!may('commit', put, key), `commit never writes ${key}`);
+  for (const key of [...PUBLIC_KEYS, ...CONTROL_KEYS]) assert.ok(!may('commit', del, key), `commit never deletes ${key}`);
 
-  for (const key of CONTROL_KEYS) assert.ok(may('abort', del, key));
+  assert.ok(may('abort', del, '.scvmfs/txn/abc/changeset.json') && may('abort', put, '.scvmfs/leases.json'));
+  for (const key of ['.scvmfs/leases.json', '.scvmfs/publishers.json', '.scvmfs/publish.lock']) assert.ok(!may('abort', del, key), `abort never deletes ${key}`);
   for (const key of PUBLIC_KEYS) assert.ok(!may('abort', put, key) && !may('abort', del, key), `abort stays off ${key}`);
 
   assert.ok(may('resign', put, '.cvmfswhitelist'));
-  assert.ok(may('resign', get, '.cvmfspublished') && may('resign', get, 'data/6e/d3d49a5c64f21f36936ab350d49aaf57585b9aX'));
+  assert.ok(may('resign', get, '.cvmfspublished'));
   for (const key of ['.cvmfspublished', 'data/ab/cd', ...CONTROL_KEYS]) assert.ok(!may('resign', put, key), key);
-  for (const key of CONTROL_KEYS) assert.ok(!may('resign', get, key), key);
+  for (const key of ['data/ab/cd', ...CONTROL_KEYS]) assert.ok(!may('resign', get, key), key);
 });
 
 test('the whitelist schedule exists only when asked for, and then targets resign', () => {

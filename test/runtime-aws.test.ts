@@ -9,6 +9,9 @@ import { generateRepositoryKeys } from '../src/format/keys.js';
 import { loadKeys } from '../src/repo/keys-dir.js';
 import { functionEnvName, lambdaHandler, type LambdaContext } from '../src/runtime/aws.js';
 import type { FunctionContext, Handler } from '../src/functions/types.js';
+import { RefusedError } from '../src/errors.js';
+import { storeFromEnv } from '../src/functions/env.js';
+import { FsStore } from '../src/store/fs-store.js';
 import { tempDir } from './helpers.js';
 
 const FQRN = 'aws.example.org';
@@ -62,7 +65,7 @@ test('the Lambda context becomes our FunctionContext', async () => {
   const wrapped = lambdaHandler('commit', toy, { env: baseEnv(), lambda: new RecordingLambda() });
   let remaining = 9000;
   const ctx = { ...lambdaContext(), getRemainingTimeInMillis: () => remaining };
-  assert.equal(await wrapped({}, ctx), 'ok');
+  assert.equal((await wrapped({}, ctx)).result, 'ok');
   assert.equal(seen!.awsRequestId, 'req-1');
   assert.equal(seen!.functionName, 'stack-commit');
   assert.equal(seen!.memoryLimitInMB, 512);
@@ -76,18 +79,25 @@ test('a next step becomes exactly one asynchronous invoke of the configured func
   const toy: Handler = async () => ({ result: { sliced: true }, next: { fn: 'commit', event } });
   const env = baseEnv({ [functionEnvName('commit')]: 'prod-commit', SCVMFS_FN_ABORT: 'prod-abort' });
   const wrapped = lambdaHandler('commit', toy, { env, lambda });
-  assert.deepEqual(await wrapped({}, lambdaContext()), { sliced: true });
+  assert.deepEqual((await wrapped({}, lambdaContext())).result, { sliced: true });
   assert.equal(lambda.invocations.length, 1);
   const call = lambda.invocations[0]!;
   assert.equal(call.FunctionName, 'prod-commit');
   assert.equal(call.InvocationType, 'Event');
-  assert.deepEqual(JSON.parse(Buffer.from(call.Payload as Uint8Array).toString('utf8')), event);
+  // The event travels with what the chain has spent so far, and the next step unwraps it.
+  const payload = JSON.parse(Buffer.from(call.Payload as Uint8Array).toString('utf8'));
+  assert.deepEqual(payload.event, event);
+  assert.equal(payload.scvmfsChain.steps, 1);
+  let seen: unknown;
+  const next = lambdaHandler('commit', async (e) => { seen = e; return {}; }, { env, lambda });
+  await next(payload, lambdaContext());
+  assert.deepEqual(seen, event, 'the handler of the next step gets its event, not the envelope');
 });
 
 test('no next step, no invocation; a handler without result answers null', async () => {
   const lambda = new RecordingLambda();
   const wrapped = lambdaHandler('lease', async () => ({}), { env: baseEnv({ SCVMFS_FN_LEASE: 'x' }), lambda });
-  assert.equal(await wrapped({}, lambdaContext()), null);
+  assert.equal((await wrapped({}, lambdaContext())).result, null);
   assert.equal(lambda.invocations.length, 0);
 });
 
@@ -172,4 +182,49 @@ test('an unfilled or malformed secret is refused with a message that says what t
     await assert.rejects(wrapped({}, lambdaContext()), message);
     assert.equal(ran, false);
   }
+});
+
+test("a synchronous answer carries the invocation's own store requests; a refusal its kind and code", async () => {
+  const dir = tempDir('aws-requests');
+  process.env.SCVMFS_STORE = dir;
+  const toy: Handler = async (event: { puts: number }) => {
+    const store = storeFromEnv('lease');
+    for (let i = 0; i < event.puts; i++) await store.put(`.scvmfs/x${i}`, Buffer.from('x'));
+    await store.get('.scvmfs/x0');
+    return { result: 'done' };
+  };
+  const wrapped = lambdaHandler('lease', toy, { env: baseEnv({ SCVMFS_STORE: dir }), lambda: new RecordingLambda() });
+  const [a, b] = await Promise.all([wrapped({ puts: 2 }, lambdaContext()), wrapped({ puts: 5 }, lambdaContext())]);
+  assert.deepEqual([a.result, a.requests.put, a.requests.get], ['done', 2, 1], 'counted per invocation, even side by side');
+  assert.deepEqual([b.requests.put, b.requests.get], [5, 1]);
+
+  const refusing = lambdaHandler('lease', async () => { throw new RefusedError('no-such-thing', 'refused for a reason'); },
+    { env: baseEnv(), lambda: new RecordingLambda() });
+  const err = await refusing({}, lambdaContext()).then(() => null, (e: Error) => e);
+  assert.ok(err);
+  assert.deepEqual(JSON.parse(err.message), { name: 'RefusedError', kind: 'refused', code: 'no-such-thing', message: 'refused for a reason' },
+    "Lambda's errorMessage is the error's JSON");
+});
+
+test("a chain's last step records the chain's outcome and cost; a step that does not end the chain records none", async () => {
+  const dir = tempDir('aws-outcome');
+  process.env.SCVMFS_STORE = dir;
+  const store = new FsStore(dir);
+  const chainOutcome = { key: (e: { id: string }) => `.scvmfs/txn/${e.id}/outcome.json`, ends: (r: unknown) => r !== 'superseded' };
+  const toy: Handler = async (event: { id: string; answer: string }) => {
+    await storeFromEnv('commit').put(`.scvmfs/txn/${event.id}/work`, Buffer.from('w'));
+    return { result: event.answer };
+  };
+  const wrapped = lambdaHandler('commit', toy, { env: baseEnv({ SCVMFS_STORE: dir }), lambda: new RecordingLambda(), chainOutcome });
+  await wrapped({ id: 'lost-twin', answer: 'superseded' }, lambdaContext());
+  assert.equal(await store.get('.scvmfs/txn/lost-twin/outcome.json'), null, 'the winning twin ends the chain, not this one');
+  // The last of three steps: the envelope says what the two before it spent.
+  const earlier = { get: 4, head: 0, put: 3, conditionalPut: 2, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 10, bytesOut: 20 };
+  await wrapped({ scvmfsChain: { requests: earlier, steps: 2 }, event: { id: 'done', answer: 'committed' } }, lambdaContext());
+  const outcome = JSON.parse((await store.get('.scvmfs/txn/done/outcome.json'))!.body.toString());
+  assert.equal(outcome.status, 'finished');
+  assert.equal(outcome.result, 'committed');
+  assert.equal(outcome.steps, 3);
+  assert.equal(outcome.requests.put, 3 + 1 + 1, "earlier steps' puts, this step's, and the outcome's own");
+  assert.equal(outcome.requests.conditionalPut, 2);
 });

@@ -10,7 +10,7 @@ import { parseHashAlgorithm } from '../format/hash.js';
 import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
 import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 import { createBucketFor, openMeteredStore, openStore } from '../store/open-store.js';
-import { meterSummary, type MeterSnapshot } from '../store/metered-store.js';
+import { meterSum, meterSummary, type MeterSnapshot } from '../store/metered-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { defaultCacheDir } from '../repo/object-cache.js';
 import { initRepository, resignWhitelist } from '../repo/repository.js';
@@ -109,7 +109,7 @@ program.command('publish')
 
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
@@ -132,6 +132,8 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
       fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
       uploadVia: o.uploadVia, cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+      // The commit function balances the writer's path with these, within the bounds the owner allows.
+      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
       onProgress: (m) => { progress.done(); console.log(m); },
     });
@@ -149,7 +151,12 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
         if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
       }
     }
-    console.log(`  writer: ${meterSummary(meter.snapshot())}`);
+    const writer = meter.snapshot();
+    console.log(`  writer: ${meterSummary(writer)}`);
+    if (summary.functionRequests) {
+      console.log(`  functions: ${meterSummary(summary.functionRequests)}`);
+      console.log(`  total: ${meterSummary(meterSum([writer, summary.functionRequests]))}`);
+    }
     console.log(`  time: ${summary.seconds.toFixed(2)} s`);
   } finally {
     await local?.close();

@@ -5,6 +5,7 @@
 // may advance it. A lost manifest race rebases: the operations are re-applied to the new head, which is
 // mechanical because leases keep writers on disjoint paths.
 import { readFile } from 'node:fs/promises';
+import { RefusedError } from '../errors.js';
 import {
   CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksFromWire, entryFromWire, opPaths, partDigest, txnKeys,
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
@@ -34,6 +35,8 @@ export interface CommitEvent {
   txnId: string;
   leaseId: string;
   token: string;
+  /** The writer's wish for its path's catalog balancing; clamped to WRITER_WEIGHT_LIMITS (writerAutocatalogs). */
+  autocatalogs?: { maxWeight: number; minWeight: number } | false;
 }
 
 export interface CommitResultBody {
@@ -407,8 +410,34 @@ async function rebase(store: ObjectStore, state: CommitState, head: Head, path: 
 
 
 
-/** Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS on every call: a warm sandbox keeps no state. */
-export async function commitConfigFromEnv(): Promise<CommitConfig> {
+/**
+ * What a writer may ask of the balancing of its own path. Below 100 entries per catalog a client would
+ * fetch a catalog for every few directories; above 10^7 a catalog outgrows the commit function's memory.
+ */
+export const WRITER_WEIGHT_LIMITS = { minMaxWeight: 100, maxMaxWeight: 10_000_000 } as const;
+
+/**
+ * The balancing a commit applies: the owner's (from the environment), unless the writer's event asks for
+ * other weights or none. The writer is untrusted: its weights are whole numbers or refused, and clamped
+ * to WRITER_WEIGHT_LIMITS (min below half of max); an owner who turned balancing off keeps it off.
+ */
+export function writerAutocatalogs(asked: unknown, owner: CommitConfig['autocatalogs']): CommitConfig['autocatalogs'] {
+  if (asked === undefined || owner === false) return owner;
+  if (asked === false) return false;
+  const a = asked as { maxWeight?: unknown; minWeight?: unknown } | null;
+  if (typeof a !== 'object' || a === null || !Number.isSafeInteger(a.maxWeight) || !Number.isSafeInteger(a.minWeight)) {
+    throw new RefusedError('bad-autocatalogs', `the commit event's autocatalogs must be false or whole numbers { maxWeight, minWeight }, not ${JSON.stringify(asked)?.slice(0, 100)}`);
+  }
+  const maxWeight = Math.min(Math.max(a.maxWeight as number, WRITER_WEIGHT_LIMITS.minMaxWeight), WRITER_WEIGHT_LIMITS.maxMaxWeight);
+  const minWeight = Math.min(Math.max(a.minWeight as number, 1), Math.floor(maxWeight / 2));
+  return { maxWeight, minWeight };
+}
+
+/**
+ * Reads SCVMFS_STORE, SCVMFS_FQRN and SCVMFS_KEYS on every call: a warm sandbox keeps no state. The
+ * event's autocatalogs, if any, adjust the balancing (writerAutocatalogs).
+ */
+export async function commitConfigFromEnv(event?: Pick<CommitEvent, 'autocatalogs'>): Promise<CommitConfig> {
   const fqrn = requiredEnv('commit', 'SCVMFS_FQRN');
   const dir = requiredEnv('commit', 'SCVMFS_KEYS');
   const keys = await loadKeys(dir, fqrn, { need: ['repository'] });
@@ -418,10 +447,10 @@ export async function commitConfigFromEnv(): Promise<CommitConfig> {
   return {
     store: storeFromEnv('commit'), fqrn,
     keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem },
-    autocatalogs: process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min },
+    autocatalogs: writerAutocatalogs(event?.autocatalogs, process.env.SCVMFS_AUTOCATALOGS === 'off' ? false : { maxWeight: max, minWeight: min }),
     maxOpsPerSlice: process.env.SCVMFS_SLICE_OPS ? Number(process.env.SCVMFS_SLICE_OPS) : undefined,
   };
 }
 
 export const handler: Handler<CommitEvent, CommitResultBody> = async (event, context) =>
-  handleCommitEvent(event, await commitConfigFromEnv(), context);
+  handleCommitEvent(event, await commitConfigFromEnv(event), context);

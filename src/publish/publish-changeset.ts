@@ -5,6 +5,7 @@
 import { BusyError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../store/object-store.js';
+import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import type { ChunkingParameters } from '../format/chunker.js';
 import {
   CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksToWire, entryToWire, MAX_OPS_PER_PART, partDigest, txnKeys,
@@ -31,6 +32,8 @@ export interface FunctionInvoker {
   invoke(fn: string, event: unknown): Promise<unknown>;
   /** Runs a chain from `fn` until a step answers without `next`; resolves to the last `result`. */
   runChain(fn: string, event: unknown): Promise<unknown>;
+  /** Store requests the functions made for this invoker's calls so far, as far as the runtime reports them. */
+  requests?(): MeterSnapshot;
 }
 
 export interface PublisherIdentity {
@@ -56,6 +59,11 @@ export interface ChainPublishOptions {
   cacheDir?: string;
   chunking?: Partial<ChunkingParameters> | false;
   /**
+   * Catalog balancing of the writer's path, asked of the commit function (which clamps it to the bounds
+   * the owner allows, functions/commit.ts); default: the deployment's setting.
+   */
+  autocatalogs?: { maxWeight: number; minWeight: number } | false;
+  /**
    * How data objects reach the store: 'direct' (default) puts them with the writer's own credentials;
    * 'grants' asks the upload-grant function which are missing and PUTs those to the pre-signed URLs it
    * returns (keys granted without a URL, as on a directory store, are still put directly).
@@ -77,6 +85,11 @@ export interface ChainPublishSummary {
   rebases: number;
   /** Rebases done by swapping one catalog reference (the writer's own nested catalog). */
   grafts: number;
+  /**
+   * Store requests the functions made for this publish (lease renewals included), when the invoker
+   * reports them; the writer's own are counted by whoever metered `store`.
+   */
+  functionRequests?: MeterSnapshot;
   seconds: number;
 }
 
@@ -132,6 +145,7 @@ class ChangesetWriter {
 
 export async function publishThroughChain(store: ObjectStore, source: string, options: ChainPublishOptions): Promise<ChainPublishSummary> {
   const started = Date.now();
+  const requestsBefore = options.functions.requests?.();
   const path = normalizeRepoPath(options.path);
   const say = options.onProgress ?? (() => {});
   if (options.publisher.fqrn !== options.fqrn) {
@@ -212,7 +226,9 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     if (options.tag) header.tag = options.tag.description === undefined ? { name: options.tag.name } : options.tag;
     await store.put(txnKeys(txnId).header, serializeSignedDocument(signDocument(CHANGESET_TYPE, header, options.publisher.privateKeyPem, options.publisher.name)));
     say(`changeset ${txnId}: ${changeset.count} operations in ${changeset.digests.length} parts; committing`);
-    const result = (await options.functions.runChain('commit', { txnId, leaseId: lease.leaseId, token: lease.token })) as
+    const commitEvent: Record<string, unknown> = { txnId, leaseId: lease.leaseId, token: lease.token };
+    if (options.autocatalogs !== undefined) commitEvent.autocatalogs = options.autocatalogs;
+    const result = (await options.functions.runChain('commit', commitEvent)) as
       { status: string; revision?: number; slices?: number; rebases?: number; grafts?: number };
     if (result.status !== 'committed' || result.revision === undefined) throw new Error(`commit chain ended '${result.status}' without a revision`);
     committed = true;
@@ -221,11 +237,14 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0, result.grafts ?? 0);
 
     function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number, grafts = 0): ChainPublishSummary {
-      return {
+      const out: ChainPublishSummary = {
         changed, revision, stats: s, operations: changeset.count, parts: changeset.digests.length, filesCompressed, bytesRead,
         objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases, grafts,
         seconds: (Date.now() - started) / 1000,
       };
+      const requestsNow = options.functions.requests?.();
+      if (requestsNow && requestsBefore) out.functionRequests = meterDifference(requestsNow, requestsBefore);
+      return out;
     }
   } finally {
     clearInterval(renew);
@@ -236,4 +255,11 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       await retrying(() => options.functions.invoke('abort', { txnId, leaseId: lease.leaseId, token: lease.token })).catch(() => {});
     }
   }
+}
+
+/** What a meter counted between two snapshots of it. */
+function meterDifference(now: MeterSnapshot, before: MeterSnapshot): MeterSnapshot {
+  const out = meterSum([now]);
+  for (const k of Object.keys(out) as (keyof MeterSnapshot)[]) out[k] -= before[k];
+  return out;
 }

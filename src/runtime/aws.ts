@@ -2,13 +2,27 @@
 // environment, turns the repository key secret into the keys directory the handlers already know how to
 // read, and hands a `next` step to the next function as an asynchronous invocation.
 //
+// What crosses the Lambda boundary (docs/aws.md, "The Lambda adapter"):
+// - a synchronous answer is `{ result, requests }`: the handler's result and the store requests this
+//   invocation made, which the writer adds to its summary;
+// - our errors (ScvmfsError, refusals above all) are thrown with their ErrorJSON (kind, code, message)
+//   as the error message, so the caller rebuilds them with their code;
+// - a chain step hands its successor `{ scvmfsChain: { requests, steps }, event }`, so the chain's cost
+//   travels with it, and a chain's last step (or a refusal inside it) is recorded as the chain's outcome
+//   in the store, where the writer, which cannot receive an asynchronous answer, reads it at once.
+//
 // The SDK clients are passed in (or created on first use) so that tests can put a fake at the cloud edge.
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { describeError, ScvmfsError, type ErrorJSON } from '../errors.js';
+import { txnKeys } from '../format/changeset.js';
+import { meteringInvocation } from '../functions/env.js';
 import { keyFilePaths } from '../repo/keys-dir.js';
+import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
+import { openInvocationStore } from '../store/open-store.js';
 import type { RepositoryKeys } from '../format/keys.js';
 import { FUNCTION_NAMES, type FunctionContext, type FunctionName, type Handler } from '../functions/types.js';
 
@@ -20,7 +34,7 @@ export interface LambdaContext {
   getRemainingTimeInMillis(): number;
 }
 
-export type LambdaHandler<E = any, R = unknown> = (event: E, context: LambdaContext) => Promise<R | null>;
+export type LambdaHandler<E = any, R = unknown> = (event: E, context: LambdaContext) => Promise<LambdaAnswer<R>>;
 
 /** What we ask of a Lambda client: one command. `LambdaClient` fits; so does a test's recorder. */
 export interface InvokeClient {
@@ -39,6 +53,54 @@ export interface AwsRuntimeOptions {
   env?: NodeJS.ProcessEnv;
   /** Parent of the keys directory made from the secrets; default the sandbox's /tmp. */
   scratchDir?: string;
+  /**
+   * For a function that runs as an asynchronous chain (commit): `key` names where the chain's outcome is
+   * recorded for an event, and `ends` says whether a result without `next` ends the chain (a duplicate
+   * delivery that lost to its twin answers without ending it). A refusal recorded there ends the step
+   * without an error, so Lambda does not retry what would be refused again.
+   */
+  chainOutcome?: { key: (event: any) => string; ends?: (result: unknown) => boolean };
+}
+
+/** What a synchronous invocation answers. */
+export interface LambdaAnswer<R = unknown> {
+  result: R | null;
+  /** The store requests this invocation made. */
+  requests: MeterSnapshot;
+}
+
+/** The payload of a chain step after the first: the handler's `next` event and what the chain spent so far. */
+export interface ChainStepPayload {
+  scvmfsChain: { requests: MeterSnapshot; steps: number };
+  event: unknown;
+}
+
+/** The record of how a chain ended, at `chainOutcomeKey`. */
+export type ChainOutcome =
+  | { status: 'finished'; result: unknown; requests: MeterSnapshot; steps: number }
+  | { status: 'refused'; error: ErrorJSON; requests: MeterSnapshot; steps: number };
+
+/** Where the commit chain of `txnId` records its outcome (beside its checkpoint). */
+export function commitOutcomeKey(txnId: string): string {
+  return `${txnKeys(txnId).prefix}outcome.json`;
+}
+
+function isChainStep(event: unknown): event is ChainStepPayload {
+  const e = event as Partial<ChainStepPayload> | null;
+  return typeof e === 'object' && e !== null && typeof e.scvmfsChain === 'object' && e.scvmfsChain !== null && 'event' in e;
+}
+
+/** Refusals and usage errors say the input is wrong: repeating the step cannot help. */
+function isRefusal(err: unknown): boolean {
+  const kind = describeError(err).kind;
+  return kind === 'refused' || kind === 'usage';
+}
+
+/** Our errors as their JSON (kind, code, message), anything else as an internal error with its message. */
+function errorJSON(err: unknown): ErrorJSON {
+  if (err instanceof ScvmfsError) return err.toJSON();
+  const d = describeError(err);
+  return { name: err instanceof Error ? err.name : 'Error', ...d };
 }
 
 /** The environment variable naming the deployed Lambda function that runs `fn`: SCVMFS_FN_UPLOAD_GRANT. */
@@ -143,8 +205,8 @@ async function materializeKeys(client: SecretClient, config: AwsConfig, scratchD
 
 /**
  * Wraps `handler` (the function `fn`) as a Lambda handler. A synchronous caller receives the handler's
- * `result` (null when it has none); a `next` step is started before returning, because Lambda freezes the
- * sandbox as soon as the handler's promise settles.
+ * `result` (null when it has none) and the invocation's store requests; a `next` step is started before
+ * returning, because Lambda freezes the sandbox as soon as the handler's promise settles.
  */
 export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, options: AwsRuntimeOptions = {}):
   LambdaHandler<E, R> {
@@ -163,7 +225,9 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
   let keysDir: Promise<string> | undefined;
   let keysFor: string | undefined;
 
-  return async (event, lambdaContext) => {
+  return async (payload, lambdaContext) => {
+    const chain = isChainStep(payload) ? payload.scvmfsChain : { requests: meterSum([]), steps: 0 };
+    const event = (isChainStep(payload) ? payload.event : payload) as E;
     const context = functionContext(lambdaContext);
     const config = configFromEnv(env);
     if (config.keySecret || config.masterKeySecret) {
@@ -178,7 +242,22 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
       env.SCVMFS_KEYS = await keysDir;
     }
 
-    const answer = await handler(event, context);
+    const outcome = await meteringInvocation(() => handler(event, context));
+    const spent = { requests: meterSum([chain.requests, outcome.requests]), steps: chain.steps + 1 };
+    const outcomeKey = options.chainOutcome ? chainOutcomeKeyOf(options.chainOutcome.key, event) : undefined;
+    if (!outcome.ok) {
+      const refused = isRefusal(outcome.error);
+      if (refused && outcomeKey !== undefined) {
+        await recordOutcome(config.store, env, fn, outcomeKey, { status: 'refused', error: errorJSON(outcome.error), ...spent });
+        return { result: null, requests: outcome.requests };
+      }
+      // The message carries kind and code across Lambda's error payload ({errorType, errorMessage}).
+      if (refused || outcome.error instanceof ScvmfsError) {
+        throw Object.assign(new Error(JSON.stringify(errorJSON(outcome.error))), { name: (outcome.error as Error)?.name ?? 'Error' });
+      }
+      throw outcome.error;
+    }
+    const answer = outcome.value;
 
     if (answer.next !== undefined) {
       const { fn: nextFn, event: nextEvent } = answer.next;
@@ -194,7 +273,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
       const out = await lambda.send(new InvokeCommand({
         FunctionName: target,
         InvocationType: 'Event',
-        Payload: Buffer.from(JSON.stringify(nextEvent ?? null)),
+        Payload: Buffer.from(JSON.stringify({ scvmfsChain: spent, event: nextEvent ?? null } satisfies ChainStepPayload)),
       }));
       // An accepted asynchronous invocation answers 202; anything else means the chain stopped here, and
       // throwing makes Lambda retry this (idempotent) step rather than lose the rest of the chain.
@@ -202,7 +281,25 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
         throw new Error(`asynchronous invocation of ${target} (${nextFn}) was not accepted:`
           + ` status ${out.StatusCode ?? 'none'}${out.FunctionError ? `, ${out.FunctionError}` : ''}`);
       }
+    } else if (outcomeKey !== undefined && (options.chainOutcome!.ends?.(answer.result) ?? true)) {
+      await recordOutcome(config.store, env, fn, outcomeKey, { status: 'finished', result: answer.result ?? null, ...spent });
     }
-    return answer.result ?? null;
+    return { result: answer.result ?? null, requests: outcome.requests };
   };
+}
+
+function chainOutcomeKeyOf(keyOf: (event: any) => string, event: unknown): string | undefined {
+  try {
+    return keyOf(event);
+  } catch {
+    // An event that names no valid transaction has no outcome to record; the handler refuses it anyway.
+    return undefined;
+  }
+}
+
+/** Writes the chain's outcome; its own put is counted in the requests it records. */
+async function recordOutcome(spec: string, env: NodeJS.ProcessEnv, fn: FunctionName, key: string, outcome: ChainOutcome): Promise<void> {
+  const { store } = openInvocationStore(spec, { recordTo: env.SCVMFS_STORE_RECORD || undefined, who: fn });
+  const requests = { ...outcome.requests, put: outcome.requests.put + 1 };
+  await store.put(key, Buffer.from(JSON.stringify({ ...outcome, requests })));
 }

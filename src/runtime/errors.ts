@@ -26,7 +26,7 @@ export class FunctionError extends Error {
     message: string,
     /** The stack inside the sandbox, when the handler threw. */
     readonly sandboxStack?: string,
-    /** The handler's own error (kind and code) when it threw one of ours. */
+    /** The kind and code of the handler's own error (a ScvmfsError), for the caller to rebuild. */
     readonly handlerError?: ErrorJSON,
   ) {
     super(`${fn}: ${message}`);

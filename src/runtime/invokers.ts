@@ -1,23 +1,40 @@
 // The writer's view of the functions (publish/FunctionInvoker) over each runtime: the local runner, or
 // deployed Lambda functions called through the AWS API.
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { errorFromJSON, isErrorJSON } from '../errors.js';
 import type { FunctionInvoker } from '../publish/publish-changeset.js';
 import { txnKeys } from '../format/changeset.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import type { FunctionName } from '../functions/types.js';
-import { LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
+import { ChainError, FunctionError, LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
+import { commitOutcomeKey, type ChainOutcome } from './aws.js';
 
 export interface LocalInvoker extends FunctionInvoker {
   report(): RuntimeReport;
   close(): Promise<void>;
 }
 
+/** A handler's refusal, as the error it threw: the writer sees its kind and code, as on Lambda. */
+function handlerErrorOf(err: unknown): ReturnType<typeof errorFromJSON> | undefined {
+  const cause = err instanceof ChainError ? err.cause : err;
+  return cause instanceof FunctionError && cause.handlerError ? errorFromJSON(cause.handlerError) : undefined;
+}
+
+/** Refusals say the input is wrong: a retry of the step would be refused again. */
+function retryable(error: FunctionError): boolean {
+  const kind = error.handlerError?.kind;
+  return kind !== 'refused' && kind !== 'usage';
+}
+
 /** Functions in local sandboxes with the limits a cloud function would have. */
 export function localInvoker(options: LocalRuntimeOptions & { env: Record<string, string> }): LocalInvoker {
   const runtime = new LocalRuntime(options);
+  const rethrow = (err: unknown): never => { throw handlerErrorOf(err) ?? err; };
   return {
-    invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event)).result,
-    runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000 })).result,
+    invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event).catch(rethrow)).result,
+    runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000, retryOn: retryable }).catch(rethrow)).result,
+    requests: () => meterSum(Object.values(runtime.report()).map((s) => s!.requests)),
     report: () => runtime.report(),
     close: () => runtime.close(),
   };
@@ -26,37 +43,74 @@ export function localInvoker(options: LocalRuntimeOptions & { env: Record<string
 export interface AwsInvokerOptions {
   /** Deployed function names, e.g. from the stack outputs: { lease: 'scvmfs-lease', … }. */
   functionNames: Record<FunctionName, string>;
-  /** The chain runs asynchronously on Lambda; the writer watches its checkpoint in the store. */
+  /** The chain runs asynchronously on Lambda; the writer watches its outcome and checkpoint in the store. */
   store: ObjectStore;
   client?: Pick<LambdaClient, 'send'>;
   pollMs?: number;
   timeoutMs?: number;
+  /**
+   * How long to wait for the chain's outcome record once its checkpoint says it is done (the record is
+   * written just after); a deployment that writes none is then read from the checkpoint. Default 5 s.
+   */
+  outcomeGraceMs?: number;
+}
+
+interface CommitCheckpoint {
+  status: string;
+  revision: number | null;
+  slices: number;
+  rebases: number;
+  grafts?: number;
 }
 
 /** Deployed Lambda functions: direct calls answer synchronously, the commit chain is started and watched. */
 export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
   const client = options.client ?? new LambdaClient({});
+  let spent = meterSum([]);
+  const count = (requests: unknown) => {
+    if (typeof requests === 'object' && requests !== null) spent = meterSum([spent, requests as MeterSnapshot]);
+  };
   const call = async (fn: string, event: unknown, type: 'RequestResponse' | 'Event') => {
     const name = options.functionNames[fn as FunctionName];
     if (!name) throw new Error(`no deployed function for '${fn}'`);
     const out = await client.send(new InvokeCommand({ FunctionName: name, InvocationType: type, Payload: Buffer.from(JSON.stringify(event)) }));
     const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : 'null';
-    if (out.FunctionError) throw new Error(`function ${name} failed: ${text}`);
-    return text === '' ? null : JSON.parse(text);
+    if (out.FunctionError) throw lambdaError(name, text);
+    const answer = text === '' ? null : JSON.parse(text) as unknown;
+    // The adapter answers { result, requests } (runtime/aws.ts); a bare value is a result on its own.
+    if (typeof answer === 'object' && answer !== null && 'result' in answer && 'requests' in answer) {
+      count(answer.requests);
+      return answer.result;
+    }
+    return answer;
   };
   return {
     invoke: (fn, event) => call(fn, event, 'RequestResponse'),
+    requests: () => ({ ...spent }),
     async runChain(fn, event) {
       const txnId = (event as { txnId?: string }).txnId;
       if (fn !== 'commit' || !txnId) throw new Error('only the commit chain runs asynchronously on Lambda');
       await call(fn, event, 'Event');
       const deadline = Date.now() + (options.timeoutMs ?? 15 * 60_000);
+      let finishedAt: number | undefined;
       for (;;) {
+        // The chain's own record of how it ended: a result, or a refusal with its code, at once.
+        const recorded = await options.store.get(commitOutcomeKey(txnId));
+        if (recorded) {
+          const outcome = JSON.parse(recorded.body.toString('utf8')) as ChainOutcome;
+          count(outcome.requests);
+          if (outcome.status === 'refused') throw isErrorJSON(outcome.error) ? errorFromJSON(outcome.error) : new Error(`commit chain of ${txnId} was refused`);
+          return outcome.result;
+        }
+        // A deployment older than the outcome record: the checkpoint still says when the chain is done.
         const got = await options.store.get(txnKeys(txnId).state);
         if (got) {
-          const state = JSON.parse(got.body.toString('utf8')) as { status: string; revision: number | null; slices: number; rebases: number };
+          const state = JSON.parse(got.body.toString('utf8')) as CommitCheckpoint;
           if (state.status === 'committed' || state.status === 'aborted') {
-            return { status: state.status, revision: state.revision ?? undefined, slices: state.slices, rebases: state.rebases };
+            finishedAt ??= Date.now();
+            if (Date.now() - finishedAt >= (options.outcomeGraceMs ?? 5000)) {
+              return { status: state.status, revision: state.revision ?? undefined, slices: state.slices, rebases: state.rebases, grafts: state.grafts ?? 0 };
+            }
           }
         }
         if (Date.now() > deadline) throw new Error(`commit chain of ${txnId} did not finish in time; its checkpoint is ${txnKeys(txnId).state}`);
@@ -64,4 +118,19 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
       }
     },
   };
+}
+
+/** Lambda's error payload is {errorType, errorMessage, trace}; our refusals put their ErrorJSON in the message. */
+function lambdaError(name: string, text: string): Error {
+  let message: unknown;
+  try {
+    message = (JSON.parse(text) as { errorMessage?: unknown } | null)?.errorMessage;
+  } catch { /* not JSON: reported as it is */ }
+  if (typeof message === 'string') {
+    try {
+      const inner = JSON.parse(message) as unknown;
+      if (isErrorJSON(inner)) return errorFromJSON(inner);
+    } catch { /* a plain message */ }
+  }
+  return new Error(`function ${name} failed: ${text}`);
 }

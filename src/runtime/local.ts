@@ -221,6 +221,7 @@ export class LocalRuntime {
       record.durationMs = end.durationMs;
       record.peakMemoryMb = end.peakMemoryBytes / MB;
       record.checkpoints = end.checkpoints;
+      if (end.requests) record.requests = end.requests;
       delivery = end.error ? { error: end.error } : this.parseAnswer(fn, end.payload!);
     } catch (err) {
       if (!(err instanceof FunctionError)) throw err;

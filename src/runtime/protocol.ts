@@ -2,6 +2,7 @@
 // travel as JSON text, as they do to and from Lambda, so a handler never sees what Lambda could not
 // deliver (a Buffer, a Map, undefined in an array) and payload sizes are measured where Lambda measures them.
 import type { ErrorJSON } from '../errors.js';
+import type { MeterSnapshot } from '../store/metered-store.js';
 
 export interface InvokeMessage {
   type: 'invoke';
@@ -31,9 +32,10 @@ export type FromSandbox =
   | { type: 'ready' }
   | { type: 'init-error'; errorType: string; errorMessage: string }
   | { type: 'checkpoint'; id: number; name: string }
-  | { type: 'result'; id: number; payload: string; memory: MemoryReport }
-  /** `error` is the handler's own ScvmfsError (kind and code), so it survives the boundary. */
-  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; error?: ErrorJSON; memory: MemoryReport };
+  | { type: 'result'; id: number; payload: string; memory: MemoryReport; requests?: MeterSnapshot }
+  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport; requests?: MeterSnapshot;
+      /** Our error's kind and code, when the handler threw a ScvmfsError. */
+      error?: ErrorJSON };
 
 /** What a sandbox is started with (worker data, or the child's first argument as JSON). */
 export interface SandboxInit {

@@ -2,7 +2,8 @@
 // module once (Lambda's init phase), then serve invocations one at a time, as a Lambda sandbox does.
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { isErrorJSON } from '../errors.js';
+import { ScvmfsError } from '../errors.js';
+import { meteringInvocation } from '../functions/env.js';
 import type { FunctionContext, Handler } from '../functions/types.js';
 import { CHECKPOINT_HOOK, type FromSandbox, type InvokeMessage, type MemoryReport, type SandboxInit, type ToSandbox } from './protocol.js';
 
@@ -59,16 +60,23 @@ async function invoke(handler: Handler, init: SandboxInit, m: InvokeMessage): Pr
     memoryLimitInMB: init.memoryMb,
     getRemainingTimeInMillis: () => Math.max(0, m.deadline - Date.now()),
   };
-  try {
-    const result = await handler(JSON.parse(m.event), context);
-    // Lambda answers `null` for a handler that returns nothing.
-    const payload = result === undefined ? 'null' : JSON.stringify(result);
-    return { type: 'result', id: m.id, payload, memory: memory() };
-  } catch (err) {
-    const e = err instanceof Error ? err : undefined;
-    const json = (err as { toJSON?: () => unknown } | null)?.toJSON?.();
-    return { type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, error: isErrorJSON(json) ? json : undefined, memory: memory() };
+  const outcome = await meteringInvocation(() => handler(JSON.parse(m.event), context));
+  const { requests } = outcome;
+  let err = outcome.ok ? undefined : outcome.error;
+  if (outcome.ok) {
+    try {
+      // Lambda answers `null` for a handler that returns nothing.
+      const payload = outcome.value === undefined ? 'null' : JSON.stringify(outcome.value);
+      return { type: 'result', id: m.id, payload, memory: memory(), requests };
+    } catch (unserializable) {
+      err = unserializable;
+    }
   }
+  const e = err instanceof Error ? err : undefined;
+  return {
+    type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, memory: memory(), requests,
+    ...(err instanceof ScvmfsError ? { error: err.toJSON() } : {}),
+  };
 }
 
 function memory(): MemoryReport {

@@ -3,6 +3,7 @@
 // supply the container (worker thread or child process) and how memory is limited and measured.
 import { performance } from 'node:perf_hooks';
 import type { FunctionName } from '../functions/types.js';
+import type { MeterSnapshot } from '../store/metered-store.js';
 import { FunctionError, KilledError, timeoutError } from './errors.js';
 import type { FromSandbox, MemoryReport, ToSandbox } from './protocol.js';
 
@@ -30,6 +31,8 @@ export interface SandboxOutcome {
   peakMemoryBytes: number;
   /** Checkpoint names the handler passed, in order. */
   checkpoints: string[];
+  /** Store requests the handler made, when it answered (a destroyed sandbox reports none). */
+  requests?: MeterSnapshot;
 }
 
 /** Lambda gives a sandbox's init phase (module load) 10 s, apart from the function's own timeout. */
@@ -127,9 +130,10 @@ export abstract class Sandbox {
           return;
         }
         if (m.type === 'result') {
-          this.finish({ payload: m.payload }, m.memory);
+          this.finish({ payload: m.payload, requests: m.requests }, m.memory);
         } else {
-          this.finish({ error: new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack, m.error) }, m.memory);
+          const error = new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack, m.error);
+          this.finish({ error, requests: m.requests }, m.memory);
         }
         return;
     }
@@ -172,7 +176,7 @@ export abstract class Sandbox {
     this.destroy();
   }
 
-  private finish(end: { payload?: string; error?: FunctionError }, reported: MemoryReport | undefined): void {
+  private finish(end: { payload?: string; error?: FunctionError; requests?: MeterSnapshot }, reported: MemoryReport | undefined): void {
     const p = this.pending;
     if (!p) return;
     this.pending = undefined;

@@ -1,5 +1,6 @@
 // What each invocation cost and how it ended, and the per-function sums a chain or a runtime reports.
 import type { FunctionName } from '../functions/types.js';
+import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import type { FailureKind } from './errors.js';
 
 export interface InvocationRecord {
@@ -19,6 +20,8 @@ export interface InvocationRecord {
   checkpoints: string[];
   /** The error message, for a failure. */
   error?: string;
+  /** Store requests the handler made (absent when the sandbox was destroyed before it answered). */
+  requests?: MeterSnapshot;
 }
 
 export interface FunctionStats {
@@ -34,6 +37,8 @@ export interface FunctionStats {
   totalDurationMs: number;
   maxDurationMs: number;
   peakMemoryMb: number;
+  /** Store requests of every invocation that reported them. */
+  requests: MeterSnapshot;
 }
 
 export type RuntimeReport = Partial<Record<FunctionName, FunctionStats>>;
@@ -45,7 +50,7 @@ const FAILURE_FIELD: Record<FailureKind, keyof FunctionStats> = {
 export function addToReport(report: RuntimeReport, r: InvocationRecord): void {
   const s = report[r.fn] ??= {
     invocations: 0, failures: 0, errors: 0, timeouts: 0, outOfMemory: 0, killed: 0, crashed: 0, initFailures: 0,
-    coldStarts: 0, totalDurationMs: 0, maxDurationMs: 0, peakMemoryMb: 0,
+    coldStarts: 0, totalDurationMs: 0, maxDurationMs: 0, peakMemoryMb: 0, requests: meterSum([]),
   };
   s.invocations++;
   if (r.outcome !== 'ok') {
@@ -56,6 +61,7 @@ export function addToReport(report: RuntimeReport, r: InvocationRecord): void {
   s.totalDurationMs += r.durationMs;
   s.maxDurationMs = Math.max(s.maxDurationMs, r.durationMs);
   s.peakMemoryMb = Math.max(s.peakMemoryMb, r.peakMemoryMb);
+  if (r.requests) s.requests = meterSum([s.requests, r.requests]);
 }
 
 export function summarize(records: readonly InvocationRecord[]): RuntimeReport {

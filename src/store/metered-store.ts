@@ -103,7 +103,20 @@ function bytes(n: number): string {
 
 /** One line for people, e.g. `store requests: 12 (get 3, head 1, put 2, conditional put 6, list 0, delete 0); 1 precondition failed, 0 failed; 1.2 MiB out, 3.4 KiB in`. */
 export function meterSummary(s: MeterSnapshot): string {
-  const total = s.get + s.head + s.put + s.conditionalPut + s.list + s.delete;
-  return `store requests: ${total} (get ${s.get}, head ${s.head}, put ${s.put}, conditional put ${s.conditionalPut}, list ${s.list}, delete ${s.delete}); ` +
+  return `store requests: ${meterRequests(s)} (get ${s.get}, head ${s.head}, put ${s.put}, conditional put ${s.conditionalPut}, list ${s.list}, delete ${s.delete}); ` +
     `${s.preconditionFailed} precondition failed, ${s.failed} failed; ${bytes(s.bytesOut)} out, ${bytes(s.bytesIn)} in`;
+}
+
+/** The counts of several meters together (a writer and the functions it called). */
+export function meterSum(snapshots: readonly MeterSnapshot[]): MeterSnapshot {
+  const total = { ...ZERO };
+  for (const s of snapshots) {
+    for (const k of Object.keys(total) as (keyof MeterSnapshot)[]) total[k] += s[k] ?? 0;
+  }
+  return total;
+}
+
+/** Requests in a snapshot, of every kind. */
+export function meterRequests(s: MeterSnapshot): number {
+  return s.get + s.head + s.put + s.conditionalPut + s.list + s.delete;
 }

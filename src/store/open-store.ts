@@ -7,6 +7,7 @@ import { FsStore } from './fs-store.js';
 import { S3Store, validateBucketName, validatePrefix, type S3StoreOptions } from './s3-store.js';
 import { RetryingStore } from './retrying-store.js';
 import { MeteredStore } from './metered-store.js';
+import { RecordingStore } from './recording-store.js';
 
 const S3_SYNTAX = 's3://<bucket>[/<prefix>][?endpoint=<url>&region=<region>&path-style=true|false&acl=none]';
 const S3_PARAMS = new Set(['endpoint', 'region', 'path-style', 'acl']);
@@ -105,18 +106,28 @@ export async function createBucketFor(spec: string): Promise<void> {
   }
 }
 
-const shared = new Map<string, ObjectStore>();
+const sharedBackends = new Map<string, ObjectStore>();
+
+export interface FunctionStoreOptions {
+  /** Append every request to this file as a JSON line, attributed to `who` (RecordingStore). */
+  recordTo?: string;
+  who?: string;
+}
 
 /**
- * One store per spec for the whole process: functions in a warm sandbox reuse its client and its
- * keep-alive connections instead of opening (and leaking) new ones on every invocation. Safe to cache
- * because a store holds no repository state, only the means to reach it.
+ * The store of one function invocation. The backend is one per spec for the whole process: functions in
+ * a warm sandbox reuse its client and keep-alive connections instead of opening (and leaking) new ones on
+ * every invocation, which is safe because a backend holds no repository state, only the means to reach
+ * it. Over it: a RecordingStore when asked (tests), then a meter of this invocation's own, inside
+ * retries as openMeteredStore has it, so the meter counts what the provider bills for this invocation.
  */
-export function openSharedStore(spec: string): ObjectStore {
-  let store = shared.get(spec);
-  if (!store) {
-    store = openStore(spec);
-    shared.set(spec, store);
+export function openInvocationStore(spec: string, options: FunctionStoreOptions = {}): { store: ObjectStore; meter: MeteredStore } {
+  let backend = sharedBackends.get(spec);
+  if (!backend) {
+    backend = openBackend(spec);
+    sharedBackends.set(spec, backend);
   }
-  return store;
+  const observed = options.recordTo ? new RecordingStore(backend, options.who ?? 'unknown', options.recordTo) : backend;
+  const meter = new MeteredStore(observed);
+  return { store: withRetries(backend, meter), meter };
 }
