@@ -1,0 +1,175 @@
+// A lease belongs to one publisher and one token, and abort against commit ends in exactly one outcome.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers.js';
+import { FsStore } from '../src/store/fs-store.js';
+import { writeKeys } from '../src/repo/keys-dir.js';
+import { generateRepositoryKeys } from '../src/format/keys.js';
+import { initRepository, readHead } from '../src/repo/repository.js';
+import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
+import { publishThroughChain } from '../src/publish/publish-changeset.js';
+import { handleCommitEvent, type CommitConfig, type CommitEvent } from '../src/functions/commit.js';
+import { handleAbortEvent } from '../src/functions/abort.js';
+import { handleLeaseEvent } from '../src/functions/lease.js';
+import { signLeaseRequest, type LeaseRecord } from '../src/format/lease.js';
+import { RepositoryReader } from '../src/client/reader.js';
+import { verifyRepository } from '../src/client/verify.js';
+import { checkLeaseToken } from '../src/repo/leases.js';
+import { transactionStatus } from '../src/repo/transactions.js';
+import { invoker } from './chain-invoker.js';
+
+const FQRN = 'binding.example.org';
+
+export async function setupRepo(name: string, writers: Record<string, string[]>) {
+  const work = tempDir(name);
+  const store = new FsStore(join(work, 'store'));
+  const keysDir = join(work, 'keys');
+  const keys = await generateRepositoryKeys(FQRN);
+  await writeKeys(keysDir, FQRN, keys);
+  await initRepository(store, { fqrn: FQRN, keys });
+  for (const [w, paths] of Object.entries(writers)) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths });
+  const config: CommitConfig = {
+    store, fqrn: FQRN, autocatalogs: false,
+    keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem: keys.masterPublicKeyPem },
+  };
+  const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+  const acquire = async (writer: string, path: string): Promise<LeaseRecord> => {
+    const publisher = await loadPublisherKey(keysDir, writer);
+    const r = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(publisher, { fqrn: FQRN, path, ttlSeconds: 600 }) },
+      { store, fqrn: FQRN, masterPublicKeyPem: keys.masterPublicKeyPem }, new Date());
+    assert.equal(r.status, 'ok');
+    return (r as { lease: LeaseRecord }).lease;
+  };
+  return { work, store, keysDir, keys, config, open, acquire, fqrn: FQRN };
+}
+
+export function makeTree(root: string, label: string, files: number): string {
+  mkdirSync(join(root, 'lib'), { recursive: true });
+  for (let i = 0; i < files; i++) writeFileSync(join(root, 'lib', `f${i}`), `${label} file ${i}\n`);
+  writeFileSync(join(root, 'README'), `${label}\n`);
+  return root;
+}
+
+const stateOf = async (store: FsStore, txnId: string) => (await transactionStatus(store, txnId)).status;
+
+/**
+ * A writer killed after the first commit slice: its transaction stays 'applying' and its lease held
+ * (the writer never gets to call abort). Returns the commit event it left behind.
+ */
+export async function killedWriter(s: Awaited<ReturnType<typeof setupRepo>>, writer: string, path: string, label: string): Promise<CommitEvent> {
+  const publisher = await loadPublisherKey(s.keysDir, writer);
+  const base = invoker({ ...s.config, maxOpsPerSlice: 1 });
+  let left: CommitEvent | undefined;
+  const dying = {
+    invoke: async (fn: string, event: unknown) => {
+      if (fn === 'abort') throw new Error('the writer is dead');
+      return base.invoke(fn, event);
+    },
+    runChain: async (_fn: string, event: unknown) => {
+      left = event as CommitEvent;
+      const ctx = { awsRequestId: 'x', functionName: 'commit', memoryLimitInMB: 128, getRemainingTimeInMillis: () => 60_000 };
+      const step = await handleCommitEvent(left, { ...s.config, maxOpsPerSlice: 1 }, ctx);
+      assert.ok(step.next, 'the first slice hands over to a next step');
+      throw new Error('killed after the first slice');
+    },
+  };
+  await assert.rejects(publishThroughChain(s.store, makeTree(join(s.work, label), label, 4), { fqrn: FQRN, publisher, path, functions: dying }), /killed/);
+  assert.equal(await stateOf(s.store, left!.txnId), 'applying');
+  return left!;
+}
+
+test("a changeset signed by bob does not commit under carol's lease, even with carol's token", async () => {
+  const s = await setupRepo('bind-publisher', { bob: ['/shared'], carol: ['/shared'] });
+  const carolLease = await s.acquire('carol', '/shared');
+  const bob = await loadPublisherKey(s.keysDir, 'bob');
+  const base = invoker(s.config);
+  // Bob got hold of carol's lease id and token and offers them as his own.
+  const borrowing = {
+    invoke: (fn: string, event: unknown) => {
+      if (fn === 'lease' && (event as { action: string }).action === 'acquire') return Promise.resolve({ status: 'ok', lease: carolLease, repeated: false, tookOver: [] });
+      return base.invoke(fn, event);
+    },
+    runChain: (fn: string, event: unknown) => base.runChain(fn, event),
+  };
+  const before = (await readHead(s.store))!.bytes;
+  await assert.rejects(
+    publishThroughChain(s.store, makeTree(join(s.work, 'src'), 'bob', 3), { fqrn: FQRN, publisher: bob, path: '/shared', functions: borrowing }),
+    (e: Error & { code?: string }) => e.code === 'wrong-publisher' && /held by publisher 'carol', not by 'bob'/.test(e.message));
+  assert.ok((await readHead(s.store))!.bytes.equals(before), 'manifest unchanged');
+  // Carol's own lease is still hers.
+  assert.equal((await checkLeaseToken(s.store, carolLease.leaseId, carolLease.token)).publisher, 'carol');
+});
+
+test("abort refuses another lease's token and a wrong token; the transaction's own lease aborts it", async () => {
+  const s = await setupRepo('bind-abort', { w1: ['/w1'], w2: ['/w2'] });
+  const left = await killedWriter(s, 'w1', '/w1', 'doomed');
+  const other = await s.acquire('w2', '/w2');
+  const before = (await readHead(s.store))!.bytes;
+  await assert.rejects(handleAbortEvent({ txnId: left.txnId, leaseId: other.leaseId, token: other.token }, s.store),
+    (e: Error & { code?: string }) => e.code === 'wrong-lease');
+  await assert.rejects(handleAbortEvent({ txnId: left.txnId, leaseId: left.leaseId, token: other.token }, s.store),
+    (e: Error & { code?: string }) => e.code === 'wrong-token');
+  assert.equal(await stateOf(s.store, left.txnId), 'applying', 'refused aborts changed nothing');
+  assert.deepEqual(await handleAbortEvent(left, s.store), { status: 'aborted' });
+  assert.equal(await stateOf(s.store, left.txnId), 'aborted');
+  await assert.rejects(checkLeaseToken(s.store, left.leaseId, left.token), /does not exist/, 'its lease is released');
+  assert.deepEqual(await handleAbortEvent(left, s.store), { status: 'aborted' }, 'aborting twice is fine');
+  assert.ok((await readHead(s.store))!.bytes.equals(before));
+  // The other writer's lease was not touched by the refused attempts.
+  assert.equal((await checkLeaseToken(s.store, other.leaseId, other.token)).publisher, 'w2');
+});
+
+const HOOK = Symbol.for('scvmfs.runtime.checkpoint');
+const COMMIT_CHECKPOINTS = ['verified', 'started', 'slice-catalogs-stored', 'slice-checkpointed', 'objects-stored', 'swap-pending', 'swapped', 'committed'];
+
+test('abort racing the commit at every checkpoint ends in exactly one outcome: published or aborted, never both', { timeout: 120_000 }, async () => {
+  const s = await setupRepo('bind-race', { w1: ['/w1'] });
+  const publisher = await loadPublisherKey(s.keysDir, 'w1');
+  const g = globalThis as Record<symbol, unknown>;
+  try {
+    for (const [i, at] of COMMIT_CHECKPOINTS.entries()) {
+      const base = invoker({ ...s.config, maxOpsPerSlice: 3 });
+      let event: CommitEvent | undefined;
+      let abortAnswer: unknown;
+      let fired = false;
+      g[HOOK] = async (name: string) => {
+        if (name !== at || fired || !event) return;
+        fired = true;
+        abortAnswer = await handleAbortEvent(event, s.store).catch((e: Error & { code?: string }) => ({ error: e.code }));
+      };
+      const functions = {
+        invoke: (fn: string, e: unknown) => base.invoke(fn, e),
+        runChain: (fn: string, e: unknown) => { event = e as CommitEvent; return base.runChain(fn, e); },
+      };
+      const before = (await readHead(s.store))!;
+      const outcome = await publishThroughChain(s.store, makeTree(join(s.work, `src${i}`), `round ${i}`, 5), { fqrn: FQRN, publisher, path: '/w1', functions })
+        .then((r) => `committed r${r.revision}`, (e: Error) => `failed: ${e.message}`);
+      assert.ok(fired, `the abort ran at '${at}'`);
+      const head = (await readHead(s.store))!;
+      const published = head.manifest.revision === before.manifest.revision + 1;
+      const state = await stateOf(s.store, event!.txnId);
+      const where = `abort at '${at}': abort answered ${JSON.stringify(abortAnswer)}, publish ${outcome}, checkpoint ${state}`;
+      if (published) {
+        assert.equal(state, 'committed', where);
+        assert.match(outcome, /^committed/, where);
+        assert.notDeepEqual(abortAnswer, { status: 'aborted' }, where);
+      } else {
+        assert.ok(head.bytes.equals(before.bytes), `manifest unchanged: ${where}`);
+        assert.equal(state, 'aborted', where);
+        assert.deepEqual(abortAnswer, { status: 'aborted' }, where);
+      }
+      if (at === 'swap-pending') {
+        assert.deepEqual(abortAnswer, { error: 'txn-swapping' }, `an abort at the swap loses and says why: ${where}`);
+        assert.ok(published, where);
+      }
+      if (['verified', 'started', 'slice-checkpointed', 'objects-stored'].includes(at)) assert.ok(!published, `the abort wins before the swap: ${where}`);
+    }
+  } finally {
+    delete g[HOOK];
+  }
+  const reader = await s.open();
+  await verifyRepository(reader);
+  reader.close();
+});
