@@ -25,6 +25,8 @@ import { RepositoryReader } from '../client/reader.js';
 import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
+import { register as registerLease } from './commands/lease.js';
+import { register as registerAbort } from './commands/abort.js';
 
 const program = new Command('scvmfs')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
@@ -355,6 +357,8 @@ readerOptions(program.command('verify')
 
 
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
+registerLease(program);
+registerAbort(program);
 
 program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
   console.error(`scvmfs: error: ${err.message}`);

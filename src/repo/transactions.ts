@@ -10,13 +10,13 @@
 // dead (lease gone and the checkpoint untouched for longer than any step may run).
 import { publicKeyPemOf } from '../format/keys.js';
 import { ContentHash } from '../format/hash.js';
-import { MAX_LEASE_SECONDS } from '../format/lease.js';
+import { MAX_LEASE_SECONDS, type LeaseInfo } from '../format/lease.js';
 import { TXN_PREFIX, txnKeys } from '../format/changeset.js';
 import { parseWhitelist, verifyWhitelistSignature } from '../format/whitelist.js';
 import { BusyError, RefusedError } from '../errors.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { loadKeys } from './keys-dir.js';
-import { leaseIsLive } from './leases.js';
+import { leaseIsLive, listLeases, ownerReleaseLease } from './leases.js';
 import { fetchCatalog } from './objects.js';
 import { checkSigningKeys, readHead, RepositoryMissingError, WHITELIST_KEY, type Head } from './repository.js';
 
@@ -246,20 +246,84 @@ export async function requireOwner(store: ObjectStore, fqrn: string, keysDir: st
   if (!head) throw new RepositoryMissingError(store);
   if (head.manifest.fqrn !== fqrn) throw new RefusedError('wrong-repository', `the repository in ${store.description} is '${head.manifest.fqrn}', not '${fqrn}'`);
   const keys = await loadKeys(keysDir, fqrn, { need: [] });
-  const notOwner = (why: string) => new RefusedError('not-owner', `${why}; owner commands need the repository key (${fqrn}.key and ` +
-    `${fqrn}.crt) or the master key (${fqrn}.masterkey) of ${fqrn} in --keys`);
+  const reasons: string[] = [];
   if (keys.repositoryKeyPem !== undefined && keys.certificatePem !== undefined) {
     try {
       await checkSigningKeys(store, head, { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem });
       return;
     } catch (e) {
-      if (keys.masterKeyPem === undefined) throw notOwner((e as Error).message);
+      reasons.push((e as Error).message);
     }
   }
   if (keys.masterKeyPem !== undefined) {
     const whitelist = await store.get(WHITELIST_KEY);
     if (whitelist && verifyWhitelistSignature(parseWhitelist(whitelist.body), [publicKeyPemOf(keys.masterKeyPem)])) return;
-    throw notOwner(`the master key in ${keysDir} did not sign this repository's whitelist`);
+    reasons.push(`the master key in ${keysDir} did not sign this repository's whitelist`);
   }
-  throw notOwner(`no repository or master key for ${fqrn} in ${keysDir}`);
+  throw new RefusedError('not-owner', `${reasons.length > 0 ? reasons.join('; ') : `no repository or master key for ${fqrn} in ${keysDir}`}; ` +
+    `owner commands need the repository key (${fqrn}.key and ${fqrn}.crt) or the master key (${fqrn}.masterkey) of ${fqrn} in --keys`);
+}
+
+export interface OwnerAbortResult {
+  txnId: string;
+  outcome: AbortOutcome | { status: 'busy'; message: string };
+  publisher?: string;
+  path?: string;
+  /** The transaction's lease, dropped with it. */
+  leaseReleased?: string;
+}
+
+/**
+ * The owner aborts a transaction without its lease's token (its writer was killed): as the writer's abort,
+ * then drops the lease the changeset names. A 'swapping' checkpoint whose swap landed is recorded committed.
+ */
+export async function ownerAbortTransaction(store: ObjectStore, txnId: string, options: AbortOptions = {}): Promise<OwnerAbortResult> {
+  const header = await transactionHeader(store, txnId);
+  const result: OwnerAbortResult = { txnId, outcome: { status: 'aborted', already: true }, publisher: header?.publisher, path: header?.path };
+  try {
+    result.outcome = await abortTransaction(store, txnId, { ...options, recordLanded: true });
+  } catch (err) {
+    if (!(err instanceof TransactionSwappingError)) throw err;
+    result.outcome = { status: 'busy', message: err.message };
+    return result;
+  }
+  if (result.outcome.status === 'aborted' && header?.leaseId) {
+    const dropped = await ownerReleaseLease(store, header.leaseId, options.now ?? new Date());
+    if (dropped) result.leaseReleased = dropped.leaseId;
+  }
+  return result;
+}
+
+/** Aborts every stale transaction (see staleTransactions); one still swapping is reported busy and left. */
+export async function abortStaleTransactions(store: ObjectStore, options: AbortOptions = {}): Promise<OwnerAbortResult[]> {
+  const results: OwnerAbortResult[] = [];
+  for (const t of await staleTransactions(store, options.now ?? new Date())) results.push(await ownerAbortTransaction(store, t.txnId, options));
+  return results;
+}
+
+export interface LeaseOverview {
+  /** Leases in the table (live, or expired and not yet pruned), each with its transactions. */
+  leases: { lease: LeaseInfo; live: boolean; transactions: TransactionInfo[] }[];
+  /** Unfinished transactions whose lease is gone: `abort --all-stale` material. */
+  orphans: TransactionInfo[];
+  /** Committed or aborted transactions whose lease is gone (their checkpoints stay as records). */
+  finished: number;
+}
+
+/** What `lease list` shows: who holds which path until when, and the state of their transactions. */
+export async function leaseOverview(store: ObjectStore, now: Date): Promise<LeaseOverview> {
+  const leases = await listLeases(store, now, { includeExpired: true });
+  const txns = await listTransactions(store);
+  const ids = new Set(leases.map((l) => l.leaseId));
+  const out: LeaseOverview = {
+    leases: leases.map((lease) => ({ lease, live: lease.secondsRemaining > 0, transactions: txns.filter((t) => t.leaseId === lease.leaseId) })),
+    orphans: [],
+    finished: 0,
+  };
+  for (const t of txns) {
+    if (t.leaseId !== undefined && ids.has(t.leaseId)) continue;
+    if (t.status === 'committed' || t.status === 'aborted') out.finished++;
+    else out.orphans.push(t);
+  }
+  return out;
 }

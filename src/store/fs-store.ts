@@ -174,7 +174,9 @@ function dirsBelow(root: string, dir: string): string[] {
 
 /** mkdir -p of `dir` that never creates `root` itself: each level by a plain mkdir, so a vanished root fails. */
 async function makeDirsBelowRoot(root: string, dir: string): Promise<void> {
-  for (const d of dirsBelow(root, dir)) {
+  const dirs = dirsBelow(root, dir);
+  if (dirs.length === 0 && !(await fs.stat(root).then(() => true, () => false))) throw rootMissing(root);
+  for (const d of dirs) {
     try {
       await fs.mkdir(d);
     } catch (err) {
@@ -186,7 +188,9 @@ async function makeDirsBelowRoot(root: string, dir: string): Promise<void> {
 }
 
 function makeDirsBelowRootSync(root: string, dir: string): void {
-  for (const d of dirsBelow(root, dir)) {
+  const dirs = dirsBelow(root, dir);
+  if (dirs.length === 0 && !fsSync.existsSync(root)) throw rootMissing(root);
+  for (const d of dirs) {
     try {
       fsSync.mkdirSync(d);
     } catch (err) {
