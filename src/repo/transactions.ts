@@ -5,9 +5,9 @@
 // 'swapping' (with CAS) just before it swaps the manifest; an abort writes 'aborted' (with CAS). Whichever
 // lands first wins, and the loser sees it: a commit whose checkpoint write fails re-reads, finds
 // 'aborted' and stops without swapping; an abort that finds 'swapping' does not touch the checkpoint,
-// because the swap may be landing right now. A 'swapping' checkpoint is only overruled once that swap
-// can no longer land: the head moved past it (the manifest CAS it relies on must fail), or its writer is
-// dead (lease gone and the checkpoint untouched for longer than any step may run).
+// because the swap may be landing right now. Only the owner's abort overrules a 'swapping' checkpoint,
+// and only once that swap can no longer land: the head moved past it (the manifest CAS it relies on must
+// fail), or its writer is dead (lease gone and the checkpoint untouched for longer than any step may run).
 import { publicKeyPemOf } from '../format/keys.js';
 import { ContentHash } from '../format/hash.js';
 import { MAX_LEASE_SECONDS, type LeaseInfo } from '../format/lease.js';
@@ -184,14 +184,19 @@ export interface AbortOptions {
   now?: Date;
   /** How long a 'swapping' checkpoint must lie untouched (its lease gone) before it counts as dead. */
   swapGraceMs?: number;
-  /** Write 'committed' into a 'swapping' checkpoint whose swap has landed (owner cleanup after a killed step). */
-  recordLanded?: boolean;
+  /**
+   * The owner's abort: a 'swapping' checkpoint is settled (this reads the head and its catalogs, which the
+   * abort function may not): aborted once its swap cannot land, recorded 'committed' if it landed.
+   * Without it, any 'swapping' checkpoint is left alone.
+   */
+  owner?: boolean;
 }
 
 /**
  * Ends transaction `txnId` unless it has committed: the checkpoint becomes 'aborted' by compare-and-swap
  * and the uploaded header and parts are deleted (the checkpoint stays, as the record that it is dead).
- * Idempotent. Throws TransactionSwappingError while its manifest swap may still land.
+ * Idempotent. Throws TransactionSwappingError while its manifest swap may still land (without `owner`:
+ * whenever it is swapping).
  */
 export async function abortTransaction(store: ObjectStore, txnId: string, options: AbortOptions = {}): Promise<AbortOutcome> {
   const keys = txnKeys(txnId);
@@ -202,10 +207,9 @@ export async function abortTransaction(store: ObjectStore, txnId: string, option
     if (state?.status === 'committed') return { status: 'committed', revision: state.revision ?? undefined };
     if (state?.status === 'aborted') return { status: 'aborted', already: true };
     if (state?.status === 'swapping') {
-      const fate = await swapFate(store, state, got!.lastModified, now, options.swapGraceMs ?? MAX_STEP_MS);
-      if (fate === 'may-land') throw new TransactionSwappingError(txnId, state.pending!.revision);
+      const fate = options.owner ? await swapFate(store, state, got!.lastModified, now, options.swapGraceMs ?? MAX_STEP_MS) : 'may-land';
+      if (fate === 'may-land') throw new TransactionSwappingError(txnId, state.pending?.revision ?? state.baseRevision + 1);
       if (fate === 'landed') {
-        if (!options.recordLanded) return { status: 'committed', revision: state.pending!.revision };
         const done = { ...state, status: 'committed', revision: state.pending!.revision, pending: null };
         try {
           await store.put(keys.state, Buffer.from(JSON.stringify(done)), { ifMatch: got!.etag });
@@ -281,7 +285,7 @@ export async function ownerAbortTransaction(store: ObjectStore, txnId: string, o
   const header = await transactionHeader(store, txnId);
   const result: OwnerAbortResult = { txnId, outcome: { status: 'aborted', already: true }, publisher: header?.publisher, path: header?.path };
   try {
-    result.outcome = await abortTransaction(store, txnId, { ...options, recordLanded: true });
+    result.outcome = await abortTransaction(store, txnId, { ...options, owner: true });
   } catch (err) {
     if (!(err instanceof TransactionSwappingError)) throw err;
     result.outcome = { status: 'busy', message: err.message };
