@@ -105,3 +105,43 @@ test('abort racing the commit at every checkpoint ends in exactly one outcome: p
   await verifyRepository(reader);
   reader.close();
 });
+
+test('abort and commit running at the same moment, 12 times at random offsets: each ends published or aborted, never both', { timeout: 180_000 }, async (t) => {
+  const s = await setupRepo('bind-race-free', { w1: ['/w1'] });
+  const publisher = await loadPublisherKey(s.keysDir, 'w1');
+  const seen = new Map<string, number>();
+  let chainMs = 1000;
+  for (let i = 0; i < 12; i++) {
+    const base = invoker({ ...s.config, maxOpsPerSlice: 2 });
+    let aborting: Promise<unknown> | undefined;
+    let event: CommitEvent | undefined;
+    const functions = {
+      invoke: (fn: string, e: unknown) => base.invoke(fn, e),
+      runChain: (fn: string, e: unknown) => {
+        event = e as CommitEvent;
+        // Anywhere from the chain's start to a little past the length of the longest chain so far.
+        const delay = Math.random() * chainMs * 1.2;
+        aborting = new Promise((r) => setTimeout(r, delay)).then(() => handleAbortEvent(event!, s.store))
+          .catch((err: Error & { code?: string }) => ({ error: err.code }));
+        const started = Date.now();
+        return base.runChain(fn, e).finally(() => { chainMs = Math.max(chainMs, Date.now() - started); });
+      },
+    };
+    const before = (await readHead(s.store))!;
+    await publishThroughChain(s.store, makeTree(join(s.work, `free${i}`), `free ${i}`, 4), { fqrn: FQRN, publisher, path: '/w1', functions }).catch(() => null);
+    const abortAnswer = await aborting;
+    const head = (await readHead(s.store))!;
+    const published = head.manifest.revision === before.manifest.revision + 1;
+    const state = await stateOf(s.store, event!.txnId);
+    const where = `round ${i}: abort answered ${JSON.stringify(abortAnswer)}, checkpoint ${state}`;
+    assert.equal(state, published ? 'committed' : 'aborted', where);
+    if (!published) assert.ok(head.bytes.equals(before.bytes), where);
+    if ((abortAnswer as { status?: string }).status === 'aborted') assert.ok(!published, where);
+    const outcome = published ? 'published' : 'aborted';
+    seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+  }
+  const reader = await s.open();
+  await verifyRepository(reader);
+  reader.close();
+  t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(seen))}`);
+});
