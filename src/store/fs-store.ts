@@ -160,7 +160,7 @@ export function putContentAddressedSync(root: string, key: string, body: Uint8Ar
  */
 function rootMissing(root: string): Error {
   return new Error(`the store directory ${root} does not exist (deleted while in use?); it is not recreated: ` +
-    `only 'scvmfs init' creates a store`, { cause: Object.assign(new Error('ENOENT'), { code: 'ENOENT' }) });
+    `only 'scvmfs init' creates a store`);
 }
 
 /** The directories from `root` (exclusive) down to `dir`, outermost first. */
