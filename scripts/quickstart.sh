@@ -19,9 +19,11 @@ scvmfs init "$fqrn" --store "$work/store" --keys "$work/keys"
 echo "== publish"
 scvmfs publish "$fqrn" "$work/src" --store "$work/store" --keys "$work/keys" --tag first
 echo "== serve (background)"
-scvmfs serve --store "$work/store" --port 0 > "$work/serve.log" 2>&1 &
+# node itself in the background, not the scvmfs function: `func &` forks a subshell, and $! would be
+# that subshell, so the kill at exit would leave the server running.
+node dist/src/cli/main.js serve --store "$work/store" --port 0 > "$work/serve.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null && wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q '^serving' "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^serving .* at \(http[^ ]*\)\/$/\1/p' "$work/serve.log")
 [ -n "$url" ] || { cat "$work/serve.log"; exit 1; }

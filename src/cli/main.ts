@@ -31,6 +31,8 @@ import { register as registerServe } from './commands/serve.js';
 import { register as registerPublisher } from './commands/publisher.js';
 import { register as registerCost } from './commands/cost.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
+import { register as registerLease } from './commands/lease.js';
+import { register as registerAbort } from './commands/abort.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -236,6 +238,8 @@ registerServe(program);
 registerPublisher(program);
 registerVerify(program);
 registerCost(program);
+registerLease(program);
+registerAbort(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

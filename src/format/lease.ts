@@ -53,7 +53,8 @@ export interface LeaseTable {
   usedRequests: UsedRequest[];
 }
 
-export type LeaseErrorCode = 'bad-request' | 'not-found' | 'expired' | 'wrong-token' | 'path-outside' | 'request-used' | 'stale-request';
+export type LeaseErrorCode =
+  | 'bad-request' | 'not-found' | 'expired' | 'wrong-token' | 'wrong-publisher' | 'path-outside' | 'request-used' | 'stale-request';
 
 export class LeaseError extends ScvmfsError {
   declare readonly code: LeaseErrorCode;
@@ -222,17 +223,30 @@ function tokensEqual(a: string, b: string): boolean {
 }
 
 /**
- * The live lease `leaseId` if `token` is its token and `path` (when given) lies within its path;
- * otherwise a LeaseError saying which of those failed.
+ * The lease `leaseId` if `token` is its token, live or not (an abort may still clean up after a lease
+ * that ran out); a LeaseError 'not-found' or 'wrong-token' otherwise.
  */
-export function findHeldLease(table: LeaseTable, leaseId: string, token: string, path: string | undefined, now: Date): LeaseRecord {
+export function findLeaseByToken(table: LeaseTable, leaseId: string, token: string): LeaseRecord {
   if (typeof leaseId !== 'string' || typeof token !== 'string') throw new LeaseError('bad-request', 'leaseId and token must be strings');
   const lease = table.leases.find((l) => l.leaseId === leaseId);
   if (!lease) throw new LeaseError('not-found', `lease ${leaseId} does not exist (never granted, released, or expired and taken over)`);
   if (!tokensEqual(lease.token, token)) throw new LeaseError('wrong-token', `wrong token for lease ${leaseId}`);
+  return lease;
+}
+
+/**
+ * The live lease `leaseId` if `token` is its token, `path` (when given) lies within its path and
+ * `publisher` (when given) is its holder; otherwise a LeaseError saying which of those failed.
+ */
+export function findHeldLease(table: LeaseTable, leaseId: string, token: string, path: string | undefined, now: Date, publisher?: string): LeaseRecord {
+  const lease = findLeaseByToken(table, leaseId, token);
   if (!isLive(lease, now)) {
     const ago = Math.round((now.getTime() - Date.parse(lease.expiresAt)) / 1000);
     throw new LeaseError('expired', `lease ${leaseId} on ${lease.path} expired ${ago} s ago (at ${lease.expiresAt})`);
+  }
+  if (publisher !== undefined && lease.publisher !== publisher) {
+    throw new LeaseError('wrong-publisher', `lease ${leaseId} is held by publisher '${lease.publisher}', not by '${publisher}'; ` +
+      'a changeset commits only under a lease its own signer acquired');
   }
   if (path !== undefined) {
     let within: boolean;
@@ -262,4 +276,17 @@ export function decideRelease(table: LeaseTable, leaseId: string, token: string,
   if (!tokensEqual(lease.token, token)) throw new LeaseError('wrong-token', `wrong token for lease ${leaseId}`);
   const pruned = pruneLeaseTable(table, now).table;
   return { ...pruned, serial: table.serial + 1, leases: pruned.leases.filter((l) => l.leaseId !== leaseId) };
+}
+
+/**
+ * The owner drops a lease without its token: by lease id, or by the exact path it holds. Null when no
+ * lease (live or expired) matches, so releasing twice is fine.
+ */
+export function decideOwnerRelease(table: LeaseTable, leaseIdOrPath: string, now: Date): { table: LeaseTable; lease: LeaseRecord } | null {
+  if (typeof leaseIdOrPath !== 'string' || leaseIdOrPath === '') throw new LeaseError('bad-request', 'name a lease id or the path it holds');
+  const byPath = leaseIdOrPath.startsWith('/');
+  const lease = table.leases.find((l) => (byPath ? l.path === scopePath(leaseIdOrPath) : l.leaseId === leaseIdOrPath));
+  if (!lease) return null;
+  const pruned = pruneLeaseTable(table, now).table;
+  return { lease, table: { ...pruned, serial: table.serial + 1, leases: pruned.leases.filter((l) => l.leaseId !== lease.leaseId) } };
 }

@@ -1,9 +1,12 @@
-// The abort function: drops a transaction that has not committed, and its lease. Idempotent: aborting
-// twice, or a transaction that never wrote a checkpoint, is fine; a committed one cannot be aborted.
-import { txnKeys } from '../format/changeset.js';
-import { releaseLease } from '../repo/leases.js';
-import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
-import type { CommitState } from './commit.js';
+// The abort function: a writer drops its own transaction that has not committed, and its lease.
+// Only the holder of the transaction's lease may: the event's lease must be the one the changeset names,
+// and its token must be that lease's. Idempotent: aborting twice, or a transaction that never wrote a
+// checkpoint, is fine; a committed one cannot be aborted, and one whose manifest swap is under way
+// answers busy (see repo/transactions.ts for how abort and commit settle on exactly one outcome).
+import { RefusedError } from '../errors.js';
+import { checkLeaseToken, LeaseError, releaseLease } from '../repo/leases.js';
+import { abortTransaction, transactionHeader, transactionStatus } from '../repo/transactions.js';
+import type { ObjectStore } from '../store/object-store.js';
 import { storeFromEnv } from './env.js';
 import type { Handler } from './types.js';
 
@@ -19,31 +22,27 @@ export interface AbortResult {
 }
 
 export async function handleAbortEvent(event: AbortEvent, store: ObjectStore, now = new Date()): Promise<AbortResult> {
-  const keys = txnKeys(event.txnId);
-  for (let attempt = 0; ; attempt++) {
-    const got = await store.get(keys.state);
-    const state = got ? (JSON.parse(got.body.toString('utf8')) as CommitState) : null;
-    if (state?.status === 'committed') return { status: 'committed', revision: state.revision ?? undefined };
-    if (state?.status !== 'aborted') {
-      const aborted: CommitState = {
-        txnId: event.txnId, status: 'aborted', baseRevision: state?.baseRevision ?? 0,
-        part: 0, op: 0, workRoot: null, baseSubtree: null, pending: null, revision: null, slices: state?.slices ?? 0, rebases: state?.rebases ?? 0,
-      };
-      try {
-        // A checkpoint in 'swapping' may still land: the CAS makes that step lose, or us re-read.
-        await store.put(keys.state, Buffer.from(JSON.stringify(aborted)), got ? { ifMatch: got.etag } : { ifNoneMatch: '*' });
-      } catch (err) {
-        if (err instanceof PreconditionFailedError && attempt < 5) continue;
-        throw err;
-      }
-    }
-    break;
+  if (event === null || typeof event !== 'object' || typeof event.txnId !== 'string') {
+    throw new LeaseError('bad-request', 'abort event needs txnId, leaseId and token');
   }
-  // The parts are no longer needed; the checkpoint stays as the record that this transaction is dead.
-  const listed = await store.list(keys.prefix);
-  await store.delete(listed.objects.map((o) => o.key).filter((k) => k !== keys.state));
+  let lease;
+  try {
+    lease = await checkLeaseToken(store, event.leaseId, event.token);
+  } catch (err) {
+    // A finished transaction's lease is gone (the commit released it): its outcome is no secret.
+    const done = err instanceof LeaseError && err.code === 'not-found' ? await transactionStatus(store, event.txnId) : null;
+    if (done?.status === 'committed') return { status: 'committed', revision: done.revision };
+    if (done?.status === 'aborted') return { status: 'aborted' };
+    throw err;
+  }
+  const header = await transactionHeader(store, event.txnId);
+  if (header && (header.leaseId !== lease.leaseId || header.publisher !== lease.publisher)) {
+    throw new RefusedError('wrong-lease', `transaction ${event.txnId} belongs to lease ${header.leaseId} of publisher ` +
+      `'${header.publisher}', not to lease ${lease.leaseId} of '${lease.publisher}'; only its own writer (or the owner) may abort it`);
+  }
+  const outcome = await abortTransaction(store, event.txnId, { now });
   await releaseLease(store, event.leaseId, event.token, now).catch(() => false);
-  return { status: 'aborted' };
+  return outcome.status === 'committed' ? { status: 'committed', revision: outcome.revision } : { status: 'aborted' };
 }
 
 export const handler: Handler<AbortEvent, AbortResult> = async (event) => {

@@ -226,7 +226,8 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
   }
   const { header, path, policy, keyId } = await loadHeader(store, config, event.txnId);
   const publisherKey = findPublisher(policy, keyId)!.publicKeyPem;
-  await checkLease(store, event.leaseId, event.token, scopePath(path || '/'), now());
+  // The lease must be the changeset signer's own: bob's changeset cannot ride on carol's lease.
+  await checkLease(store, event.leaseId, event.token, scopePath(path || '/'), now(), keyId);
   if (event.leaseId !== header.leaseId) throw new Error(`commit event lease ${event.leaseId} is not the changeset's lease ${header.leaseId}`);
 
   try {
@@ -353,7 +354,11 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       tree.close();
     }
   } catch (err) {
-    if (err instanceof Superseded) return { result: { status: 'superseded' } };
+    if (err instanceof Superseded) {
+      // An abort that won the checkpoint's compare-and-swap ends the transaction; this step stops unswapped.
+      const settled = await readState(store, keys.state);
+      return { result: { status: settled?.state.status === 'aborted' ? 'aborted' : 'superseded' } };
+    }
     throw err;
   }
 

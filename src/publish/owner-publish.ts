@@ -21,14 +21,14 @@ export interface OwnerKeys {
  * with the head as it is once the lock is held (it may have moved while we waited).
  */
 export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys: OwnerKeys, holder: string,
-  fn: (head: Head, lock: PublishLock) => Promise<T>): Promise<T> {
+  fn: (head: Head, lock: PublishLock) => Promise<T>, onWarning?: (message: string) => void): Promise<T> {
   const head = await readHead(store);
   if (!head) throw new RepositoryMissingError(store);
   if (head.manifest.fqrn !== fqrn) {
     throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${fqrn}'`);
   }
   await checkSigningKeys(store, head, keys);
-  const lock = await PublishLock.acquire(store, holder);
+  const lock = await PublishLock.acquire(store, holder, undefined, onWarning);
   try {
     return await fn((await readHead(store)) as Head, lock);
   } finally {

@@ -69,7 +69,7 @@ export async function publishDirectory(store: ObjectStore, source: string, optio
   const now = options.now ?? (() => new Date());
   const repoPath = normalizeRepoPath(options.path ?? '');
   return withPublishLock(store, options.fqrn, options.keys, `publish ${options.fqrn}${repoPath || '/'}`,
-    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started));
+    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started), options.onWarning);
 }
 
 async function publishLocked(store: ObjectStore, head: Head, source: string, repoPath: string, options: PublishOptions,

@@ -8,7 +8,7 @@
 // and expired ones are pruned on every write, so the object stays small; the price is that concurrent
 // lease operations on one repository serialise, which at publish rates is no price at all.
 import {
-  decideAcquire, decideRelease, decideRenew, emptyLeaseTable, findHeldLease, LeaseError, leaseInfo, parseLeaseTable,
+  decideAcquire, decideOwnerRelease, decideRelease, decideRenew, emptyLeaseTable, findHeldLease, findLeaseByToken, isLive, LeaseError, leaseInfo, parseLeaseTable,
   pruneLeaseTable, serializeLeaseTable, type LeaseInfo, type LeaseRecord, type LeaseRequest, type LeaseTable,
 } from '../format/lease.js';
 import { CONTROL_PREFIX, PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
@@ -83,19 +83,45 @@ export async function releaseLease(store: ObjectStore, leaseId: string, token: s
   });
 }
 
-/** Live leases, without their tokens. */
-export async function listLeases(store: ObjectStore, now: Date): Promise<LeaseInfo[]> {
+/**
+ * The owner ends a lease without its token (a writer that was killed, or must be stopped), by lease id or
+ * by the exact path it holds. Returns the lease it dropped, or null when none matched.
+ */
+export async function ownerReleaseLease(store: ObjectStore, leaseIdOrPath: string, now: Date): Promise<LeaseInfo | null> {
+  return casUpdate(store, (table) => {
+    const d = decideOwnerRelease(table, leaseIdOrPath, now);
+    return d ? { table: d.table, result: leaseInfo(d.lease, now) } : { table: null, result: null };
+  });
+}
+
+/** Live leases, without their tokens; with `includeExpired`, also those expired but not yet pruned. */
+export async function listLeases(store: ObjectStore, now: Date, options: { includeExpired?: boolean } = {}): Promise<LeaseInfo[]> {
   const { table } = await readTable(store);
-  return pruneLeaseTable(table, now).table.leases.map((l) => leaseInfo(l, now));
+  const leases = options.includeExpired ? table.leases : pruneLeaseTable(table, now).table.leases;
+  return leases.map((l) => leaseInfo(l, now));
 }
 
 /**
- * For the commit function: the live lease `leaseId`, if `token` is its token and `path` lies within its
- * path. Throws LeaseError with code 'not-found' | 'wrong-token' | 'expired' | 'path-outside'.
+ * For the commit function: the live lease `leaseId`, if `token` is its token, `path` lies within its
+ * path and `publisher` (the changeset's signer) is its holder. Throws LeaseError with code 'not-found' |
+ * 'wrong-token' | 'expired' | 'wrong-publisher' | 'path-outside'.
  */
-export async function checkLease(store: ObjectStore, leaseId: string, token: string, path: string, now: Date): Promise<LeaseRecord> {
+export async function checkLease(store: ObjectStore, leaseId: string, token: string, path: string, now: Date, publisher?: string): Promise<LeaseRecord> {
   const { table } = await readTable(store);
-  return findHeldLease(table, leaseId, token, path, now);
+  return findHeldLease(table, leaseId, token, path, now, publisher);
+}
+
+/** For abort: the lease `leaseId` if `token` is its token, even when it has run out (but not been pruned). */
+export async function checkLeaseToken(store: ObjectStore, leaseId: string, token: string): Promise<LeaseRecord> {
+  const { table } = await readTable(store);
+  return findLeaseByToken(table, leaseId, token);
+}
+
+/** Whether lease `leaseId` exists and is live. */
+export async function leaseIsLive(store: ObjectStore, leaseId: string, now: Date): Promise<boolean> {
+  const { table } = await readTable(store);
+  const lease = table.leases.find((l) => l.leaseId === leaseId);
+  return lease !== undefined && isLive(lease, now);
 }
 
 export { LeaseError };

@@ -1,6 +1,7 @@
 // One owner publish at a time: a lock object in the control part, taken with a conditional create.
 // The manifest compare-and-swap is what guarantees no lost update; the lock only turns a race that
-// would fail at the end into a clear refusal at the start.
+// would fail at the end into a clear refusal at the start. A lock left by a process of this host that is
+// no longer running (Ctrl-C, kill -9) is taken over at once instead of after its expiry.
 import { BusyError } from '../errors.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
@@ -25,6 +26,17 @@ export class PublishLockedError extends BusyError {
   }
 }
 
+/** Whether process `pid` of this host exists (EPERM: it does, but belongs to another user). */
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class PublishLock {
   private etag: string;
   private timer: NodeJS.Timeout | null = null;
@@ -34,7 +46,11 @@ export class PublishLock {
     this.etag = etag;
   }
 
-  static async acquire(store: ObjectStore, holder: string, ttlMs = 120_000): Promise<PublishLock> {
+  /**
+   * `onTakeover` hears about a lock taken from a dead holder (its pid gone on this host, or expired), so
+   * the caller can say so.
+   */
+  static async acquire(store: ObjectStore, holder: string, ttlMs = 120_000, onTakeover?: (message: string) => void): Promise<PublishLock> {
     const make = (): LockRecord => {
       const now = Date.now();
       return { holder, host: hostname(), pid: process.pid, token: randomUUID(), acquiredAt: new Date(now).toISOString(), expiresAt: new Date(now + ttlMs).toISOString() };
@@ -56,10 +72,14 @@ export class PublishLock {
         held = { holder: 'unknown', host: 'unknown', pid: 0, token: '', acquiredAt: '?', expiresAt: new Date(0).toISOString() };
       }
       const remaining = Date.parse(held.expiresAt) - Date.now();
-      if (remaining > 0) throw new PublishLockedError(held, Math.ceil(remaining / 1000));
-      // Expired: its holder died; take it over, unless someone else does so first.
+      const deadHere = held.host === hostname() && !processAlive(held.pid);
+      if (remaining > 0 && !deadHere) throw new PublishLockedError(held, Math.ceil(remaining / 1000));
+      // Its holder died; take it over, unless someone else does so first.
       try {
         const { etag } = await store.put(LOCK_KEY, Buffer.from(JSON.stringify(record)), { ifMatch: current.etag });
+        onTakeover?.(deadHere
+          ? `took over the publish lock of ${held.holder} (pid ${held.pid} on this host, ${held.host}), which is no longer running`
+          : `took over the publish lock of ${held.holder} (pid ${held.pid} on ${held.host}), which expired at ${held.expiresAt}`);
         return new PublishLock(store, record, etag, ttlMs).startRenewing();
       } catch (err) {
         if (!(err instanceof PreconditionFailedError)) throw err;

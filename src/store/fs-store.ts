@@ -159,7 +159,7 @@ export function putContentAddressedSync(root: string, key: string, body: Uint8Ar
       fsSync.writeFileSync(temp, body, { flag: 'wx' });
     } catch (err) {
       if (errno(err) !== 'ENOENT') throw err;
-      fsSync.mkdirSync(path.dirname(target), { recursive: true });
+      makeDirsBelowRootSync(root, path.dirname(target));
       fsSync.writeFileSync(temp, body, { flag: 'wx' });
     }
     fsSync.renameSync(temp, target);
@@ -170,14 +170,50 @@ export function putContentAddressedSync(root: string, key: string, body: Uint8Ar
   }
 }
 
-/** Runs `op`; if it failed because the parent directory of `file` is missing, creates it and retries once. */
-async function withParent<T>(file: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (errno(err) !== 'ENOENT') throw err;
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    return await op();
+/**
+ * The store's directory is gone (deleted while in use). Recreating it would leave a `data/` without a
+ * manifest that looks like a store; only `init` makes a store.
+ */
+function rootMissing(root: string): Error {
+  return new Error(`the store directory ${root} does not exist (deleted while in use?); it is not recreated: ` +
+    `only 'scvmfs init' creates a store`);
+}
+
+/** The directories from `root` (exclusive) down to `dir`, outermost first. */
+function dirsBelow(root: string, dir: string): string[] {
+  const rel = path.relative(root, dir);
+  if (rel === '') return [];
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${dir} lies outside the store ${root}`);
+  const parts = rel.split(path.sep);
+  return parts.map((_, i) => path.join(root, ...parts.slice(0, i + 1)));
+}
+
+/** mkdir -p of `dir` that never creates `root` itself: each level by a plain mkdir, so a vanished root fails. */
+async function makeDirsBelowRoot(root: string, dir: string): Promise<void> {
+  const dirs = dirsBelow(root, dir);
+  if (dirs.length === 0 && !(await fs.stat(root).then(() => true, () => false))) throw rootMissing(root);
+  for (const d of dirs) {
+    try {
+      await fs.mkdir(d);
+    } catch (err) {
+      if (errno(err) === 'EEXIST') continue;
+      if (errno(err) === 'ENOENT' && path.dirname(d) === root) throw rootMissing(root);
+      throw err;
+    }
+  }
+}
+
+function makeDirsBelowRootSync(root: string, dir: string): void {
+  const dirs = dirsBelow(root, dir);
+  if (dirs.length === 0 && !fsSync.existsSync(root)) throw rootMissing(root);
+  for (const d of dirs) {
+    try {
+      fsSync.mkdirSync(d);
+    } catch (err) {
+      if (errno(err) === 'EEXIST') continue;
+      if (errno(err) === 'ENOENT' && path.dirname(d) === root) throw rootMissing(root);
+      throw err;
+    }
   }
 }
 
@@ -202,9 +238,31 @@ export class FsStore implements ObjectStore {
   readonly root: string;
   readonly description: string;
 
+  /**
+   * A directory that did not exist when the store was opened is a new store: its first write creates it
+   * (that is `init`). A store directory that existed, or has been created since, is never made again.
+   */
+  private mayCreateRoot: boolean;
+
   constructor(root: string) {
     this.root = path.resolve(root);
     this.description = `file://${this.root}`;
+    this.mayCreateRoot = !fsSync.existsSync(this.root);
+  }
+
+  /** Runs `op`; if it failed because the parent directory of `file` is missing, creates it and retries once. */
+  private async withParent<T>(file: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      if (this.mayCreateRoot) {
+        await fs.mkdir(this.root, { recursive: true });
+        this.mayCreateRoot = false;
+      }
+      await makeDirsBelowRoot(this.root, path.dirname(file));
+      return await op();
+    }
   }
 
   private file(key: string): string {
@@ -316,10 +374,10 @@ export class FsStore implements ObjectStore {
     const target = this.file(key);
     const temp = tempNameFor(target);
     try {
-      await withParent(temp, () => writeFile(temp, body, durable));
+      await this.withParent(temp, () => writeFile(temp, body, durable));
       if (options.ifNoneMatch === '*') {
         // link() fails if the name exists, so create-if-absent is atomic across processes.
-        await withParent(target, () => fs.link(temp, target)).catch((err) => {
+        await this.withParent(target, () => fs.link(temp, target)).catch((err) => {
           if (errno(err) === 'EEXIST') throw new PreconditionFailedError(key, 'the object already exists');
           throw err;
         });
@@ -333,7 +391,7 @@ export class FsStore implements ObjectStore {
           await fs.rename(temp, target);
         });
       } else {
-        await withParent(target, () => fs.rename(temp, target));
+        await this.withParent(target, () => fs.rename(temp, target));
       }
       if (durable) await fsyncDir(path.dirname(target));
       return { etag: md5(body) };
@@ -354,7 +412,7 @@ export class FsStore implements ObjectStore {
     const deadline = Date.now() + LOCK_GIVE_UP_MS;
     for (;;) {
       try {
-        await withParent(lock, () => fs.mkdir(lock));
+        await this.withParent(lock, () => fs.mkdir(lock));
         break;
       } catch (err) {
         if (errno(err) !== 'EEXIST') throw err;
