@@ -5,7 +5,7 @@
 import { RefusedError } from '../errors.js';
 import { FLAG, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './catalog-entry.js';
 import { ContentHash, HASH_ALGORITHMS, type HashAlgorithm } from './hash.js';
-import { baseName, isWithin, normalizeRepoPath, parentPath } from './md5path.js';
+import { baseName, isWithin, parentPath } from './md5path.js';
 import { decodeXattrs, encodeXattrs } from './xattr.js';
 import { MAX_OPS_PER_PART, type ChangeOp } from './changeset.js';
 
@@ -50,9 +50,11 @@ export class InvalidPartError extends RefusedError {
   }
 }
 
+const SURROGATE = /[\uD800-\uDFFF]/;
+
 /** A string as it will be stored: UTF-8 without lone surrogates (which would not survive the round trip). */
 function isWellFormed(s: string): boolean {
-  return Buffer.from(s, 'utf8').toString('utf8') === s;
+  return !SURROGATE.test(s) || Buffer.from(s, 'utf8').toString('utf8') === s;
 }
 
 /** Why `name` cannot be one directory entry's name, or null. */
@@ -63,21 +65,26 @@ export function nameProblem(name: unknown): string | null {
   if (name.includes('/')) return `name '${name}' contains '/'`;
   if (name.includes('\0')) return 'name contains a NUL byte';
   if (!isWellFormed(name)) return 'name is not valid UTF-8';
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `name is longer than ${MAX_NAME_BYTES} bytes`;
+  if (name.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(name) > MAX_NAME_BYTES) return `name is longer than ${MAX_NAME_BYTES} bytes`;
   return null;
 }
 
-/** Why `path` is not a canonical repository path inside `scope`, or null. */
+/** Why `path` is not a canonical repository path ('' or '/a/b') inside `scope`, or null. */
 function pathProblem(path: unknown, scope: string): string | null {
   if (typeof path !== 'string') return 'path is not a string';
-  if (!isWellFormed(path)) return 'path is not valid UTF-8';
-  let canonical: string;
-  try {
-    canonical = normalizeRepoPath(path);
-  } catch (err) {
-    return (err as Error).message;
+  if (path !== '') {
+    if (path[0] !== '/') return "path is not in canonical form (it must start with '/')";
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const c = parts[i]!;
+      if (c === '') return 'path is not in canonical form (empty component)';
+      if (c === '.' || c === '..') return `path contains '${c}'`;
+      if (c.includes('\0')) return 'path contains a NUL byte';
+      // A UTF-16 unit is at most 3 UTF-8 bytes: only long components need counting.
+      if (c.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(c) > MAX_NAME_BYTES) return `path component '${c.slice(0, 40)}…' is longer than ${MAX_NAME_BYTES} bytes`;
+    }
+    if (!isWellFormed(path)) return 'path is not valid UTF-8';
   }
-  if (canonical !== path) return `path is not in canonical form (expected '${canonical}')`;
   if (!isWithin(path, scope)) return `lies outside the changeset's path '${scope || '/'}'`;
   return null;
 }
