@@ -240,11 +240,12 @@ export class CatalogDb {
     for (const c of chunks) stmt.run(h.h1, h.h2, c.offset, c.size, c.hash.digest);
   }
 
+  /** Removes the row of `path` with its chunk list (chunk rows first: they reference the row). */
   delete(path: string): void {
     this.writing();
     const h = md5Path(path);
-    this.sql('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
     this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    this.sql('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
   }
 
   nestedCatalogs(): NestedCatalogRef[] {

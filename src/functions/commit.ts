@@ -7,12 +7,13 @@
 import { readFile } from 'node:fs/promises';
 import { RefusedError } from '../errors.js';
 import {
-  CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksFromWire, entryFromWire, opPaths, partDigest, txnKeys,
+  CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksFromWire, entryFromWire, partDigest, txnKeys,
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
+import { assertPartSize, assertValidPartOps } from '../format/changeset-validation.js';
 import { ContentHash } from '../format/hash.js';
 import { FLAG, newDirectoryEntry } from '../format/catalog-entry.js';
-import { normalizeRepoPath, parentPath, isWithin } from '../format/md5path.js';
+import { normalizeRepoPath, parentPath } from '../format/md5path.js';
 import { authorize, findPublisher, scopePath } from '../format/publisher-policy.js';
 import { openSignedDocument } from '../format/signed-document.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
@@ -158,23 +159,25 @@ async function loadHeader(store: ObjectStore, config: CommitConfig, txnId: strin
   return { header, path, policy, keyId };
 }
 
-async function loadPart(store: ObjectStore, txnId: string, index: number, header: ChangesetHeader, publicKeyPem: string): Promise<ChangeOp[]> {
+/** Reads part `index` and checks it whole: its stored size before reading, then every operation. */
+async function loadPart(store: ObjectStore, txnId: string, index: number, header: ChangesetHeader, publicKeyPem: string, scope: string): Promise<ChangeOp[]> {
   const key = txnKeys(txnId).part(index);
+  const info = await store.head(key);
+  if (!info) throw new Error(`transaction ${txnId} lacks part ${index} (${key})`);
+  assertPartSize(info.size, index);
   const got = await store.get(key);
   if (!got) throw new Error(`transaction ${txnId} lacks part ${index} (${key})`);
+  assertPartSize(got.body.length, index);
   if (partDigest(got.body) !== header.parts[index]) throw new Error(`part ${index} of transaction ${txnId} does not match its digest in the changeset`);
   const { body } = openSignedDocument(got.body, CHANGESET_PART_TYPE, (id) => (id === header.publisher ? publicKeyPem : undefined));
   const part = body as ChangesetPart;
-  if (part.txnId !== txnId || part.index !== index || !Array.isArray(part.ops)) throw new Error(`part ${index} of transaction ${txnId} is malformed`);
+  if (part.txnId !== txnId || part.index !== index || part.fqrn !== header.fqrn) throw new Error(`part ${index} of transaction ${txnId} is malformed`);
+  assertValidPartOps(part.ops, scope, index);
   return part.ops;
 }
 
-/** Refuses an operation outside the changeset's sub-path, or one naming an object the store lacks. */
-async function checkOp(store: ObjectStore, op: ChangeOp, scope: string, exists: Map<string, Promise<boolean>>): Promise<void> {
-  for (const p of opPaths(op)) {
-    const path = normalizeRepoPath(p);
-    if (path !== p || !isWithin(path, scope)) throw new Error(`operation on '${p}' lies outside the changeset's path '${scope || '/'}'`);
-  }
+/** Refuses an operation naming an object the store lacks (its shape and scope were checked at load). */
+async function checkOp(store: ObjectStore, op: ChangeOp, exists: Map<string, Promise<boolean>>): Promise<void> {
   if (op.op !== 'upsert') return;
   const keys: string[] = [];
   if (op.entry.hash) keys.push(ContentHash.fromHex(op.entry.hash).objectKey(''));
@@ -185,7 +188,7 @@ async function checkOp(store: ObjectStore, op: ChangeOp, scope: string, exists: 
       p = store.head(key).then((h) => h !== null);
       exists.set(key, p);
     }
-    if (!(await p)) throw new Error(`changeset references ${key} (for '${op.path}'), which is not in the store`);
+    if (!(await p)) throw new RefusedError('missing-object', `changeset references ${key} (for '${op.path}'), which is not in the store`, { object: key, path: op.path });
   }
 }
 
@@ -274,7 +277,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       let applied = 0;
       let part = state.part;
       let op = state.op;
-      let ops = part < header.parts.length ? await loadPart(store, event.txnId, part, header, publisherKey) : [];
+      let ops = part < header.parts.length ? await loadPart(store, event.txnId, part, header, publisherKey, path) : [];
       /** Operations of this part before this index have been checked. */
       let checked = op;
       const budget = started * APPLY_SHARE;
@@ -283,7 +286,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           part++;
           op = 0;
           checked = 0;
-          if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey);
+          if (part < header.parts.length) ops = await loadPart(store, event.txnId, part, header, publisherKey, path);
           continue;
         }
         // Hand over before the sandbox's memory limit as well as before its time limit.
@@ -291,7 +294,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
         // Check a window of operations at once: their object lookups run concurrently.
         if (op >= checked) {
-          await Promise.all(ops.slice(op, op + 64).map((o) => checkOp(store, o, path, exists)));
+          await Promise.all(ops.slice(op, op + 64).map((o) => checkOp(store, o, exists)));
           checked = op + 64;
         }
         await applyOp(tree, ops[op]!);

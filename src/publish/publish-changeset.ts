@@ -2,7 +2,7 @@
 // catalogs (public reads), compresses and uploads new objects, uploads the signed changeset in bounded
 // parts, and runs the commit chain. It never holds the repository signing key and never writes a
 // catalog or the manifest itself; the functions it calls do, wherever the runtime runs them.
-import { BusyError } from '../errors.js';
+import { BusyError, RefusedError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../store/object-store.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
@@ -11,6 +11,8 @@ import {
   CHANGESET_PART_TYPE, CHANGESET_TYPE, chunksToWire, entryToWire, MAX_OPS_PER_PART, partDigest, txnKeys,
   type ChangeOp, type ChangesetHeader, type ChangesetPart,
 } from '../format/changeset.js';
+import { assertValidOperation, MAX_PART_BYTES } from '../format/changeset-validation.js';
+import { FLAG } from '../format/catalog-entry.js';
 import { signLeaseRequest } from '../format/lease.js';
 import { normalizeRepoPath } from '../format/md5path.js';
 import { scopePath } from '../format/publisher-policy.js';
@@ -119,16 +121,31 @@ interface LeaseAnswer {
   lease?: { leaseId: string; token: string; expiresAt: string };
 }
 
-/** Buffers operations and uploads them as signed parts of bounded size. */
+/** Room left in a part for the signed envelope around its operations. */
+const PART_ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * Buffers operations and uploads them as signed parts of bounded count and size. Each operation is
+ * checked by the commit function's own rules first, so a tree the commit would refuse fails here.
+ */
 class ChangesetWriter {
   private ops: ChangeOp[] = [];
+  private bytes = 0;
   readonly digests: string[] = [];
   count = 0;
   constructor(private readonly store: ObjectStore, private readonly fqrn: string, private readonly txnId: string,
-    private readonly publisher: PublisherIdentity) {}
+    private readonly publisher: PublisherIdentity, private readonly scope: string) {}
 
   async add(op: ChangeOp): Promise<void> {
+    assertValidOperation(op, this.scope, this.digests.length, this.ops.length);
+    // Pretty-printed in the envelope: every level of nesting adds indentation, hence the factor.
+    const size = 2 * Buffer.byteLength(JSON.stringify(op));
+    if (size > MAX_PART_BYTES - PART_ENVELOPE_BYTES) {
+      throw new RefusedError('operation-too-large', `'${op.path || '/'}' needs ${size} bytes of changeset; a part holds at most ${MAX_PART_BYTES}`, { path: op.path });
+    }
+    if (this.bytes + size > MAX_PART_BYTES - PART_ENVELOPE_BYTES) await this.flush();
     this.ops.push(op);
+    this.bytes += size;
     this.count++;
     if (this.ops.length >= MAX_OPS_PER_PART) await this.flush();
   }
@@ -137,6 +154,7 @@ class ChangesetWriter {
     if (this.ops.length === 0) return;
     const body: ChangesetPart = { fqrn: this.fqrn, txnId: this.txnId, index: this.digests.length, ops: this.ops };
     this.ops = [];
+    this.bytes = 0;
     const bytes = serializeSignedDocument(signDocument(CHANGESET_PART_TYPE, body, this.publisher.privateKeyPem, this.publisher.name));
     await this.store.put(txnKeys(this.txnId).part(body.index), bytes);
     this.digests.push(partDigest(bytes));
@@ -178,7 +196,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     : new Uploader(store, 32);
   const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking, viaUploader: uploadVia === 'grants' });
   const empty = emptyObject(head.algorithm);
-  const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher);
+  const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher, path);
   let tree: CatalogTree | undefined;
   let committed = false;
   let filesCompressed = 0;
@@ -201,7 +219,12 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     const stats = await diffSource(tree, source, path, {
       apply: async (op) => {
         inFlight.check();
-        if (op.kind === 'upsert') await changeset.add({ op: 'upsert', path: op.path, entry: entryToWire(op.entry) });
+        if (op.kind === 'upsert') {
+          const upsert: ChangeOp = { op: 'upsert', path: op.path, entry: entryToWire(op.entry) };
+          // A metadata change of a chunked file: the commit applies full rows, chunk list included.
+          if (op.entry.extraFlags & FLAG.chunked) upsert.chunks = chunksToWire(await tree!.chunks(op.path, op.entry.chunkAlgorithm ?? head.algorithm));
+          await changeset.add(upsert);
+        }
         else await changeset.add({ op: op.kind, path: op.path });
       },
       file: async (op) => {

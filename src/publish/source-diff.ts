@@ -5,7 +5,9 @@
 // trip, and the compression workers run in parallel either way.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
+import { RefusedError } from '../errors.js';
 import { kindOfMode, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { decodeUtf8, escapeNameBytes } from '../format/utf8-name.js';
 import { AUTOCATALOG_MARKER, CATALOG_MARKER } from '../repo/catalog-balancer.js';
 
 /** Directory size recorded in catalogs; the stock publisher records the stat size, typically this. */
@@ -86,6 +88,31 @@ function entryFromStat(name: string, st: BigIntStats, symlink: string): Director
   };
 }
 
+const REPLACEMENT = '\ufffd';
+
+function nonUtf8(path: string, what: string): RefusedError {
+  return new RefusedError('non-utf8-name', `${path}: ${what} is not valid UTF-8 (bytes shown as \\xNN); ` +
+    'CernVM-FS stores names as UTF-8: rename it before publishing', { path });
+}
+
+/** The names in `dir`, refusing any that is not valid UTF-8 (which would be published under another name). */
+function utf8Names(dir: string): string[] {
+  return readdirSync(dir, { encoding: 'buffer' }).map((bytes) => {
+    const name = decodeUtf8(bytes);
+    if (name === null) throw nonUtf8(join(dir, escapeNameBytes(bytes)), 'the name');
+    return name;
+  });
+}
+
+function symlinkTarget(source: string): string {
+  const target = readlinkSync(source);
+  if (!target.includes(REPLACEMENT)) return target;
+  const bytes = readlinkSync(source, { encoding: 'buffer' });
+  const text = decodeUtf8(bytes);
+  if (text === null) throw nonUtf8(source, `the symlink target '${escapeNameBytes(bytes)}'`);
+  return text;
+}
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function sameXattr(a: Buffer | null, b: Buffer | null): boolean {
@@ -143,8 +170,12 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
   const walk = async (dir: string, path: string, headExists: boolean): Promise<void> => {
     let names: string[];
     try {
-      names = readdirSync(dir).sort(byBytes);
+      names = readdirSync(dir);
+      // Names that are not UTF-8 come back with U+FFFD in them; only then are the bytes read to tell.
+      if (names.some((n) => n.includes(REPLACEMENT))) names = utf8Names(dir);
+      names.sort(byBytes);
     } catch (err) {
+      if (err instanceof RefusedError) throw err;
       throw new Error(`cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
     }
     const present = new Set(names);
@@ -194,7 +225,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         await yieldToEventLoop();
       }
       const kind = kindOfMode(Number(st.mode));
-      const target = kind === 'symlink' ? readlinkSync(source) : '';
+      const target = kind === 'symlink' ? symlinkTarget(source) : '';
       const entry = entryFromStat(name, st, target);
       entry.xattr = xattrsOf(source);
       const before = old.get(name);

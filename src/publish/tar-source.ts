@@ -21,6 +21,7 @@ import * as tar from 'tar-stream';
 import { normalizeRepoPath, isWithin } from '../format/md5path.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../format/catalog-entry.js';
 import type { Xattrs } from '../format/xattr.js';
+import { decodeUtf8, escapeNameBytes } from '../format/utf8-name.js';
 
 export type TarEntryKind = 'file' | 'directory' | 'symlink' | 'hardlink' | 'fifo' | 'char' | 'block';
 
@@ -108,12 +109,17 @@ type ExtractStream = tar.Extract;
 // not exported, so it is reached through an instance, and one step of it is extended to keep the raw
 // bytes of xattr records. The tests publish a binary value, so a tar-stream change that breaks this
 // cannot pass unnoticed.
-const ExtractBase = tar.extract().constructor as new () => ExtractStream & ExtractInternals;
+const ExtractBase = tar.extract().constructor as new (opts?: { filenameEncoding?: string }) => ExtractStream & ExtractInternals;
 if (typeof ExtractBase.prototype._decodeLongHeader !== 'function') {
   throw new Error('tar-stream internals changed: Extract._decodeLongHeader is missing (tar-source.ts needs it)');
 }
 
 class XattrKeepingExtract extends ExtractBase {
+  constructor() {
+    // Header names as latin1 keep every byte, so names that are not UTF-8 can be told apart and refused.
+    super({ filenameEncoding: 'latin1' });
+  }
+
   override _decodeLongHeader(buf: Buffer): void {
     super._decodeLongHeader(buf);
     const type = this._header.type;
@@ -125,7 +131,7 @@ class XattrKeepingExtract extends ExtractBase {
   }
 }
 
-/** The `SCHILY.xattr.*` / `LIBARCHIVE.xattr.*` records of a pax header (`LEN KEY=VALUE\n` each). */
+/** The `SCHILY.xattr.*` / `LIBARCHIVE.xattr.*`, `path` and `linkpath` records of a pax header (`LEN KEY=VALUE\n` each), as bytes. */
 function rawXattrRecords(buf: Buffer): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   let pos = 0;
@@ -140,7 +146,9 @@ function rawXattrRecords(buf: Buffer): Map<string, Buffer> {
     const eq = record.indexOf(0x3d);
     if (eq === -1) throw new Error('malformed pax extended header (record without "=")');
     const key = record.subarray(0, eq).toString('utf8');
-    if (key.startsWith('SCHILY.xattr.') || key.startsWith('LIBARCHIVE.xattr.')) out.set(key, Buffer.from(record.subarray(eq + 1)));
+    if (key.startsWith('SCHILY.xattr.') || key.startsWith('LIBARCHIVE.xattr.') || key === 'path' || key === 'linkpath') {
+      out.set(key, Buffer.from(record.subarray(eq + 1)));
+    }
     pos += length;
   }
   return out;
@@ -320,8 +328,9 @@ export async function* readTarEntries(input: Readable, options: TarReadOptions):
   try {
     for await (const member of extract) {
       const header = member.header as unknown as ParsedHeader;
-      current = header.name;
-      const entry = toEntry(header, target, modes, hardlinkOrigin);
+      const names = memberNames(header);
+      current = names.name;
+      const entry = toEntry({ ...header, name: names.name, linkname: names.linkname }, target, modes, hardlinkOrigin);
       if (entry.kind === 'file') {
         entry.content = Readable.from(member, { objectMode: false });
         entry.content.on('error', () => {}); // the same error reaches the iterator
@@ -342,6 +351,24 @@ export async function* readTarEntries(input: Readable, options: TarReadOptions):
   } finally {
     extract.destroy();
   }
+}
+
+/**
+ * The member's name and link name as text: from pax records (bytes kept raw) or the header (read as
+ * latin1, so each char is one byte). Refuses bytes that are not UTF-8, naming the member with them escaped.
+ */
+function memberNames(h: ParsedHeader): { name: string; linkname: string | null } {
+  const raw = h.pax?.[RAW_XATTRS];
+  const nameBytes = raw?.get('path') ?? Buffer.from(h.name, 'latin1');
+  const linkBytes = raw?.get('linkpath') ?? (h.linkname === null ? null : Buffer.from(h.linkname, 'latin1'));
+  const refuse = (what: string): never => {
+    throw new TarballError(`tar entry '${escapeNameBytes(nameBytes)}': the ${what} is not valid UTF-8 (bytes shown as \\xNN); ` +
+      'CernVM-FS stores names as UTF-8: rename it, or repack the tarball with UTF-8 names', true);
+  };
+  const name = decodeUtf8(nameBytes) ?? refuse('name');
+  const linkname = linkBytes === null ? null
+    : decodeUtf8(linkBytes) ?? refuse(`${h.type === 'symlink' ? 'symlink' : 'link'} target '${escapeNameBytes(linkBytes)}'`);
+  return { name, linkname };
 }
 
 function toEntry(h: ParsedHeader, target: string, modes: Map<string, number>, hardlinkOrigin: Map<string, string>): TarEntry {

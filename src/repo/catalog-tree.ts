@@ -279,7 +279,10 @@ export class CatalogTree {
     const parent = loc.handle;
     const nested = await this.child(parent, path);
     const root = nested.db.lookup(path)!;
-    await this.moveDescendants(nested, parent, path);
+    // Hardlink group ids are unique per catalog: the merged rows' groups move above the parent's own.
+    const offset = Math.max(parent.db.maxHardlinkGroup(), parent.groupsIssued ?? 0);
+    parent.groupsIssued = offset + Math.max(nested.db.maxHardlinkGroup(), nested.groupsIssued ?? 0);
+    await this.moveDescendants(nested, parent, path, offset);
     parent.subtreeDelta = addCounters(parent.subtreeDelta, nested.oldTotals, -1);
     parent.subtreeDelta = addCounters(parent.subtreeDelta, addCounters(nested.storedSubtree, nested.subtreeDelta));
     parent.db.removeNestedCatalog(path);
@@ -288,12 +291,15 @@ export class CatalogTree {
     this.markDirty(parent);
   }
 
-  /** Moves the rows below `dir` from one catalog to another, with nested catalog references. */
-  private async moveDescendants(from: CatalogHandle, to: CatalogHandle, dir: string): Promise<void> {
+  /**
+   * Moves the rows below `dir` from one catalog to another, with nested catalog references; hardlink
+   * groups are renumbered by `groupOffset` when the destination has groups of its own.
+   */
+  private async moveDescendants(from: CatalogHandle, to: CatalogHandle, dir: string, groupOffset = 0): Promise<void> {
     for (const e of from.db.children(dir)) {
       const p = `${dir}/${e.name}`;
       const algorithm = e.hash?.algorithm ?? e.chunkAlgorithm ?? this.algorithm;
-      to.db.put(p, e);
+      to.db.put(p, e.hardlinkGroup === 0 ? e : { ...e, hardlinkGroup: e.hardlinkGroup + groupOffset });
       if (e.extraFlags & FLAG.chunked) to.db.setChunks(p, from.db.chunks(p, algorithm));
       if (isDir(e)) {
         if (e.extraFlags & FLAG.nestedMountpoint) {
@@ -305,7 +311,7 @@ export class CatalogTree {
           to.subtreeDelta = addCounters(to.subtreeDelta, child.oldTotals);
           child.parent = to;
         } else {
-          await this.moveDescendants(from, to, p);
+          await this.moveDescendants(from, to, p, groupOffset);
         }
       }
       from.db.delete(p);
