@@ -56,7 +56,7 @@ async function setup() {
   reader.close();
 
   /** Signs `parts` (lists of operations, or raw bytes) as one changeset and runs the commit chain on it. */
-  const commit = async (parts: (unknown[] | Buffer)[]) => {
+  const commit = async (parts: (unknown[] | Buffer)[], headerBytes?: (header: ChangesetHeader) => Buffer) => {
     const lease = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(publisher, { fqrn: FQRN, path: '/w1', ttlSeconds: 60 }) },
       { store, fqrn: FQRN, masterPublicKeyPem: keys.masterPublicKeyPem }, new Date());
     assert.equal(lease.status, 'ok');
@@ -70,7 +70,8 @@ async function setup() {
       digests.push(partDigest(bytes));
     }
     const header: ChangesetHeader = { fqrn: FQRN, txnId, publisher: publisher.name, leaseId, path: '/w1', parts: digests, createdAt: new Date().toISOString() };
-    await store.put(txnKeys(txnId).header, serializeSignedDocument(signDocument(CHANGESET_TYPE, header, publisher.privateKeyPem, publisher.name)));
+    await store.put(txnKeys(txnId).header, headerBytes?.(header)
+      ?? serializeSignedDocument(signDocument(CHANGESET_TYPE, header, publisher.privateKeyPem, publisher.name)));
     try {
       return await invoker(config).runChain('commit', { txnId, leaseId, token });
     } finally {
@@ -78,7 +79,8 @@ async function setup() {
       await handleAbortEvent({ txnId, leaseId, token }, store);
     }
   };
-  return { work, src, store, fileHash, commit, publish, open };
+  const sign = (header: ChangesetHeader) => serializeSignedDocument(signDocument(CHANGESET_TYPE, header, publisher.privateKeyPem, publisher.name));
+  return { work, src, store, fileHash, commit, publish, open, sign };
 }
 
 function fileEntry(name: string, hash: string | null, over: Partial<WireEntry> = {}): WireEntry {
@@ -205,4 +207,17 @@ test('a metadata-only change of a chunked file goes through the chain with its c
   assert.ok((await reader.readFile('/w1/big')).equals(big));
   await verifyRepository(reader);
   reader.close();
+});
+
+test('a changeset header over the size limit is refused before it is read, and one whose parts are not digests is refused', async () => {
+  const s = await setup();
+  const before = (await readHead(s.store))!.bytes;
+  const ops = [upsert('/w1/ok', fileEntry('ok', s.fileHash))];
+  // Two MiB of padding in a validly signed header: its size alone refuses it.
+  await assert.rejects(s.commit([ops], (h) => s.sign({ ...h, createdAt: 'x'.repeat(2 * 1024 * 1024) })),
+    (err: Error & { code?: string }) => err.code === 'invalid-changeset-header' && /is \d+ bytes; at most 1048576 are read/.test(err.message));
+  assert.ok((await readHead(s.store))!.bytes.equals(before));
+  await assert.rejects(s.commit([ops], (h) => s.sign({ ...h, parts: [{ nested: 'object' }] as unknown as string[] })),
+    (err: Error & { code?: string }) => err.code === 'invalid-changeset-header' && /parts must be a list of part digests/.test(err.message));
+  assert.ok((await readHead(s.store))!.bytes.equals(before));
 });

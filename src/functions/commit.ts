@@ -89,6 +89,8 @@ export interface CommitConfig {
   now?: () => Date;
 }
 
+/** A header of 1 MiB lists about 15,000 parts of up to 8 MiB each: far beyond any one publish. */
+const MAX_HEADER_BYTES = 1024 * 1024;
 /** Fraction of the invocation's time an apply loop may use; the rest writes catalogs and the checkpoint. */
 const APPLY_SHARE = 0.4;
 const MAX_OPS_PER_SLICE = 20_000;
@@ -145,15 +147,23 @@ function freshState(txnId: string, head: Head, rebases: number, slices: number):
 
 async function loadHeader(store: ObjectStore, config: CommitConfig, txnId: string) {
   const keys = txnKeys(txnId);
-  const got = await store.get(keys.header);
+  // The header is the writer's: its size is checked before it is read, as every part's is.
+  const info = await store.head(keys.header);
+  if (info && info.size > MAX_HEADER_BYTES) {
+    throw new RefusedError('invalid-changeset-header', `the changeset header of transaction ${txnId} is ${info.size} bytes; at most ${MAX_HEADER_BYTES} are read`);
+  }
+  const got = info && await store.get(keys.header);
   if (!got) throw new Error(`transaction ${txnId} has no changeset (${keys.header})`);
+  if (got.body.length > MAX_HEADER_BYTES) throw new RefusedError('invalid-changeset-header', `the changeset header of transaction ${txnId} grew past ${MAX_HEADER_BYTES} bytes while it was read`);
   const policy = await requirePolicy(store, config.fqrn, config.keys.masterPublicKeyPem);
   const { body, keyId } = openSignedDocument(got.body, CHANGESET_TYPE, (id) => findPublisher(policy, id)?.publicKeyPem);
   const header = body as ChangesetHeader;
   if (header.publisher !== keyId) throw new Error(`changeset names publisher '${header.publisher}' but is signed by '${keyId}'`);
   if (header.fqrn !== config.fqrn) throw new Error(`changeset is for ${header.fqrn}, this is ${config.fqrn}`);
   if (header.txnId !== txnId) throw new Error(`changeset belongs to transaction ${header.txnId}, not ${txnId}`);
-  if (!Array.isArray(header.parts)) throw new Error('changeset lists no parts');
+  if (!Array.isArray(header.parts) || !header.parts.every((d) => typeof d === 'string' && /^[0-9a-f]{64}$/.test(d))) {
+    throw new RefusedError('invalid-changeset-header', 'changeset header: parts must be a list of part digests');
+  }
   const path = normalizeRepoPath(header.path);
   authorize(policy, keyId, scopePath(path || '/'));
   return { header, path, policy, keyId };
