@@ -24,7 +24,9 @@ import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
-import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
+import { register as registerTag } from './commands/tag.js';
+import { register as registerRollback } from './commands/rollback.js';
+import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, type ReadOptions } from './options.js';
 
 const program = new Command('scvmfs')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
@@ -100,7 +102,8 @@ program.command('publish')
       console.log(`  ${meterSummary(meter.snapshot())}`);
       return;
     }
-    console.log(`published ${fqrn} revision ${summary.revision}`);
+    if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
+    else console.log(`published ${fqrn} revision ${summary.revision}`);
     console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
     console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
     console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
@@ -309,12 +312,12 @@ function longLine(e: DirectoryEntry, name: string): string {
   return `${modeString(e)} ${String(e.linkcount).padStart(3)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(10)} ${time} ${name}${link}`;
 }
 
-readerOptions(program.command('ls')
+revisionOptions(readerOptions(program.command('ls')
   .description('list a directory of a repository, verifying what it reads')
   .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
   .argument('[path]', 'path inside the repository', '/')
   .option('-l, --long', 'mode, links, owner, size, time')
-  .option('-R, --recursive', 'list everything below path'))
+  .option('-R, --recursive', 'list everything below path')))
   .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean }) => {
     const reader = await openReader(location, o);
     if (o.recursive) {
@@ -324,10 +327,10 @@ readerOptions(program.command('ls')
     }
   });
 
-readerOptions(program.command('cat')
+revisionOptions(readerOptions(program.command('cat')
   .description('print a file of a repository, verified against its hash')
   .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .argument('<path...>', 'file(s) inside the repository'))
+  .argument('<path...>', 'file(s) inside the repository')))
   .action(async (location: string, paths: string[], o: ReadOptions) => {
     const reader = await openReader(location, o);
     // Chunked files stream one verified chunk at a time: a 10 GB file never sits in memory.
@@ -355,6 +358,8 @@ readerOptions(program.command('verify')
 
 
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
+registerTag(program);
+registerRollback(program);
 
 program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
   console.error(`scvmfs: error: ${err.message}`);
