@@ -26,6 +26,9 @@ import { verifyRepository } from '../client/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
 import { register as registerTag } from './commands/tag.js';
 import { register as registerRollback } from './commands/rollback.js';
+import { register as registerInfo } from './commands/info.js';
+import { register as registerCatalogs } from './commands/catalogs.js';
+import { register as registerDiff } from './commands/diff.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, type ReadOptions } from './options.js';
 
 const program = new Command('scvmfs')
@@ -360,6 +363,9 @@ readerOptions(program.command('verify')
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
 registerTag(program);
 registerRollback(program);
+registerInfo(program);
+registerCatalogs(program);
+registerDiff(program);
 
 program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
   console.error(`scvmfs: error: ${err.message}`);
