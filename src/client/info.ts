@@ -29,6 +29,7 @@ export interface RepositoryInfo {
   /** `verified`: the whitelist's signature was checked against the given master keys. */
   whitelist: { expiresAt: number; expired: boolean; daysLeft: number; verified: boolean };
   catalogs: number;
+  /** The root catalog's statistics over the whole tree; `dir` counts '/' and each mountpoint once. */
   entries: Counters & { total: number };
   stratum1: { masterReplica: boolean; lastSnapshot: string | null };
   warnings: string[];
@@ -73,7 +74,9 @@ export async function repositoryInfo(source: ObjectReader, options: InfoOptions)
   const counters = db.readCounters();
   db.close();
   const totals = addCounters(counters.self, counters.subtree);
-  const entries = { ...totals, total: totals.regular + totals.symlink + totals.special + totals.dir };
+  // The statistics count a mountpoint twice (its row in the parent and the nested catalog's root copy).
+  const dir = totals.dir - totals.nested;
+  const entries = { ...totals, dir, total: totals.regular + totals.symlink + totals.special + dir };
   const lastSnapshot = await source.get(LAST_SNAPSHOT_KEY);
   return {
     fqrn: m.fqrn, revision: m.revision, rootCatalog: m.rootCatalog.toHex(), rootCatalogSize: m.rootCatalogSize ?? null,
