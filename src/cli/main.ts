@@ -29,6 +29,7 @@ import { register as registerRollback } from './commands/rollback.js';
 import { register as registerInfo } from './commands/info.js';
 import { register as registerCatalogs } from './commands/catalogs.js';
 import { register as registerDiff } from './commands/diff.js';
+import { register as registerExport } from './commands/export.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, type ReadOptions } from './options.js';
 
 const program = new Command('scvmfs')
@@ -366,6 +367,7 @@ registerRollback(program);
 registerInfo(program);
 registerCatalogs(program);
 registerDiff(program);
+registerExport(program);
 
 program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
   console.error(`scvmfs: error: ${err.message}`);

@@ -15,6 +15,7 @@ import { catalogLoader, MANIFEST_KEY, WHITELIST_KEY } from '../repo/repository.j
 import { fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
 import { readTags, selectRevision, type RevisionSelector } from '../repo/revisions.js';
 import type { Tag } from '../format/history.js';
+import type { FileChunk } from '../format/catalog-db.js';
 
 export class VerificationError extends RefusedError {
   constructor(message: string, readonly object?: string) {
@@ -187,6 +188,11 @@ export class RepositoryReader {
     const e = await this.tree.lookup(p);
     if (!e) throw new Error(`no such file: ${p || '/'}`);
     yield* this.readEntryPieces(p, e);
+  }
+
+  /** The chunk list of a chunked file as the catalog records it (offsets, sizes, `P` object hashes). */
+  async chunkList(path: string, e: DirectoryEntry): Promise<FileChunk[]> {
+    return this.tree.chunks(normalizeRepoPath(path), e.chunkAlgorithm ?? this.manifest.rootCatalog.algorithm);
   }
 
   async *readEntryPieces(path: string, e: DirectoryEntry): AsyncGenerator<Buffer> {
