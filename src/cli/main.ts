@@ -30,10 +30,13 @@ import { register as registerInfo } from './commands/info.js';
 import { register as registerCatalogs } from './commands/catalogs.js';
 import { register as registerDiff } from './commands/diff.js';
 import { register as registerExport } from './commands/export.js';
-import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, type ReadOptions } from './options.js';
+import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, entryJson, printJson, type ReadOptions } from './options.js';
+import { normalizeRepoPath } from '../format/md5path.js';
+import { readFileSync } from 'node:fs';
 
 const program = new Command('scvmfs')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
+  .version((JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version, '-V, --version')
   .showHelpAfterError()
   .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '')}`) });
 
@@ -321,9 +324,21 @@ revisionOptions(readerOptions(program.command('ls')
   .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
   .argument('[path]', 'path inside the repository', '/')
   .option('-l, --long', 'mode, links, owner, size, time')
-  .option('-R, --recursive', 'list everything below path')))
-  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean }) => {
+  .option('-R, --recursive', 'list everything below path')
+  .option('--json', 'print the entries as JSON (docs/cli.md)')))
+  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean; json?: boolean }) => {
     const reader = await openReader(location, o);
+    if (o.json) {
+      const out = [];
+      if (o.recursive) for await (const { path: p, entry } of reader.walk(path)) out.push(entryJson(entry, p || '/'));
+      else {
+        const base = normalizeRepoPath(path);
+        const self = await reader.stat(base);
+        const dir = self !== null && kindOfMode(self.mode) === 'directory';
+        for (const e of await reader.list(path)) out.push(entryJson(e, dir ? `${base}/${e.name}` : base || '/'));
+      }
+      return printJson(out);
+    }
     if (o.recursive) {
       for await (const { path: p, entry } of reader.walk(path)) console.log(o.long ? longLine(entry, p || '/') : (p || '/'));
     } else {

@@ -9,6 +9,7 @@ import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import type { RevisionSelector } from '../repo/revisions.js';
 import { ScvmfsError } from '../errors.js';
+import { FLAG, kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 
 export function parseChunkSizes(v: string): ChunkingParameters {
   const parts = v.split(',').map((x) => Number(x.trim()));
@@ -82,3 +83,14 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+
+/** A directory entry as `ls --json` prints it (docs/cli.md). */
+export function entryJson(e: DirectoryEntry, path: string) {
+  return {
+    path, name: e.name, type: kindOfMode(e.mode), mode: (e.mode & 0o7777).toString(8).padStart(4, '0'), size: e.size,
+    mtime: e.mtime, uid: e.uid, gid: e.gid, links: e.linkcount,
+    ...(kindOfMode(e.mode) === 'symlink' ? { target: e.symlink } : {}),
+    ...(e.hash ? { hash: e.hash.toHex() } : {}),
+    ...(e.extraFlags & FLAG.chunked ? { chunked: true } : {}),
+  };
+}
