@@ -103,13 +103,24 @@ async function lstatOrNull(p: string): Promise<Stats | null> {
   return lstat(p).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err; });
 }
 
-/** Makes `target` a real directory: whatever else is at that name (a symlink, a file) is removed first. */
-async function ensureDirectory(target: string): Promise<void> {
+/**
+ * Makes `target` a real directory: whatever else is at that name (a symlink, a file) is removed first.
+ * Says whether it was created now (then nothing is in it yet and nothing needs checking there).
+ */
+async function ensureDirectory(target: string): Promise<boolean> {
   const st = await lstatOrNull(target);
   // A directory from an earlier export may be read-only by now: it is writable until the end again.
-  if (st?.isDirectory()) return chmod(target, 0o700 | (st.mode & 0o777));
+  if (st?.isDirectory()) {
+    await chmod(target, 0o700 | (st.mode & 0o777));
+    return false;
+  }
   if (st) await rm(target, { force: true });
   await mkdir(target, { mode: 0o700 });
+  return true;
+}
+
+function mtimeOf(e: DirectoryEntry): Date {
+  return new Date(e.mtime * 1000 + Math.floor((e.mtimeNs ?? 0) / 1e6));
 }
 
 /** Whether the local file already holds the content the catalog names (hashing it as the publisher would). */
@@ -132,23 +143,30 @@ async function sameContent(reader: RepositoryReader, path: string, e: DirectoryE
   }
 }
 
-/** Writes a file's verified content to a new name in its directory, then renames it into place. */
-async function writeVerified(reader: RepositoryReader, path: string, e: DirectoryEntry, target: string): Promise<number> {
-  const temp = join(target, '..', `.scvmfs-export-${randomBytes(6).toString('hex')}`);
-  const fh = await open(temp, 'wx', 0o600);
+/**
+ * Writes a file's verified content with its mode, mtime (and owner, as root) set on the open file. Where
+ * nothing stands yet the target is created exclusively (O_EXCL: never through a symlink); otherwise the
+ * content goes to a new name in the same directory and is renamed over the old file.
+ */
+async function writeVerified(reader: RepositoryReader, path: string, e: DirectoryEntry, target: string, replace: boolean, asRoot: boolean): Promise<number> {
+  const file = replace ? join(target, '..', `.scvmfs-export-${randomBytes(6).toString('hex')}`) : target;
+  const fh = await open(file, 'wx', 0o600);
   let bytes = 0;
   try {
     for await (const piece of reader.readEntryPieces(path, e)) {
       await fh.write(piece);
       bytes += piece.length;
     }
+    if (asRoot) await fh.chown(e.uid, e.gid);
+    await fh.chmod(e.mode & 0o7777);
+    await fh.utimes(mtimeOf(e), mtimeOf(e));
   } catch (err) {
     await fh.close();
-    await unlink(temp).catch(() => {});
+    await unlink(file).catch(() => {});
     throw err;
   }
   await fh.close();
-  await rename(temp, target);
+  if (replace) await rename(file, target);
   return bytes;
 }
 
@@ -174,7 +192,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
   let failure: unknown = null;
   const hardlinkFirst = new Map<string, { target: string; written: Promise<void> }>();
 
-  const startFile = (path: string, e: DirectoryEntry, target: string) => {
+  const startFile = (path: string, e: DirectoryEntry, target: string, fresh: boolean) => {
     s.filesQueued++;
     const group = e.hardlinkGroup > 0 && e.linkcount > 1 ? `${path.slice(0, path.lastIndexOf('/'))}\0${e.hardlinkGroup}` : null;
     const first = group ? hardlinkFirst.get(group) : undefined;
@@ -190,15 +208,19 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
         s.filesSkipped++;
         return;
       }
-      const st = await lstatOrNull(target);
-      if (st && !st.isFile()) await rm(target, { recursive: true, force: true });
+      let st = fresh ? null : await lstatOrNull(target);
+      if (st && !st.isFile()) {
+        await rm(target, { recursive: true, force: true });
+        st = null;
+      }
       if (await sameContent(reader, path, e, target, st)) {
         s.filesSkipped++;
+        if ((st!.mode & 0o7777) !== (e.mode & 0o7777) || Math.floor(st!.mtimeMs / 1000) !== e.mtime) finish.push({ target, e, kind: 'file' });
       } else {
-        s.bytesFetched += await writeVerified(reader, path, e, target);
+        const written = await writeVerified(reader, path, e, target, st !== null, asRoot);
+        s.bytesFetched += written;
         s.filesFetched++;
       }
-      finish.push({ target, e, kind: 'file' });
     })().then(() => { s.filesDone++; report(); }, (err) => { failure ??= err; });
     if (group && !first) hardlinkFirst.set(group, { target, written: task });
     running.add(task);
@@ -206,7 +228,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
     return task;
   };
 
-  const exportEntry = async (path: string, e: DirectoryEntry, target: string) => {
+  const exportEntry = async (path: string, e: DirectoryEntry, target: string, fresh: boolean) => {
     s.entries++;
     const kind = kindOfMode(e.mode);
     if (kind === 'file') {
@@ -217,7 +239,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
       }
       while (running.size >= parallel) await Promise.race(running);
       if (failure) throw failure;
-      startFile(path, e, target);
+      startFile(path, e, target, fresh);
     } else if (kind === 'symlink') {
       s.symlinks++;
       const st = await lstatOrNull(target);
@@ -250,7 +272,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
 
   await mkdir(dest, { recursive: true });
   await ensureDirectory(dest);
-  const stack: { path: string; target: string }[] = [{ path: base, target: dest }];
+  const stack: { path: string; target: string; fresh: boolean }[] = [{ path: base, target: dest, fresh: false }];
   try {
     while (stack.length > 0) {
       const dir = stack.pop()!;
@@ -263,7 +285,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
         }
         seen.add(e.name);
       }
-      const subdirs: { path: string; target: string }[] = [];
+      const subdirs: { path: string; target: string; fresh: boolean }[] = [];
       for (const e of kids) {
         const path = `${dir.path}/${e.name}`;
         const target = join(dir.target, e.name);
@@ -272,11 +294,11 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
         if (isDir) {
           s.entries++;
           s.directories++;
-          await ensureDirectory(target);
+          const fresh = dir.fresh ? (await mkdir(target, { mode: 0o700 }), true) : await ensureDirectory(target);
           finish.push({ target, e, kind: 'directory' });
-          if (!filter || filter.descends(path) || filter.includes(path)) subdirs.push({ path, target });
+          if (!filter || filter.descends(path) || filter.includes(path)) subdirs.push({ path, target, fresh });
         } else {
-          await exportEntry(path, e, target);
+          await exportEntry(path, e, target, dir.fresh);
         }
         if (failure) throw failure;
       }
@@ -292,7 +314,7 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
   // Owner, mode and mtime, deepest first; never through a symlink (lutimes, and no chmod on links).
   finish.sort((a, b) => b.target.length - a.target.length);
   for (const f of finish) {
-    const mtime = new Date(f.e.mtime * 1000 + Math.floor((f.e.mtimeNs ?? 0) / 1e6));
+    const mtime = mtimeOf(f.e);
     if (asRoot) await lchown(f.target, f.e.uid, f.e.gid);
     if (f.kind === 'symlink') {
       await lutimes(f.target, mtime, mtime);

@@ -65,7 +65,8 @@ export async function addTag(store: ObjectStore, options: AddTagOptions): Promis
       : await describeRoot(store, options.target.root);
     const make = (root: RevisionRoot): Tag => ({ ...root, name: options.name, description: options.description ?? '' });
     // Checked now, against the tags as they are, so that a refused edit writes nothing.
-    const probe = withTag(tags, make(target ?? { ...head.manifest, hash: head.manifest.rootCatalog, size: 0, timestamp: 0 }), target !== null);
+    const headNow = { hash: head.manifest.rootCatalog, size: head.manifest.rootCatalogSize ?? 0, revision: head.manifest.revision, timestamp: head.manifest.publishedAt };
+    const probe = withTag(tags, make(target ?? headNow), target !== null);
     return {
       root: head.manifest.rootCatalog,
       tags: (newHead) => {
