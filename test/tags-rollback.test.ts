@@ -168,7 +168,7 @@ test('CLI: tag add/list/info/remove and rollback, with --json parsed', async () 
 
   const before = r.manifestBytes();
   const bad = await runCli(['rollback', FQRN, '--tag', 'missing', '--store', r.storeDir, '--keys', r.keysDir]);
-  assert.notEqual(bad.code, 0);
+  assert.equal(bad.code, 3, 'an unknown tag is refused input');
   assert.match(bad.stderr, /no tag 'missing'/);
   assert.ok(r.manifestBytes().equals(before));
   const rolled = await cliOk(['rollback', FQRN, '--tag', 'first', '--store', r.storeDir, '--keys', r.keysDir]);

@@ -3,6 +3,7 @@
 // same on both sides is the same subtree and is never fetched, so the catalogs read follow the change
 // and not the repository (a catalog that did change is compared row by row, in memory).
 // Directory entries do not prune: a file's new content leaves its directory's entry as it was.
+import { RefusedError } from '../errors.js';
 import type { ObjectReader } from '../store/object-store.js';
 import type { ContentHash, HashAlgorithm } from '../format/hash.js';
 import type { CatalogDb } from '../format/catalog-db.js';
@@ -152,7 +153,7 @@ export async function diffRevisions(from: RepositoryReader, to: RepositoryReader
       const next = start.slice(0, start.indexOf('/', at.length + 1) === -1 ? undefined : start.indexOf('/', at.length + 1));
       const ea = dbA.lookup(next);
       const eb = dbB.lookup(next);
-      if (!ea || !eb) throw new Error(`${next} is not in both revisions`);
+      if (!ea || !eb) throw new RefusedError('no-such-path', `${next} is not a directory in both revisions`);
       dbA = (await childCatalog(a, dbA, next, ea)).db;
       dbB = (await childCatalog(b, dbB, next, eb)).db;
       at = next;

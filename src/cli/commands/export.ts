@@ -1,4 +1,5 @@
 // scvmfs export: write a subtree of a revision into a local directory (cvmfs_shrinkwrap).
+import { ScvmfsError } from '../../errors.js';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { exportTree, parseExportSpec } from '../../client/export.js';
@@ -15,7 +16,7 @@ export function register(program: Command): void {
     .option('--json', 'print the summary as JSON (docs/cli.md)')
     .option('-q, --quiet', 'no progress output')), 'export')
     .action(async (location: string, paths: string[], o: ReadOptions & { spec?: string; parallel: number; json?: boolean; quiet?: boolean }) => {
-      if (paths.length > 2) throw new Error('export takes [repo-path] <dest-dir>: too many arguments');
+      if (paths.length > 2) throw new ScvmfsError('usage', 'too-many-arguments', 'export takes [repo-path] <dest-dir>: too many arguments');
       const [repoPath, dest] = paths.length === 2 ? [paths[0]!, paths[1]!] : ['/', paths[0]!];
       const spec = o.spec ? parseExportSpec(await readFile(o.spec, 'utf8')) : undefined;
       const reader = await openReader(location, o);

@@ -1,4 +1,5 @@
 // scvmfs tag add|list|info|remove: the history database's named revisions (cvmfs_server tag).
+import { RefusedError, ScvmfsError } from '../../errors.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { ContentHash } from '../../format/hash.js';
 import type { Tag } from '../../format/history.js';
@@ -38,7 +39,7 @@ export function register(program: Command): void {
     .option('--root <hash>', 'tag this root catalog instead of the head', parseRoot)
     .option('-m, --description <text>', 'what the tag is for', '')
     .action(async (fqrn: string, name: string, o: { store: string; keys: string; revision?: number; root?: ContentHash; description: string }) => {
-      if (o.revision !== undefined && o.root !== undefined) throw new Error('give --revision or --root, not both');
+      if (o.revision !== undefined && o.root !== undefined) throw new ScvmfsError('usage', 'conflicting-options', 'give --revision or --root, not both');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
       const target = o.revision !== undefined ? { revision: o.revision } : o.root ? { root: o.root } : undefined;
       const done = await addTag(openStore(o.store), { fqrn, keys, name, description: o.description, target });
@@ -71,7 +72,7 @@ export function register(program: Command): void {
       const reader = await openReader(location, o);
       const t = (await reader.tags()).find((x) => x.name === name);
       reader.close();
-      if (!t) throw new Error(`no tag '${name}' in ${o.fqrn} (see 'scvmfs tag list')`);
+      if (!t) throw new RefusedError('unknown-tag', `no tag '${name}' in ${o.fqrn} (see 'scvmfs tag list')`);
       if (o.json) return printJson(tagJson(t));
       console.log(`name:         ${t.name}\nrevision:     ${t.revision}\ndate:         ${formatTime(t.timestamp)}\nroot catalog: ${t.hash.toHex()}\n` +
         `catalog size: ${t.size} bytes\ndescription:  ${t.description}`);
