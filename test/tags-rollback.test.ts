@@ -4,13 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, runCli, tempDir } from './helpers.js';
+import { cliOk, extractVector, runCli, tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { loadOrCreateKeys } from '../src/repo/keys-dir.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
 import { addTag, removeTags } from '../src/repo/tags.js';
 import { rollbackToTag } from '../src/repo/rollback.js';
+import { findRevision } from '../src/repo/revisions.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import type { RepositoryKeys } from '../src/format/keys.js';
@@ -180,4 +181,23 @@ test('CLI: tag add/list/info/remove and rollback, with --json parsed', async () 
   await cliOk(['tag', 'remove', FQRN, 'first', '--store', r.storeDir, '--keys', r.keysDir]);
   const after = JSON.parse((await cliOk(['tag', 'list', r.storeDir, ...common, '--json'])).stdout) as { name: string }[];
   assert.ok(!after.some((t) => t.name === 'first'));
+});
+
+test('an old revision no tag names is found through the previous_revision chain; the stock vector lists its tags', async () => {
+  const r = await setup();
+  await r.publish({ 'a.txt': 'one' });
+  await r.publish({ 'a.txt': 'two' });
+  await r.publish({ 'a.txt': 'three' });
+  const head = (await readHead(r.store))!.manifest;
+  const viaChain = await findRevision(r.store, head, 3, []);
+  const viaTags = await findRevision(r.store, head, 3);
+  assert.ok(viaChain.hash.equals(viaTags.hash));
+  assert.equal(viaChain.revision, 3);
+  await assert.rejects(findRevision(r.store, head, 0, []), /does not exist/);
+
+  const v = extractVector();
+  const tags = JSON.parse((await cliOk(['tag', 'list', v.repo, '--fqrn', v.fqrn, '--pubkey', join(v.keys, `${v.fqrn}.pub`), '--allow-expired-whitelist', '--no-cache', '--json'])).stdout) as { name: string; revision: number }[];
+  assert.ok(tags.some((t) => t.name === 'trunk' && t.revision === 2), JSON.stringify(tags));
+  const old = await cliOk(['ls', v.repo, '--fqrn', v.fqrn, '--pubkey', join(v.keys, `${v.fqrn}.pub`), '--allow-expired-whitelist', '--no-cache', '--revision', '1', '--json']);
+  assert.ok(Array.isArray(JSON.parse(old.stdout)));
 });
