@@ -201,3 +201,19 @@ test('an old revision no tag names is found through the previous_revision chain;
   const old = await cliOk(['ls', v.repo, '--fqrn', v.fqrn, '--pubkey', join(v.keys, `${v.fqrn}.pub`), '--allow-expired-whitelist', '--no-cache', '--revision', '1', '--json']);
   assert.ok(Array.isArray(JSON.parse(old.stdout)));
 });
+
+test('CLI: publish --tag with nothing to publish says it only adds the tag', async () => {
+  const r = await setup();
+  writeFileSync(join(r.src, 'a.txt'), 'one');
+  await cliOk(['publish', FQRN, r.src, '--store', r.storeDir, '--keys', r.keysDir, '--no-cache', '-q']);
+  const tagged = await cliOk(['publish', FQRN, r.src, '--store', r.storeDir, '--keys', r.keysDir, '--no-cache', '-q', '--tag', 'rel-1']);
+  assert.match(tagged.stdout, /no content change: revision 3 of tags\.example\.org has the same tree and adds tag 'rel-1'/);
+  const reader = await r.open({ tag: 'rel-1' });
+  assert.equal(reader.revision, 3);
+  reader.close();
+  const before = r.manifestBytes();
+  const again = await runCli(['publish', FQRN, r.src, '--store', r.storeDir, '--keys', r.keysDir, '--no-cache', '-q', '--tag', 'rel-1']);
+  assert.equal(again.code, 3);
+  assert.match(again.stderr, /tag 'rel-1' already exists/);
+  assert.ok(r.manifestBytes().equals(before), 'a refused tag changed the manifest');
+});
