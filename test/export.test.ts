@@ -132,10 +132,14 @@ test('export --spec writes only the listed paths; the CLI prints --json', async 
   assert.deepEqual(readdirSync(join(dest, 'dir')).sort(), ['a', 'b', 'c', 'rel-link']);
   assert.equal(summary.hardlinks, 2);
   assert.deepEqual(parseExportSpec('^/a/*\n!/a/b\n/c\n'), { paths: ['/c'], subtrees: ['/a'], excluded: ['/a/b'] });
-  // A subdirectory of the repository exports its contents.
+  // A subdirectory of the repository exports its contents; a destination that is a symlink to a directory is followed.
+  const real = join(r.work, 'real-sub');
+  mkdirSync(real);
   const sub = join(r.work, 'sub');
+  symlinkSync(real, sub);
   await cliOk(['export', r.storeDir, '/dir/sub', sub, '--fqrn', r.fqrn, '--pubkey', join(r.keysDir, `${r.fqrn}.pub`), '--no-cache', '-q']);
-  assert.equal(readFileSync(join(sub, 'deep'), 'utf8'), 'in a nested catalog');
+  assert.equal(readFileSync(join(real, 'deep'), 'utf8'), 'in a nested catalog');
+  assert.ok(lstatSync(sub).isSymbolicLink(), 'the destination symlink is kept');
 });
 
 test('a repository with hostile names cannot make export write outside the destination', async () => {

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readFile, readlink, rename, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readFile, readlink, rename, rm, stat, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RefusedError } from '../errors.js';
 import { ContentHash } from '../format/hash.js';
@@ -270,8 +270,11 @@ export async function exportTree(reader: RepositoryReader, dest: string, options
     }
   };
 
+  // The destination is the user's: it may be a symlink to a directory, and is followed (entries below it never are).
   await mkdir(dest, { recursive: true });
-  await ensureDirectory(dest);
+  const destStat = await stat(dest);
+  if (!destStat.isDirectory()) throw new RefusedError('not-a-directory', `${dest} is not a directory`);
+  await chmod(dest, 0o700 | (destStat.mode & 0o777));
   const stack: { path: string; target: string; fresh: boolean }[] = [{ path: base, target: dest, fresh: false }];
   try {
     while (stack.length > 0) {
