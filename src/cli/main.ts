@@ -25,12 +25,19 @@ import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import { register as registerVerify } from './commands/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
+import { register as registerTag } from './commands/tag.js';
+import { register as registerRollback } from './commands/rollback.js';
+import { register as registerInfo } from './commands/info.js';
+import { register as registerCatalogs } from './commands/catalogs.js';
+import { register as registerDiff } from './commands/diff.js';
+import { register as registerExport } from './commands/export.js';
 import { register as registerInit } from './commands/init.js';
 import { register as registerIngest } from './commands/ingest.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerPublisher } from './commands/publisher.js';
 import { register as registerCost } from './commands/cost.js';
-import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
+import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, entryJson, printJson, type ReadOptions } from './options.js';
+import { normalizeRepoPath } from '../format/md5path.js';
 import { register as registerLease } from './commands/lease.js';
 import { register as registerAbort } from './commands/abort.js';
 
@@ -99,7 +106,8 @@ program.command('publish')
       console.log(`  ${meterSummary(meter.snapshot())}`);
       return;
     }
-    console.log(`published ${fqrn} revision ${summary.revision}`);
+    if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
+    else console.log(`published ${fqrn} revision ${summary.revision}`);
     console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
     console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
     console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
@@ -202,14 +210,26 @@ function longLine(e: DirectoryEntry, name: string): string {
   return `${modeString(e)} ${String(e.linkcount).padStart(3)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(10)} ${time} ${name}${link}`;
 }
 
-readerOptions(program.command('ls')
+revisionOptions(readerOptions(program.command('ls')
   .description('list a directory of a repository, verifying what it reads')
   .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
   .argument('[path]', 'path inside the repository', '/')
   .option('-l, --long', 'mode, links, owner, size, time')
-  .option('-R, --recursive', 'list everything below path'))
-  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean }) => {
+  .option('-R, --recursive', 'list everything below path')
+  .option('--json', 'print the entries as JSON (docs/cli.md)')))
+  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean; json?: boolean }) => {
     const reader = await openReader(location, o);
+    if (o.json) {
+      const out = [];
+      if (o.recursive) for await (const { path: p, entry } of reader.walk(path)) out.push(entryJson(entry, p || '/'));
+      else {
+        const base = normalizeRepoPath(path);
+        const self = await reader.stat(base);
+        const dir = self !== null && kindOfMode(self.mode) === 'directory';
+        for (const e of await reader.list(path)) out.push(entryJson(e, dir ? `${base}/${e.name}` : base || '/'));
+      }
+      return printJson(out);
+    }
     if (o.recursive) {
       for await (const { path: p, entry } of reader.walk(path)) console.log(o.long ? longLine(entry, p || '/') : (p || '/'));
     } else {
@@ -217,10 +237,10 @@ readerOptions(program.command('ls')
     }
   });
 
-readerOptions(program.command('cat')
+revisionOptions(readerOptions(program.command('cat')
   .description('print a file of a repository, verified against its hash')
   .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .argument('<path...>', 'file(s) inside the repository'))
+  .argument('<path...>', 'file(s) inside the repository')))
   .action(async (location: string, paths: string[], o: ReadOptions) => {
     const reader = await openReader(location, o);
     // Chunked files stream one verified chunk at a time: a 10 GB file never sits in memory.
@@ -240,6 +260,12 @@ registerVerify(program);
 registerCost(program);
 registerLease(program);
 registerAbort(program);
+registerTag(program);
+registerRollback(program);
+registerInfo(program);
+registerCatalogs(program);
+registerDiff(program);
+registerExport(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

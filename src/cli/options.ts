@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
 import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
+import type { RevisionSelector } from '../repo/revisions.js';
+import { ScvmfsError } from '../errors.js';
+import { FLAG, kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
 
 export function parseChunkSizes(v: string): ChunkingParameters {
   const parts = v.split(',').map((x) => Number(x.trim()));
@@ -38,7 +41,7 @@ export function portNumber(v: string): number {
   return n;
 }
 
-export interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false }
+export interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false; revision?: number; tag?: string }
 
 export function readerOptions(cmd: Command): Command {
   return cmd
@@ -53,6 +56,41 @@ export async function openReader(location: string, o: ReadOptions): Promise<Repo
   const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
   const cacheRoot = o.cache === false ? undefined : (o.cache ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'scvmfs'));
   const source = openSource(location, cacheRoot ? join(cacheRoot, o.fqrn) : undefined);
-  return RepositoryReader.open(source, { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist });
+  return RepositoryReader.open(source, { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist, at: revisionSelector(o) });
 }
 
+/** --revision N / --tag T: read an older revision instead of the head. */
+export function revisionOptions(cmd: Command, what = 'read'): Command {
+  return cmd
+    .option('--revision <n>', `${what} this revision instead of the head`, (v) => positiveInt(v, '--revision'))
+    .option('--tag <name>', `${what} the revision this tag names instead of the head`);
+}
+
+export function revisionSelector(o: { revision?: number; tag?: string }): RevisionSelector | undefined {
+  if (o.revision !== undefined && o.tag !== undefined) throw new ScvmfsError('usage', 'conflicting-options', 'give --revision or --tag, not both');
+  if (o.revision !== undefined) return { revision: o.revision };
+  if (o.tag !== undefined) return { tag: o.tag };
+  return undefined;
+}
+
+/** The one date format of every command's output: ISO 8601 in UTC, to the second. */
+export function formatTime(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** --json output: one JSON document on standard output. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+
+/** A directory entry as `ls --json` prints it (docs/cli.md). */
+export function entryJson(e: DirectoryEntry, path: string) {
+  return {
+    path, name: e.name, type: kindOfMode(e.mode), mode: (e.mode & 0o7777).toString(8).padStart(4, '0'), size: e.size,
+    mtime: e.mtime, uid: e.uid, gid: e.gid, links: e.linkcount,
+    ...(kindOfMode(e.mode) === 'symlink' ? { target: e.symlink } : {}),
+    ...(e.hash ? { hash: e.hash.toHex() } : {}),
+    ...(e.extraFlags & FLAG.chunked ? { chunked: true } : {}),
+  };
+}

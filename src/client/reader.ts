@@ -13,6 +13,9 @@ import { decodeXattrs, type Xattrs } from '../format/xattr.js';
 import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, MANIFEST_KEY, WHITELIST_KEY } from '../repo/repository.js';
 import { fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
+import { readTags, selectRevision, type RevisionSelector } from '../repo/revisions.js';
+import type { Tag } from '../format/history.js';
+import type { FileChunk } from '../format/catalog-db.js';
 
 export class VerificationError extends RefusedError {
   constructor(message: string, readonly object?: string) {
@@ -28,6 +31,8 @@ export interface OpenOptions {
   /** Accept a whitelist past its expiry (only for archived repositories such as test vectors). */
   allowExpiredWhitelist?: boolean;
   now?: Date;
+  /** Read an older revision (by number or tag) instead of the head; trust still comes from the head. */
+  at?: RevisionSelector;
 }
 
 export class RepositoryReader {
@@ -37,6 +42,8 @@ export class RepositoryReader {
     readonly whitelist: Whitelist,
     readonly certificatePem: string,
     private readonly tree: CatalogTree,
+    /** The root catalog this reader reads: the head's, or an older revision's. */
+    readonly rootHash: ContentHash,
   ) {}
 
   static async open(source: ObjectReader, options: OpenOptions): Promise<RepositoryReader> {
@@ -89,13 +96,40 @@ export class RepositoryReader {
     if (revision !== manifest.revision) {
       throw new VerificationError(`root catalog revision ${revision} differs from manifest revision ${manifest.revision}`, manifest.rootCatalog.objectKey('C'));
     }
-    return new RepositoryReader(source, manifest, whitelist, certificatePem, tree);
+    const head = new RepositoryReader(source, manifest, whitelist, certificatePem, tree, manifest.rootCatalog);
+    if (!options.at) return head;
+    try {
+      const selected = await selectRevision(source, manifest, options.at);
+      const old = await head.atRoot(selected.hash);
+      if (old.revision !== selected.revision) {
+        old.close();
+        throw new VerificationError(`root catalog ${selected.hash.toHex()} is revision ${old.revision}, its tag says ${selected.revision}`, selected.hash.objectKey('C'));
+      }
+      return old;
+    } finally {
+      head.close();
+    }
   }
 
   /** A reader of an older root catalog (from history or previous_revision) with the same trust. */
   async atRoot(rootCatalog: ContentHash): Promise<RepositoryReader> {
     const tree = await CatalogTree.open(catalogLoader(this.source), rootCatalog, rootCatalog.algorithm);
-    return new RepositoryReader(this.source, this.manifest, this.whitelist, this.certificatePem, tree);
+    return new RepositoryReader(this.source, this.manifest, this.whitelist, this.certificatePem, tree, rootCatalog);
+  }
+
+  /** The revision this reader reads (the head's unless opened `at` an older one). */
+  get revision(): number {
+    return this.tree.root.revision;
+  }
+
+  /** The root catalog's own properties and statistics (revision, TTL, counters). */
+  get rootCatalog(): CatalogTree['root'] {
+    return this.tree.root;
+  }
+
+  /** The tags of the head's history database, verified against the manifest's hash. */
+  async tags(): Promise<Tag[]> {
+    return readTags(this.source, this.manifest);
   }
 
   get rootCatalogPrevious(): ContentHash | null {
@@ -154,6 +188,11 @@ export class RepositoryReader {
     const e = await this.tree.lookup(p);
     if (!e) throw new Error(`no such file: ${p || '/'}`);
     yield* this.readEntryPieces(p, e);
+  }
+
+  /** The chunk list of a chunked file as the catalog records it (offsets, sizes, `P` object hashes). */
+  async chunkList(path: string, e: DirectoryEntry): Promise<FileChunk[]> {
+    return this.tree.chunks(normalizeRepoPath(path), e.chunkAlgorithm ?? this.manifest.rootCatalog.algorithm);
   }
 
   async *readEntryPieces(path: string, e: DirectoryEntry): AsyncGenerator<Buffer> {

@@ -1,5 +1,6 @@
 // The history / tag database, stored as object `data/…H` (spec §8.2).
 import Database from 'better-sqlite3';
+import { RefusedError } from '../errors.js';
 import { ContentHash } from './hash.js';
 
 export interface Tag {
@@ -162,17 +163,7 @@ export function nextHistoryTags(
 ): Tag[] {
   const at = (name: string, description: string): Tag => ({ ...head, name, description });
   const generic = autoTagName(head.timestamp);
-  if (userTag) {
-    if (userTag.name === '' || /[\s\x00-\x1f\x7f]/.test(userTag.name)) {
-      throw new Error(`tag name ${JSON.stringify(userTag.name)} is empty or contains blanks/control characters`);
-    }
-    if (userTag.name === TRUNK || userTag.name === TRUNK_PREVIOUS || userTag.name.startsWith('generic-')) {
-      throw new Error(`tag name '${userTag.name}' is reserved for automatic tags`);
-    }
-    if (previous.some((t) => t.name === userTag.name)) {
-      throw new Error(`tag '${userTag.name}' already exists; choose another name or remove it first`);
-    }
-  }
+  if (userTag) checkNewTagName(previous, userTag.name);
   const oldTrunk = previous.find((t) => t.name === TRUNK);
   // Two publishes within one second give the same generic name; the newer revision takes it.
   const kept = previous.filter((t) => t.name !== TRUNK && t.name !== TRUNK_PREVIOUS && t.name !== generic);
@@ -181,4 +172,81 @@ export function nextHistoryTags(
   if (oldTrunk) next.push({ ...oldTrunk, name: TRUNK_PREVIOUS, description: TRUNK_PREVIOUS_DESCRIPTION });
   next.push(at(TRUNK, TRUNK_DESCRIPTION));
   return next;
+}
+
+/** The undo tags (`trunk`, `trunk-previous`) cvmfs manages itself; nobody adds or removes them by name. */
+export function isUndoTag(name: string): boolean {
+  return name === TRUNK || name === TRUNK_PREVIOUS;
+}
+
+/** Refuses a name a user may not give a tag: blank, with blanks or control characters, or reserved. */
+export function checkTagName(name: string): void {
+  if (name === '' || /[\s\x00-\x1f\x7f]/.test(name)) {
+    throw new RefusedError('bad-tag-name', `tag name ${JSON.stringify(name)} is empty or contains blanks/control characters`);
+  }
+  if (isUndoTag(name) || name.startsWith('generic-')) {
+    throw new RefusedError('reserved-tag-name', `tag name '${name}' is reserved for automatic tags`);
+  }
+}
+
+function checkNewTagName(tags: Tag[], name: string): void {
+  checkTagName(name);
+  if (tags.some((t) => t.name === name)) {
+    throw new RefusedError('tag-exists', `tag '${name}' already exists; choose another name or remove it first`);
+  }
+}
+
+/**
+ * The undo tags after a revision that is not a publish (a tag edit): `trunk` names the new head and the
+ * old trunk becomes `trunk-previous`, as after every revision; no generic tag is added.
+ */
+export function moveUndoTags(tags: Tag[], head: Omit<Tag, 'name' | 'description'>): Tag[] {
+  const oldTrunk = tags.find((t) => t.name === TRUNK);
+  const next = tags.filter((t) => !isUndoTag(t.name));
+  if (oldTrunk) next.push({ ...oldTrunk, name: TRUNK_PREVIOUS, description: TRUNK_PREVIOUS_DESCRIPTION });
+  next.push({ ...head, name: TRUNK, description: TRUNK_DESCRIPTION });
+  return next;
+}
+
+/**
+ * Adds `tag`, or moves an existing tag of that name when `move` is set (cvmfs_server tag -a with -h):
+ * a moved tag keeps its description unless a new one is given, and moving it onto the catalog it
+ * already names is refused.
+ */
+export function withTag(tags: Tag[], tag: Tag, move: boolean): { tags: Tag[]; moved?: Tag } {
+  checkTagName(tag.name);
+  const old = tags.find((t) => t.name === tag.name);
+  if (!old) return { tags: [...tags, tag] };
+  if (!move) {
+    throw new RefusedError('tag-exists', `tag '${tag.name}' already exists; give --revision or --root to move it, or remove it first`);
+  }
+  if (old.hash.equals(tag.hash)) throw new RefusedError('tag-unchanged', `tag '${tag.name}' already names ${tag.hash.toHex()}`);
+  const moved = { ...tag, description: tag.description || old.description };
+  return { tags: [...tags.filter((t) => t.name !== tag.name), moved], moved: old };
+}
+
+/** Removes the named tags; all of them must exist and none may be an undo tag (nothing is removed otherwise). */
+export function withoutTags(tags: Tag[], names: string[]): { tags: Tag[]; removed: Tag[] } {
+  for (const n of names) {
+    if (isUndoTag(n)) throw new RefusedError('reserved-tag-name', `'${n}' is an undo tag; cvmfs manages it and it cannot be removed`);
+  }
+  const missing = names.filter((n) => !tags.some((t) => t.name === n));
+  if (missing.length > 0) throw new RefusedError('unknown-tag', `no tag ${missing.map((n) => `'${n}'`).join(', ')} in the history`);
+  const drop = new Set(names);
+  return { tags: tags.filter((t) => !drop.has(t.name)), removed: tags.filter((t) => drop.has(t.name)) };
+}
+
+/**
+ * The tag list after rolling back to `target` (cvmfs_server rollback -t): every tag of a revision after
+ * the target's is removed (they name a future that no longer is the head's past), the target tag is
+ * re-pointed at the new head revision, and `trunk` names the new head; there is no `trunk-previous`, so
+ * a rollback is not undone anonymously.
+ */
+export function rolledBackTags(tags: Tag[], target: Tag, head: Omit<Tag, 'name' | 'description'>): { tags: Tag[]; removed: Tag[] } {
+  const condemned = (t: Tag) => t.revision > target.revision || t.name === target.name;
+  const removed = tags.filter((t) => condemned(t) && t.name !== target.name && !isUndoTag(t.name));
+  const next = tags.filter((t) => !condemned(t) && !isUndoTag(t.name));
+  if (!isUndoTag(target.name)) next.push({ ...head, name: target.name, description: target.description });
+  next.push({ ...head, name: TRUNK, description: TRUNK_DESCRIPTION });
+  return { tags: next, removed };
 }

@@ -74,6 +74,8 @@ export interface FinishOutcome {
   catalogsWritten: number;
   catalogsSplit: string[];
   catalogsMerged: string[];
+  /** The tree did not change but a tag was asked for: the revision only adds it (stock publishes one too). */
+  tagOnly?: boolean;
 }
 
 /** What every owner's publish reports: the revision, what it uploaded, the catalogs, the time. */
@@ -109,13 +111,14 @@ export async function finishRevision(store: ObjectStore, head: Head, tree: Catal
     if (balanced.split.length > 0 || balanced.merged.length > 0) await uploader.upload(empty);
   }
   const outcome = { catalogsSplit: balanced.split, catalogsMerged: balanced.merged };
-  if (!tree.changed) {
+  const tagOnly = !tree.changed && options.tag !== undefined;
+  if (!tree.changed && !tagOnly) {
     return { changed: false, revision: head.manifest.revision, rootCatalog: head.manifest.rootCatalog, catalogsWritten: 0, ...outcome };
   }
   options.onCommit?.();
   lock.check();
   const committed = await commitRevision(store, head, tree, {
-    keys: options.keys, now: options.now(), tag: options.tag,
+    keys: options.keys, now: options.now(), tag: options.tag, previousRoot: tagOnly ? head.manifest.rootCatalog : undefined,
     upload: async (objects: PreparedObject[]) => { for (const o of objects) await uploader.uploadNow(o); },
   });
   if (options.cache) {
@@ -124,7 +127,7 @@ export async function finishRevision(store: ObjectStore, head: Head, tree: Catal
   }
   return {
     changed: true, revision: committed.manifest.revision, rootCatalog: committed.manifest.rootCatalog,
-    catalogsWritten: committed.catalogs.length, ...outcome,
+    catalogsWritten: committed.catalogs.length, ...outcome, ...(tagOnly ? { tagOnly } : {}),
   };
 }
 

@@ -166,6 +166,11 @@ export interface CommitOptions {
   upload?: (objects: PreparedObject[]) => Promise<void>;
   /** The root catalog this revision follows, when the tree was opened at an unpublished one. */
   previousRoot?: ContentHash;
+  /**
+   * The new revision's tag list, for revisions that are not a publish (tag edits, rollback); by default
+   * a publish's: trunk moves, a generic tag and the optional `tag` name the new head.
+   */
+  tags?: (previous: Tag[], head: Omit<Tag, 'name' | 'description'>) => Tag[];
   /** Runs after every object is stored and before the manifest swap (a commit chain's checkpoint). */
   beforeSwap?: (manifest: Manifest) => Promise<void>;
 }
@@ -188,7 +193,8 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
   await upload(committed.catalogs.map((c) => c.object));
 
   const previousTags: Tag[] = old.history ? readHistory(await fetchObjectContent(store, old.history, 'H')).tags : [];
-  const tags = nextHistoryTags(previousTags, { hash: committed.rootHash, size: committed.rootSize, revision, timestamp: seconds }, options.tag);
+  const headTag = { hash: committed.rootHash, size: committed.rootSize, revision, timestamp: seconds };
+  const tags = options.tags ? options.tags(previousTags, headTag) : nextHistoryTags(previousTags, headTag, options.tag);
   const history = prepareObject(head.algorithm, createHistory(old.fqrn, tags, old.history), 'H');
   await putIfAbsent(store, history);
 

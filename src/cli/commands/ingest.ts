@@ -51,6 +51,7 @@ export function register(program: Command): void {
       }
       const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
       console.log(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
+      if (summary.tagOnly) console.log(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
       if (tarball !== undefined) {
         console.log(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
           `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
