@@ -196,3 +196,24 @@ test('verifyRepository refuses a reader that reads through the local object cach
   assert.equal((await verifyRepository(direct)).problems.length, 0);
   direct.close();
 });
+
+test('verify --revision and --tag check an old revision from its own root; the head stays clean', async () => {
+  const r = await repository('old-revision', { 'a.txt': 'old content only revision 2 has\n' });
+  const src = join(r.work, 'src');
+  const keys = join(r.work, 'keys');
+  writeFileSync(join(src, 'a.txt'), 'new content\n');
+  await cliOk(['publish', FQRN, src, '--store', r.store, '--keys', keys, '-q', '--tag', 'v3']);
+  // The object only revision 2 references goes missing: the head does not notice, revision 2 does.
+  rmSync(join(r.store, objectsByContent(r.store).get('old content only revision 2 has\n')!));
+  const head = parseReport((await cliOk(verifyArgs(r.store, r.pub, '--json'))).stdout);
+  assert.equal(head.revision, 3);
+  const old = await runCli(verifyArgs(r.store, r.pub, '--json', '--revision', '2'));
+  assert.equal(old.code, 3, old.stderr);
+  const report = parseReport(old.stdout);
+  assert.equal(report.revision, 2);
+  assert.deepEqual(report.problems.map((p) => [p.code, p.paths]), [['missing-object', ['/a.txt']]]);
+  const tagged = parseReport((await cliOk(verifyArgs(r.store, r.pub, '--json', '--tag', 'v3'))).stdout);
+  assert.equal(tagged.revision, 3);
+  const both = await runCli(verifyArgs(r.store, r.pub, '--revision', '2', '--tag', 'v3'));
+  assert.equal(both.code, 2);
+});

@@ -122,6 +122,9 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
     throw new RefusedError('verify-through-cache', 'verify must read the store itself: open the reader without a local object cache');
   }
   const manifest = reader.manifest;
+  // An older revision (opened `at` a tag or revision) is verified from its own root; the head's history
+  // and reflog are still the ones the manifest names.
+  const atHead = reader.rootHash.equals(manifest.rootCatalog);
   const progress: VerifyProgress = { catalogs: 0, entries: 0, objects: 0, bytes: 0 };
   const problems: VerifyProblem[] = [];
   let truncated = false;
@@ -248,7 +251,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
       const root = db.lookup(mountpoint);
       if (!root || kindOfMode(root.mode) !== 'directory') defect('has no root directory entry');
       else if (mountpoint !== '' && !(root.extraFlags & FLAG.nestedRoot)) defect('root entry lacks the nested-root flag');
-      if (mountpoint === '' && db.property('last_modified') !== undefined && Number(db.property('last_modified')) > manifest.publishedAt) {
+      if (mountpoint === '' && atHead && db.property('last_modified') !== undefined && Number(db.property('last_modified')) > manifest.publishedAt) {
         defect('last_modified is later than the manifest timestamp');
       }
       const counters = db.readCounters();
@@ -306,7 +309,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
   let tags: string[] = [];
   const warnings: string[] = [];
   try {
-    await verifyCatalog(manifest.rootCatalog, '', manifest.rootCatalogSize);
+    await verifyCatalog(reader.rootHash, '', atHead ? manifest.rootCatalogSize : undefined);
     if (manifest.history) {
       const key = manifest.history.objectKey('H');
       const stored = await fetchVerified(manifest.history, 'H', []);
@@ -327,7 +330,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
     await Promise.all(inFlight.splice(0));
   }
 
-  const report: VerifyReport = { ...progress, fqrn: manifest.fqrn, location: source.description, revision: manifest.revision, tags, warnings, problems, truncated };
+  const report: VerifyReport = { ...progress, fqrn: manifest.fqrn, location: source.description, revision: atHead ? manifest.revision : reader.revision, tags, warnings, problems, truncated };
   if (problems.length > 0) throw new VerifyFailedError(report);
   return report;
 }

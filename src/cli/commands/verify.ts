@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_MAX_PROBLEMS, VerifyFailedError, verifyAt, type VerifyReport } from '../../client/verify.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, revisionOptions, revisionSelector } from '../options.js';
 
 interface VerifyCliOptions {
   fqrn: string;
@@ -12,10 +12,12 @@ interface VerifyCliOptions {
   maxProblems: number;
   json?: boolean;
   quiet?: boolean;
+  revision?: number;
+  tag?: string;
 }
 
 export function register(program: Command): void {
-  program.command('verify')
+  revisionOptions(program.command('verify'), 'verify')
     .description('check signatures, whitelist, every catalog and every object in the store; lists every problem')
     .argument('<location>', 'http(s) URL of the repository, its directory, or an s3:// store')
     .requiredOption('--fqrn <fqrn>', 'repository name')
@@ -33,7 +35,7 @@ export function register(program: Command): void {
       let report: VerifyReport;
       try {
         report = await verifyAt(location, {
-          fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist, maxProblems: o.maxProblems,
+          at: revisionSelector(o), fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist, maxProblems: o.maxProblems,
           onProgress: (p) => progress.update(`verifying: ${p.catalogs} catalogs, ${p.entries} entries, ${p.objects} objects`),
         });
       } catch (err) {
