@@ -29,6 +29,7 @@ import { PreconditionFailedError, type ObjectStore } from '../store/object-store
 import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
+import { checkWindow, CommitObjectCheck } from './commit-objects.js';
 
 export interface CommitEvent {
   txnId: string;
@@ -166,24 +167,16 @@ async function loadPart(store: ObjectStore, txnId: string, index: number, header
   return part.ops;
 }
 
-/** Refuses an operation outside the changeset's sub-path, or one naming an object the store lacks. */
-async function checkOp(store: ObjectStore, op: ChangeOp, scope: string, exists: Map<string, Promise<boolean>>): Promise<void> {
+/**
+ * Refuses an operation outside the changeset's sub-path, or one naming an object the store lacks or whose
+ * bytes do not match its name (collected by `objects`, refused by its `settle`).
+ */
+async function checkOp(op: ChangeOp, scope: string, objects: CommitObjectCheck): Promise<void> {
   for (const p of opPaths(op)) {
     const path = normalizeRepoPath(p);
     if (path !== p || !isWithin(path, scope)) throw new Error(`operation on '${p}' lies outside the changeset's path '${scope || '/'}'`);
   }
-  if (op.op !== 'upsert') return;
-  const keys: string[] = [];
-  if (op.entry.hash) keys.push(ContentHash.fromHex(op.entry.hash).objectKey(''));
-  for (const c of op.chunks ?? []) keys.push(ContentHash.fromHex(c.hash).objectKey('P'));
-  for (const key of keys) {
-    let p = exists.get(key);
-    if (!p) {
-      p = store.head(key).then((h) => h !== null);
-      exists.set(key, p);
-    }
-    if (!(await p)) throw new Error(`changeset references ${key} (for '${op.path}'), which is not in the store`);
-  }
+  await objects.check(op);
 }
 
 async function applyOp(tree: CatalogTree, op: ChangeOp): Promise<void> {
@@ -266,7 +259,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         }
         state = { ...state, baseSubtree };
       }
-      const exists = new Map<string, Promise<boolean>>();
+      const objects = new CommitObjectCheck(store, tree, { txnId: event.txnId, prefix: keys.prefix, publisher: header.publisher });
       let applied = 0;
       let part = state.part;
       let op = state.op;
@@ -285,10 +278,12 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         // Hand over before the sandbox's memory limit as well as before its time limit.
         if (applied > 0 && applied % 64 === 0 && memoryInUse() > context.memoryLimitInMB * 1024 * 1024 * MEMORY_SHARE) break;
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
-        // Check a window of operations at once: their object lookups run concurrently.
+        // Check a window of operations at once: their objects are read concurrently.
         if (op >= checked) {
-          await Promise.all(ops.slice(op, op + 64).map((o) => checkOp(store, o, path, exists)));
-          checked = op + 64;
+          const n = checkWindow(ops, op);
+          await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, path, objects)));
+          await objects.settle();
+          checked = op + n;
         }
         await applyOp(tree, ops[op]!);
         op++;
