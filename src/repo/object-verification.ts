@@ -126,6 +126,13 @@ export function grantRecordKey(objectKey: string): string {
 /** Appends `grant` to the key's record (several writers may be granted the same missing key). */
 export async function recordGrant(store: ObjectStore, objectKey: string, grant: GrantRecord): Promise<void> {
   const key = grantRecordKey(objectKey);
+  // Usually the first grant of the key: one create, no read.
+  try {
+    await store.put(key, Buffer.from(JSON.stringify([grant])), { ifNoneMatch: '*' });
+    return;
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
+  }
   for (let attempt = 0; ; attempt++) {
     const current = await store.get(key);
     const list = current ? (JSON.parse(current.body.toString('utf8')) as GrantRecord[]) : [];
