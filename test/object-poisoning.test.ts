@@ -8,19 +8,16 @@ import { mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { tempDir } from './helpers.js';
+import { badObjectReports, CHUNKING, garbage, objectKeysOf, poison, victimTree } from './poisoning-helpers.js';
 import { invoker } from './chain-invoker.js';
 import { FsStore } from '../src/store/fs-store.js';
 import type { ByteRange, ObjectStore } from '../src/store/object-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
-import { signLeaseRequest } from '../src/format/lease.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
-import { EMPTY_OBJECT } from '../src/format/zlib-object.js';
 import { ContentHash } from '../src/format/hash.js';
 import { initRepository, MANIFEST_KEY, readHead } from '../src/repo/repository.js';
 import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
 import { checkStoredObject, grantsOf, newVerificationStats } from '../src/repo/object-verification.js';
-import { handleLeaseEvent } from '../src/functions/lease.js';
-import { handleUploadGrant } from '../src/functions/upload-grant.js';
 import type { CommitConfig } from '../src/functions/commit.js';
 import { publishThroughChain } from '../src/publish/publish-changeset.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
@@ -28,8 +25,6 @@ import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 
 const FQRN = 'poison.example.org';
-const CHUNKING = { minSize: 64 << 10, avgSize: 128 << 10, maxSize: 256 << 10 };
-const EMPTY_KEY = ContentHash.of('sha1', EMPTY_OBJECT).objectKey('');
 
 async function setup(name: string) {
   const work = tempDir(name);
@@ -45,60 +40,6 @@ async function setup(name: string) {
   };
   const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
   return { work, store, keysDir, keys, config, open };
-}
-
-/** B's tree: a small file, a chunked one, and an empty one. */
-function victimTree(root: string): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {
-    'small.txt': Buffer.from('the victim\'s small file\n'),
-    'lib/big.bin': Buffer.from(Array.from({ length: 900 << 10 }, (_, i) => (i * 7919) % 251)),
-    'empty': Buffer.alloc(0),
-  };
-  for (const [rel, bytes] of Object.entries(files)) {
-    mkdirSync(join(root, rel, '..'), { recursive: true });
-    writeFileSync(join(root, rel), bytes);
-  }
-  return files;
-}
-
-/** The data objects a tree's files make: published once into a scratch repository, which is then listed. */
-async function objectKeysOf(source: string): Promise<string[]> {
-  const { store, keys } = await setup('poison-scratch');
-  await publishDirectory(store, source, { fqrn: FQRN, keys, path: '/b', chunking: CHUNKING, xattrs: null });
-  const keysFound: string[] = [];
-  for (let after: string | undefined; ;) {
-    const page = await store.list('data/', { after });
-    keysFound.push(...page.objects.map((o) => o.key).filter((k) => /^data\/[0-9a-f/]+P?$/.test(k) && k !== EMPTY_KEY));
-    if (!page.next) break;
-    after = page.next;
-  }
-  return keysFound;
-}
-
-const garbage = (key: string) => Buffer.from(`not the bytes of ${key}\n`);
-
-/** Writer A (lease on /a) creates the keys with garbage, with its own store access or through grants. */
-async function poison(store: ObjectStore, config: CommitConfig, keysDir: string, objectKeys: string[], via: 'direct' | 'grant'): Promise<void> {
-  if (via === 'direct') {
-    for (const k of objectKeys) await store.put(k, garbage(k), { ifNoneMatch: '*' });
-    return;
-  }
-  const a = await loadPublisherKey(keysDir, 'a');
-  const answer = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(a, { fqrn: FQRN, path: '/a', ttlSeconds: 120 }) },
-    { store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
-  assert.ok(answer.status === 'ok' && 'lease' in answer);
-  const l = answer.lease;
-  const granted = await handleUploadGrant({ leaseId: l.leaseId, token: l.token, path: '/a', keys: objectKeys }, store);
-  assert.deepEqual(granted.upload.map((g) => g.key).sort(), [...objectKeys].sort());
-  // A directory store signs no URLs: the grant tells A to write the key itself.
-  for (const g of granted.upload) await store.put(g.key, garbage(g.key), { ifNoneMatch: '*' });
-  await handleLeaseEvent({ action: 'release', leaseId: l.leaseId, token: l.token },
-    { store, fqrn: FQRN, masterPublicKeyPem: config.keys.masterPublicKeyPem }, new Date());
-}
-
-async function badObjectReports(store: ObjectStore): Promise<{ key: string; uploader: string; paths: string[]; action: string }[]> {
-  const page = await store.list('.scvmfs/bad-objects/');
-  return Promise.all(page.objects.map(async (o) => JSON.parse((await store.get(o.key))!.body.toString('utf8'))));
 }
 
 async function assertVictimReadsBack(open: () => Promise<RepositoryReader>, files: Record<string, Buffer>, prefix: string): Promise<void> {
@@ -119,7 +60,7 @@ for (const attack of ['direct', 'grant'] as const) {
       const { work, store, keysDir, config, open } = await setup(`poison-${attack}-${victim}`);
       const src = join(work, 'b-src');
       const files = victimTree(src);
-      const objectKeys = await objectKeysOf(src);
+      const objectKeys = await objectKeysOf(src, FQRN);
       assert.ok(objectKeys.length >= 4, `the small file and several chunks: ${objectKeys.length}`);
       await poison(store, config, keysDir, objectKeys, attack);
       if (attack === 'grant') assert.equal((await grantsOf(store, objectKeys[0]!))[0]?.publisher, 'a', 'the grant is recorded');
@@ -155,7 +96,7 @@ test('an uploader that poisons the key again after every removal: the publish fa
   const src = join(work, 'b-src');
   mkdirSync(src, { recursive: true });
   writeFileSync(join(src, 'target.txt'), 'wanted content\n');
-  const [key] = await objectKeysOf(src);
+  const [key] = await objectKeysOf(src, FQRN);
   await poison(store, config, keysDir, [key!], 'grant');
   const before = readFileSync(join(work, 'store', MANIFEST_KEY));
   const b = await loadPublisherKey(keysDir, 'b');
@@ -243,7 +184,7 @@ for (const attack of ['direct', 'grant'] as const) {
       const { work, store, keysDir, keys, config, open } = await setup(`poison-owner-${attack}-${storeKind.replace(' ', '-')}`);
       const src = join(work, 'owner-src');
       const files = victimTree(src);
-      const objectKeys = await objectKeysOf(src);
+      const objectKeys = await objectKeysOf(src, FQRN);
       await poison(store, config, keysDir, objectKeys, attack);
       const warnings: string[] = [];
       // Through a wrapper that hides the directory, the objects go through the Uploader (as on S3).
