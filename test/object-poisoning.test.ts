@@ -23,6 +23,8 @@ import { publishThroughChain } from '../src/publish/publish-changeset.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
+import { prepareObject } from '../src/format/zlib-object.js';
+import { localInvoker } from '../src/runtime/invokers.js';
 
 const FQRN = 'poison.example.org';
 
@@ -174,7 +176,6 @@ test('the commit reads each new object once in bounded ranges, and skips the obj
 });
 
 async function objectKeysOfUnchunked(src: string, rel: string): Promise<string> {
-  const { prepareObject } = await import('../src/format/zlib-object.js');
   return prepareObject('sha1', readFileSync(join(src, rel)), '').key;
 }
 
@@ -208,7 +209,6 @@ for (const attack of ['direct', 'grant'] as const) {
 
 test('checkStoredObject: ranged reads agree with a streamed file; a missing key and a zero-byte object', async () => {
   const { store } = await setup('poison-check');
-  const { prepareObject } = await import('../src/format/zlib-object.js');
   const o = prepareObject('sha1', Buffer.alloc(3 << 20, 'x'), '');
   await store.put(o.key, o.stored);
   const hidden = countingStore(store).store;
@@ -223,4 +223,32 @@ test('checkStoredObject: ranged reads agree with a streamed file; a missing key 
   const zero = await checkStoredObject(hidden, other.key, other.hash);
   assert.equal(zero.status, 'corrupt');
   assert.equal((await checkStoredObject(store, other.key, other.hash)).status, 'corrupt');
+});
+
+test('under the local runtime, in slices of two operations: the poisoned objects of a later slice are removed and the publish resumes from its checkpoint', async () => {
+  const { work, store, keysDir, config, open } = await setup('poison-runtime');
+  const src = join(work, 'b-src');
+  const files = victimTree(src);
+  for (let i = 0; i < 12; i++) {
+    files[`many/f${i}`] = Buffer.from(`file ${i} of many\n`);
+    mkdirSync(join(src, 'many'), { recursive: true });
+    writeFileSync(join(src, 'many', `f${i}`), files[`many/f${i}`]!);
+  }
+  const objectKeys = await objectKeysOf(src, FQRN);
+  // Only the objects of the last files in the walk's order: their check comes in a later slice.
+  const late = objectKeys.filter((k) => [10, 11].some((i) => k === prepareObject('sha1', files[`many/f${i}`]!, '').key));
+  assert.equal(late.length, 2);
+  await poison(store, config, keysDir, late, 'grant');
+  const env = { SCVMFS_STORE: store.root, SCVMFS_FQRN: FQRN, SCVMFS_KEYS: keysDir, SCVMFS_SLICE_OPS: '2', SCVMFS_AUTOCATALOGS: 'off' };
+  const fns = localInvoker({ env });
+  try {
+    const b = await loadPublisherKey(keysDir, 'b');
+    const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher: b, path: '/b', functions: fns, uploadVia: 'grants', chunking: CHUNKING, xattrs: null });
+    assert.equal(s.revision, 2);
+    assert.ok(s.slices > 3, `several slices: ${s.slices}`);
+  } finally {
+    await fns.close();
+  }
+  await assertVictimReadsBack(open, files, '/b');
+  assert.deepEqual((await badObjectReports(store)).map((r) => r.key).sort(), [...late].sort());
 });

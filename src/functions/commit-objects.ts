@@ -20,11 +20,15 @@ const RANGE_BYTES = 2 << 20;
 export const WINDOW_OPS = 64;
 const WINDOW_BYTES = 64 << 20;
 
-/** How many operations from `start` to check together: bounded in count and in declared content bytes. */
-export function checkWindow(ops: ChangeOp[], start: number): number {
+/**
+ * How many operations from `start` to check together: at most `limit` (and WINDOW_OPS), declaring at most
+ * WINDOW_BYTES of content, at least one.
+ */
+export function checkWindow(ops: ChangeOp[], start: number, limit = WINDOW_OPS): number {
+  const most = Math.max(1, Math.min(limit, WINDOW_OPS));
   let bytes = 0;
   let n = 0;
-  while (start + n < ops.length && n < WINDOW_OPS) {
+  while (start + n < ops.length && n < most) {
     const op = ops[start + n]!;
     const size = op.op === 'upsert' ? op.entry.size : 0;
     if (n > 0 && bytes + size > WINDOW_BYTES) break;

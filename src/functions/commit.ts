@@ -260,6 +260,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         state = { ...state, baseSubtree };
       }
       const objects = new CommitObjectCheck(store, tree, { txnId: event.txnId, prefix: keys.prefix, publisher: header.publisher });
+      let windows = 0;
       let applied = 0;
       let part = state.part;
       let op = state.op;
@@ -278,9 +279,10 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         // Hand over before the sandbox's memory limit as well as before its time limit.
         if (applied > 0 && applied % 64 === 0 && memoryInUse() > context.memoryLimitInMB * 1024 * 1024 * MEMORY_SHARE) break;
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
-        // Check a window of operations at once: their objects are read concurrently.
+        // Check a window of operations at once: their objects are read concurrently. Windows start small
+        // and grow, so a slice that runs out of time has not checked much it will not apply.
         if (op >= checked) {
-          const n = checkWindow(ops, op);
+          const n = checkWindow(ops, op, Math.min(8 * 2 ** Math.min(windows++, 8), (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) - applied));
           await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, path, objects)));
           await objects.settle();
           checked = op + n;
