@@ -38,11 +38,12 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and expires leases: nothing outside its part of the control area.
   lease: { read: [`${CONTROL_PREFIX}leases/*`], write: [`${CONTROL_PREFIX}leases/*`], delete: [`${CONTROL_PREFIX}leases/*`] },
   // Answers "already there" (HEAD) or a pre-signed PUT; the URL carries this role's rights, so PutObject
-  // on data/* is exactly what a writer can be granted through it.
-  'upload-grant': { read: ['data/*'], write: ['data/*'] },
-  // Reads changesets and catalogs, writes catalogs, manifest, history, reflog and checkpoints. It never
-  // deletes repository objects (garbage collection would), only its own control-area state.
-  commit: { read: ['*'], write: ['*'], delete: [`${CONTROL_PREFIX}*`] },
+  // on data/* is exactly what a writer can be granted through it. It records each grant under grants/.
+  'upload-grant': { read: ['data/*', `${CONTROL_PREFIX}grants/*`], write: ['data/*', `${CONTROL_PREFIX}grants/*`] },
+  // Reads changesets and catalogs, writes catalogs, manifest, history, reflog and checkpoints. Of the
+  // repository objects it deletes only data objects whose bytes do not match their name (it may overwrite
+  // any object anyway), so that their writer can upload the right bytes with a create-only grant.
+  commit: { read: ['*'], write: ['*'], delete: [`${CONTROL_PREFIX}*`, 'data/*'] },
   // Throws away a transaction and its lease: control area only.
   abort: { read: [`${CONTROL_PREFIX}*`], write: [`${CONTROL_PREFIX}*`], delete: [`${CONTROL_PREFIX}*`] },
   // Reads the manifest and certificate to list the certificate, writes the whitelist.
