@@ -32,7 +32,7 @@ scvmfs ls "$url" / -l "${read_opts[@]}"
 echo "== cat /bin/hello over HTTP"
 scvmfs cat "$url" /bin/hello "${read_opts[@]}"
 echo "== verify over HTTP"
-scvmfs verify "$url" "${read_opts[@]}"
+scvmfs verify "$url" --fqrn "$fqrn" --pubkey "$work/keys/$fqrn.pub"
 echo "== publish again with no change"
 scvmfs publish "$fqrn" "$work/src" --store "$work/store" --keys "$work/keys"
 echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: build, make sure an S3 server is there (starting the local Ceph one unless S3_ENDPOINT is
 // set already), run every test file, and stop the server again only if this script started it.
+// `npm run test:unit` (--unit): the files that need no S3 server and are quick; nothing is installed or started.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,10 +13,24 @@ const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: '
 const build = run('npx', ['tsc', '-p', 'tsconfig.json']);
 if (build.status !== 0) process.exit(build.status ?? 1);
 
+const unit = process.argv.includes('--unit');
 const env = { ...process.env };
+const isRoot = process.getuid?.() === 0;
+const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
+
+// The xattr tests need getfattr/setfattr (Debian package attr); on a fresh machine install it as the
+// S3 server's packages are installed, or say that those tests will be skipped.
+if (!unit && !has('getfattr')) {
+  if (isRoot && has('apt-get')) {
+    console.error('test: installing the attr package (getfattr/setfattr) for the xattr tests');
+    const env0 = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    run('sh', ['-c', 'apt-get update -qq && apt-get install -y -qq --no-install-recommends attr'], { env: env0, stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  if (!has('getfattr')) console.error('test: getfattr not installed (Debian package attr); the xattr tests will be skipped');
+}
 const readExports = (text) => { for (const m of text.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2]; };
 let startedS3 = false;
-if (!env.S3_ENDPOINT) {
+if (!unit && !env.S3_ENDPOINT) {
   // A gateway someone started earlier (npm run s3:start) is used and left running.
   const envFile = join(env.SCVMFS_S3_DIR || '/tmp/scvmfs-s3', 'env');
   if (existsSync(envFile)) {
@@ -24,7 +39,7 @@ if (!env.S3_ENDPOINT) {
     if (!up) delete env.S3_ENDPOINT;
   }
 }
-if (!env.S3_ENDPOINT) {
+if (!unit && !env.S3_ENDPOINT) {
   const start = run('bash', [join(root, 'scripts/s3-start.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   if (start.status !== 0) {
     console.error('test: could not start the local S3 server (scripts/s3-start.sh); set S3_ENDPOINT and AWS_* to use another');
@@ -34,7 +49,11 @@ if (!env.S3_ENDPOINT) {
   startedS3 = true;
 }
 
-const files = readdirSync(join(root, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort().map((f) => join('dist/test', f));
+const all = readdirSync(join(root, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort().map((f) => join('dist/test', f));
+// A unit run leaves out what needs the S3 server and the 10^6-entry scale test.
+const needsS3 = (f) => /s3-env\.js/.test(readFileSync(join(root, f), 'utf8'));
+const files = unit ? all.filter((f) => !needsS3(f) && !f.endsWith('scale.test.js')) : all;
+if (unit) console.error(`test: unit run, ${files.length} of ${all.length} files (no S3 server, no scale test)`);
 const tests = run(process.execPath, ['--test', '--test-concurrency=2', ...files], { env });
 
 if (startedS3) run('bash', [join(root, 'scripts/s3-stop.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });

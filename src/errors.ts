@@ -92,16 +92,33 @@ export function errorFromJSON(json: ErrorJSON): ScvmfsError {
 /** The kind and code of any thrown value: ours as they are, anything else as internal. */
 export function describeError(err: unknown): { kind: ErrorKind; code: string; message: string } {
   if (err instanceof ScvmfsError) return { kind: err.kind, code: err.code, message: err.message };
+  // A function's failure carries the handler's own error; a chain's failure carries the function's.
+  const carried = carriedError(err);
+  if (carried) return { kind: carried.kind, code: carried.code, message: err instanceof Error ? err.message : carried.message };
   const e = err as { kind?: unknown; code?: unknown; message?: unknown } | null;
   if (e && typeof e.kind === 'string' && KINDS.has(e.kind as ErrorKind) && typeof e.code === 'string') {
     return { kind: e.kind as ErrorKind, code: e.code, message: String(e.message) };
   }
   const message = err instanceof Error ? err.message : String(err);
-  // Node's own errors from the file system (a full disk, a missing path) are the store's or the input's.
+  // Node's own errors from the file system or the network are the store's or the input's.
   const sys = typeof e?.code === 'string' ? e.code : '';
   if (sys === 'ENOSPC' || sys === 'EDQUOT' || sys === 'EIO' || sys === 'EROFS') return { kind: 'store', code: sys.toLowerCase(), message };
+  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(sys)) return { kind: 'store', code: 'network', message };
   if (sys === 'ENOENT' || sys === 'EACCES' || sys === 'EPERM' || sys === 'ENOTDIR' || sys === 'EISDIR') return { kind: 'refused', code: sys.toLowerCase(), message };
+  // An SDK's service exception (it carries the HTTP metadata) is a store failure.
+  if (err && typeof err === 'object' && '$metadata' in err) return { kind: 'store', code: 'store-failed', message };
+  // A plain Error is one this code raised on purpose about its input; engine errors (TypeError,
+  // RangeError, …) and anything else are bugs.
+  if (err instanceof Error && Object.getPrototypeOf(err) === Error.prototype) return { kind: 'refused', code: 'refused', message };
   return { kind: 'internal', code: 'internal', message };
+}
+
+function carriedError(err: unknown, depth = 0): ErrorJSON | undefined {
+  if (depth > 3 || typeof err !== 'object' || err === null) return undefined;
+  const o = err as { handlerError?: unknown; cause?: unknown };
+  if (isErrorJSON(o.handlerError)) return o.handlerError;
+  if (o.cause instanceof ScvmfsError) return o.cause.toJSON();
+  return carriedError(o.cause, depth + 1);
 }
 
 export function exitStatusOf(err: unknown): number {

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { deflateSync } from 'node:zlib';
 import { tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
-import type { ByteRange, ObjectStore, PutOptions } from '../src/store/object-store.js';
+import type { ByteRange, ObjectStore, PutOptions, ReadRange } from '../src/store/object-store.js';
 import { serveStore } from '../src/serve/http-server.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository, readHead } from '../src/repo/repository.js';
@@ -34,6 +34,7 @@ class PassThroughStore implements ObjectStore {
   constructor(private readonly inner: FsStore) {}
   get description() { return `pass-through ${this.inner.description}`; }
   get(key: string, range?: ByteRange) { return this.inner.get(key, range); }
+  getStream(key: string, range?: ReadRange) { return this.inner.getStream(key, range); }
   head(key: string) { return this.inner.head(key); }
   put(key: string, body: Uint8Array, options?: PutOptions) { this.onPut(key); return this.inner.put(key, body, options); }
   list(prefix: string, options?: { after?: string; limit?: number }) { return this.inner.list(prefix, options); }

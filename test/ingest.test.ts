@@ -268,12 +268,12 @@ test('CLI: ingest from stdin, replace and keep, target metadata, --delete', asyn
   const before = repo.manifest();
   for (const bad of ['/', '/sw/../etc']) {
     r = repo.cli(ingestArgs(repo, '--delete', bad));
-    assert.equal(r.status, 1, `--delete ${bad} must fail`);
+    assert.equal(r.status, 3, `--delete ${bad} must fail`);
     assert.match(r.stderr, /scvmfs: error: .*(root|'\.\.')/);
     assert.ok(repo.manifest().equals(before));
   }
   r = repo.cli(ingestArgs(repo));
-  assert.equal(r.status, 1);
+  assert.equal(r.status, 2);
   assert.match(r.stderr, /needs a tarball/);
   r = repo.cli(ingestArgs(repo, '-'));
   assert.match(r.stderr, /needs --path/);
@@ -310,7 +310,7 @@ test('CLI: bad archives are refused with a clear error and the manifest bytes un
   const before = repo.manifest();
   for (const c of cases) {
     r = repo.cli(ingestArgs(repo, '-', '--path', '/sw/pkg'), c.input);
-    assert.equal(r.status, 1, `${c.what}: exit status (stdout ${r.stdout})`);
+    assert.equal(r.status, 3, `${c.what}: exit status (stdout ${r.stdout})`);
     assert.match(r.stderr, /^scvmfs: error: /m, c.what);
     assert.match(r.stderr, c.error, `${c.what}: ${r.stderr}`);
     assert.ok(repo.manifest().equals(before), `${c.what}: manifest unchanged`);

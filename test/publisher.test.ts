@@ -155,7 +155,7 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
     [['publisher', 'add', FQRN, 'dave', '--path', '/d', '--store', store, '--keys', join(work, 'nokeys')], /missing master key file/],
   ] as const) {
     const r = await runCli([...args]);
-    assert.equal(r.code, 1, args.join(' '));
+    assert.equal(r.code, 3, args.join(" "));
     assert.match(r.stderr, message);
   }
   assert.deepEqual(readFileSync(join(store, POLICY_KEY)), before, 'refused commands leave the policy as it was');
@@ -173,6 +173,6 @@ test('scvmfs publisher add/list/remove through the CLI; bad input changes nothin
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(store, POLICY_KEY), tampered);
   const refused = await runCli(['publisher', 'list', FQRN, ...common]);
-  assert.equal(refused.code, 1);
+  assert.equal(refused.code, 3);
   assert.match(refused.stderr, /publisher policy of pub\.example\.org refused: signature .* does not verify/);
 });

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ChainError, FunctionError, KilledError, LocalRuntime, killAtPlan, killPlansFrom, type LocalRuntimeOptions } from '../src/runtime/local.js';
 import type { FunctionName } from '../src/functions/types.js';
+import { describeError, exitStatusOf } from '../src/errors.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'functions');
 const TOY = join(FIXTURES, 'toy.js');
@@ -220,5 +221,19 @@ test('a process using the runtime exits promptly, with or without close()', () =
       assert.equal(r.status, 0, `${mode} close=${close}: ${r.stderr}`);
       assert.ok(Date.now() - started < 5000, `${mode} close=${close} took ${Date.now() - started} ms`);
     }
+  }
+});
+
+test('a handler\'s refusal keeps its kind and code across the sandbox boundary, in both sandbox modes', async (t) => {
+  for (const mode of ['worker', 'strict'] as const) {
+    const rt = runtime(t, { mode });
+    const err = await rejectsWith(rt.invoke('lease', { action: 'refuse' }), 'error', /the toy refuses/);
+    assert.deepEqual(err.handlerError, { name: 'RefusedError', kind: 'refused', code: 'untrusted-head', message: 'the toy refuses', data: { revision: 7 } });
+    assert.equal(describeError(err).code, 'untrusted-head');
+    assert.equal(exitStatusOf(err), 3);
+    // An engine error inside a handler is a bug, not a refusal.
+    const bug = await rejectsWith(rt.invoke('lease', { action: 'throw' }), 'error', /told to throw/);
+    assert.equal(bug.handlerError, undefined);
+    assert.equal(exitStatusOf(bug), 70);
   }
 });

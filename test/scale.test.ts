@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { catalogRows, tempDir, TEST_SOURCE_DIR } from './helpers.js';
 import { generateTree } from '../bench/generate-tree.js';
 import { FsStore } from '../src/store/fs-store.js';
-import type { ObjectStore, PutOptions } from '../src/store/object-store.js';
+import type { ObjectStore, PutOptions, ReadRange } from '../src/store/object-store.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
@@ -27,6 +27,7 @@ class CountingStore implements ObjectStore {
   constructor(private readonly inner: ObjectStore) {}
   get description() { return this.inner.description; }
   get(key: string) { this.counts.get++; if (key.endsWith('C')) this.counts.catalogGet++; return this.inner.get(key); }
+  getStream(key: string, range?: ReadRange) { this.counts.get++; return this.inner.getStream(key, range); }
   head(key: string) { this.counts.head++; return this.inner.head(key); }
   put(key: string, body: Uint8Array, o?: PutOptions) { this.counts.put++; if (key.endsWith('C')) this.counts.catalogPut++; return this.inner.put(key, body, o); }
   list(prefix: string, o?: { after?: string; limit?: number }) { this.counts.list++; return this.inner.list(prefix, o); }

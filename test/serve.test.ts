@@ -189,6 +189,7 @@ test('a store failure answers 500 and the server keeps serving', async (t) => {
   const { get } = await setup(t, { log: (line) => lines.push(line) }, (store) => ({
     description: 'flaky',
     get: (key, range) => (key === '.cvmfswhitelist' ? Promise.reject(new Error('disk on fire')) : store.get(key, range)),
+    getStream: (key, range) => (key === '.cvmfswhitelist' ? Promise.reject(new Error('disk on fire')) : store.getStream(key, range)),
     head: (key) => store.head(key),
     put: (key, body, o) => store.put(key, body, o),
     list: (prefix, o) => store.list(prefix, o),

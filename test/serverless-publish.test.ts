@@ -46,6 +46,7 @@ function dyingStore(inner: ObjectStore, n: number): ObjectStore {
   return {
     description: inner.description,
     get: (k, r) => inner.get(k, r),
+    getStream: (k, r) => inner.getStream(k, r),
     head: (k) => inner.head(k),
     list: (p, op) => inner.list(p, op),
     delete: (keys) => inner.delete(keys),

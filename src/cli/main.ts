@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // scvmfs: the command-line front. Parsing, progress and exit codes only; the work is in the library.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { Command, CommanderError, Option } from 'commander';
+import { describeError, EXIT_STATUS } from '../errors.js';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -22,32 +23,28 @@ import { openTarballInput } from '../publish/tar-source.js';
 import { serveStore } from '../serve/http-server.js';
 import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
-import { verifyRepository } from '../client/verify.js';
+import { register as registerVerify } from './commands/verify.js';
 import { ProgressLine, formatBytes } from './progress.js';
+import { register as registerInit } from './commands/init.js';
+import { register as registerIngest } from './commands/ingest.js';
+import { register as registerServe } from './commands/serve.js';
+import { register as registerPublisher } from './commands/publisher.js';
+import { register as registerCost } from './commands/cost.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, type ReadOptions } from './options.js';
 
-const program = new Command('scvmfs')
-  .description('Publish CernVM-FS repositories into object storage and read them back verified')
-  .showHelpAfterError()
-  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '')}`) });
+// The package's own version, read next to the build (dist/src/cli → package.json).
+const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-program.command('init')
-  .description('create a repository: keys (if absent), whitelist, empty root catalog, manifest')
-  .argument('<fqrn>', 'repository name, e.g. sw.example.org')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory (<fqrn>.masterkey/.pub/.key/.crt)')
-  .addOption(new Option('--hash <algorithm>', 'content hash').choices(['sha1', 'rmd160', 'shake128']).default('sha1'))
-  .option('--ttl <seconds>', 'catalog TTL for clients', (v) => positiveInt(v, '--ttl'), 240)
-  .option('--whitelist-days <days>', 'whitelist validity (at most 30)', (v) => positiveInt(v, '--whitelist-days'), 30)
-  .option('--create-bucket', 'create the S3 bucket first (s3:// stores only)')
-  .action(async (fqrn: string, o: { store: string; keys: string; hash: string; ttl: number; whitelistDays: number; createBucket?: boolean }) => {
-    if (o.createBucket) await createBucketFor(o.store);
-    const store = openStore(o.store);
-    const { keys, created } = await loadOrCreateKeys(o.keys, fqrn);
-    const manifest = await initRepository(store, { fqrn, keys, algorithm: parseHashAlgorithm(o.hash), ttl: o.ttl, whitelistDays: o.whitelistDays });
-    if (created) console.log(`created keys in ${o.keys} (give clients ${join(o.keys, `${fqrn}.pub`)})`);
-    console.log(`created ${fqrn} in ${store.description}: revision ${manifest.revision}, root catalog ${manifest.rootCatalog.toHex()}`);
-  });
+const program = new Command('scvmfs')
+  .version(packageJson.version, '-V, --version', 'print the version and exit')
+  .description('Publish CernVM-FS repositories into object storage and read them back verified')
+  .exitOverride()
+  // Options belong to the command they follow, so a subcommand may reuse its parent's option names
+  // (scvmfs cost <store> --json, scvmfs cost project <store> --json).
+  .enablePositionalOptions()
+  // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
+  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
+
 
 program.command('publish')
   .description('make the repository (or --path within it) equal to a source directory')
@@ -110,60 +107,6 @@ program.command('publish')
     console.log(`  ${meterSummary(meter.snapshot())}`);
   });
 
-program.command('ingest')
-  .description('publish a tarball into --path straight from its bytes (no unpacking), and/or remove --delete paths, in one revision')
-  .argument('<fqrn>', 'repository name')
-  .argument('[tarball]', 'file.tar or file.tar.gz; - reads standard input; omit to only --delete')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
-  .option('--path <dir>', 'repository directory the tarball is unpacked into (required with a tarball)')
-  .option('--delete <path>', 'remove this repository path (and all below it) first; repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
-  .option('--catalog', 'make --path the root of a nested catalog')
-  .option('--tag <name>', 'name this revision')
-  .option('--tag-description <text>', 'description of --tag')
-  .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
-  .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
-  .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
-  .option('--no-autocatalogs', 'never split or merge catalogs automatically')
-  .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, tarball: string | undefined, o: { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
-    if (tarball === undefined && o.delete.length === 0) throw new Error('ingest needs a tarball (or - for standard input), --delete paths, or both');
-    if (tarball !== undefined && o.path === undefined) throw new Error('ingest needs --path: the repository directory to unpack the tarball into');
-    if (tarball === undefined && o.path !== undefined) throw new Error('--path without a tarball: name the tarball, or - for standard input');
-    const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
-    const { store, meter } = openMeteredStore(o.store);
-    const input = tarball === undefined ? null : await openTarballInput(tarball);
-    const progress = new ProgressLine(o.quiet);
-    const summary = await ingestTarball(store, input, {
-      fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
-      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-      tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (p) => progress.update(p.phase === 'read'
-        ? `reading: ${p.entries} entries, ${p.filesDone}/${p.filesTotal} files stored, ${formatBytes(p.bytesRead)}`
-        : p.phase === 'upload' ? `finishing uploads: ${p.filesDone}/${p.filesTotal} files` : 'writing catalogs and manifest'),
-    });
-    progress.done();
-    if (!summary.changed) {
-      console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.entries} entries read in ${summary.seconds.toFixed(1)} s)`);
-      console.log(`  ${meterSummary(meter.snapshot())}`);
-      return;
-    }
-    const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
-    console.log(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
-    if (tarball !== undefined) {
-      console.log(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
-        `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
-      console.log(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-    }
-    if (o.delete.length > 0) console.log(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
-    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-    if (summary.nestedCatalogs.length > 0) console.log(`  new nested catalogs (markers): ${summary.nestedCatalogs.join(', ')}`);
-    if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-    if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
-    console.log(`  ${meterSummary(meter.snapshot())}`);
-  });
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
   o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean },
@@ -236,65 +179,6 @@ program.command('resign')
     console.log(`whitelist of ${fqrn} re-signed for ${o.days} days`);
   });
 
-program.command('serve')
-  .description('serve a repository over HTTP/1.1 as a web server or CDN would')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .option('--host <address>', 'address to listen on', '127.0.0.1')
-  .option('--port <n>', 'port (0 = any free port)', (v) => portNumber(v), 8000)
-  .option('--base-path <path>', 'URL prefix, e.g. /cvmfs/sw.example.org', '')
-  .option('--access-log', 'print one line per request')
-  .action(async (o: { store: string; host: string; port: number; basePath: string; accessLog?: boolean }) => {
-    const server = await serveStore(openStore(o.store), { host: o.host, port: o.port, basePath: o.basePath, log: o.accessLog ? (l) => console.log(l) : undefined });
-    console.log(`serving ${o.store} at ${server.url}/`);
-    const stop = async () => { await server.close(); process.exit(0); };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-
-const publisher = program.command('publisher')
-  .description('manage publisher keys and the signed publisher policy (who may write which sub-paths)');
-
-publisher.command('add')
-  .description('create (or reuse) <keys>/<name>.publisher and allow it to write the given sub-paths')
-  .argument('<fqrn>', 'repository name')
-  .argument('<name>', 'publisher name (letters, digits, . _ -)')
-  .requiredOption('--path <sub-path...>', 'sub-path the publisher may write (repeatable; / = everything)')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
-  .action(async (fqrn: string, name: string, o: { path: string[]; store: string; keys: string }) => {
-    const added = await addPublisher(openStore(o.store), { keysDir: o.keys, fqrn, name, paths: o.path });
-    const entry = added.policy.publishers.find((p) => p.name === name)!;
-    console.log(`${added.keyCreated ? 'created' : 'reused'} publisher key ${added.keyPath} (${added.fingerprint})`);
-    console.log(`publisher '${name}' may write ${entry.paths.join(', ')} in ${fqrn} (policy version ${added.policy.version})`);
-  });
-
-publisher.command('list')
-  .description('show the publishers of the verified policy, their paths and key fingerprints')
-  .argument('<fqrn>', 'repository name')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.pub (verifies the policy)')
-  .action(async (fqrn: string, o: { store: string; keys: string }) => {
-    const listing = await listPublishers(openStore(o.store), { keysDir: o.keys, fqrn });
-    if (listing.publishers.length === 0) {
-      console.log(`${fqrn} has no publishers${listing.version ? ` (policy version ${listing.version})` : ''}`);
-      return;
-    }
-    console.log(`publisher policy of ${fqrn}, version ${listing.version}:`);
-    for (const p of listing.publishers) console.log(`${p.name}\t${p.paths.join(',')}\t${p.fingerprint}\tadded ${p.added}`);
-  });
-
-publisher.command('remove')
-  .description('remove a publisher from the policy (its key file is kept)')
-  .argument('<fqrn>', 'repository name')
-  .argument('<name>', 'publisher name')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
-  .action(async (fqrn: string, name: string, o: { store: string; keys: string }) => {
-    const policy = await removePublisher(openStore(o.store), { keysDir: o.keys, fqrn, name });
-    console.log(`publisher '${name}' removed from ${fqrn} (policy version ${policy.version})`);
-  });
-
-
 
 
 function modeString(e: DirectoryEntry): string {
@@ -338,25 +222,22 @@ readerOptions(program.command('cat')
     }
   });
 
-readerOptions(program.command('verify')
-  .description('check signatures, whitelist, every catalog and every object; names the first bad one')
-  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .option('-q, --quiet', 'no progress output'))
-  .action(async (location: string, o: ReadOptions & { quiet?: boolean }) => {
-    const reader = await openReader(location, o);
-    const progress = new ProgressLine(o.quiet);
-    const report = await verifyRepository(reader, (p) => progress.update(`verifying: ${p.catalogs} catalogs, ${p.entries} entries, ${p.objects} objects`));
-    progress.done();
-    console.log(`OK ${o.fqrn} revision ${report.revision}: ${report.catalogs} catalogs, ${report.entries} entries, ` +
-      `${report.objects} objects (${formatBytes(report.bytes)}) verified; tags: ${report.tags.join(', ') || 'none'}`);
-    for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
-  });
-
-
-
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
+registerInit(program);
+registerIngest(program);
+registerServe(program);
+registerPublisher(program);
+registerVerify(program);
+registerCost(program);
 
-program.parseAsync(process.argv).catch((err: Error & { object?: string }) => {
-  console.error(`scvmfs: error: ${err.message}`);
-  process.exitCode = 1;
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Help and --version end here too, with status 0; parse errors were printed by outputError.
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT_STATUS.usage;
+    return;
+  }
+  const { kind, message } = describeError(err);
+  console.error(`scvmfs: error: ${message}`);
+  if (kind === 'internal' && err instanceof Error && process.env.SCVMFS_DEBUG) console.error(err.stack);
+  process.exitCode = EXIT_STATUS[kind];
 });

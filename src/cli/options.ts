@@ -28,13 +28,13 @@ export function parseDuration(v: string): number {
 
 export function positiveInt(v: string, name: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive whole number, got '${v}'`);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} needs a positive whole number, got '${v}'`);
   return n;
 }
 
 export function portNumber(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port needs 0–65535, got '${v}'`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port needs 0–65535, got '${v}'`);
   return n;
 }
 

@@ -1,15 +1,19 @@
-// Full check of a repository: every catalog of the current tree (hash, size, schema, root entry,
-// nested references, statistics) and every object it references (hash, zlib stream, size), plus the
-// history and reflog named by the manifest. Stops at the first problem and names the object.
-import { ContentHash } from '../format/hash.js';
-import { addCounters, COUNTER_NAMES, zeroCounters, type CatalogDb, type Counters } from '../format/catalog-db.js';
+// Full check of a repository as the store holds it: every catalog of the current tree (hash, size,
+// schema, root entry, nested references, statistics) and every object it references (hash, zlib
+// stream, size), plus the history and reflog named by the manifest. It reads the store itself, never a
+// local cache (a cached copy would hide an object that was overwritten or deleted since), and lists
+// every problem it finds, each with the object's key and the paths that reference it, up to a limit.
+import { RefusedError } from '../errors.js';
+import { ContentHash, type ObjectSuffix } from '../format/hash.js';
+import { addCounters, CatalogDb, COUNTER_NAMES, zeroCounters, type Counters } from '../format/catalog-db.js';
 import { FLAG, kindOfMode } from '../format/catalog-entry.js';
-import { decompressObject } from '../format/zlib-object.js';
+import { decompressObject, verifyObject } from '../format/zlib-object.js';
 import { readHistory } from '../format/history.js';
 import { readReflog } from '../format/reflog.js';
-import { fetchCatalog, fetchObjectContent, fetchStoredObject } from '../repo/objects.js';
-import { REFLOG_KEY } from '../repo/repository.js';
-import { RepositoryReader, VerificationError } from './reader.js';
+import { CachedSource } from '../repo/object-cache.js';
+import { MANIFEST_KEY, REFLOG_KEY } from '../repo/repository.js';
+import { RepositoryReader, VerificationError, type OpenOptions } from './reader.js';
+import { openStoreSource } from './sources.js';
 
 export interface VerifyProgress {
   catalogs: number;
@@ -18,46 +22,192 @@ export interface VerifyProgress {
   bytes: number;
 }
 
+export interface VerifyProblem {
+  /** The store key of the object that is missing or wrong (for a catalog's own defects, the catalog's). */
+  key: string;
+  /** Stable: missing-object, corrupt-object, wrong-size, bad-catalog, bad-history, bad-reflog, or a reader code. */
+  code: string;
+  message: string;
+  /** Repository paths that reference the object ('/' is the root), at most MAX_PATHS_PER_PROBLEM. */
+  paths: string[];
+  /** How many more paths reference it. */
+  morePaths: number;
+}
+
 export interface VerifyReport extends VerifyProgress {
-  revision: number;
+  fqrn: string;
+  /** Where the repository was read, e.g. a directory, a URL or an s3:// bucket. */
+  location: string;
+  /** The manifest's revision; null when the manifest itself could not be trusted. */
+  revision: number | null;
   tags: string[];
   /** Findings that do not make the repository wrong for clients. */
   warnings: string[];
+  problems: VerifyProblem[];
+  /** Verification stopped at maxProblems: there may be more. */
+  truncated: boolean;
 }
 
+export interface VerifyOptions {
+  onProgress?: (p: VerifyProgress) => void;
+  /** Stop after this many problems (default DEFAULT_MAX_PROBLEMS). */
+  maxProblems?: number;
+}
+
+export const DEFAULT_MAX_PROBLEMS = 100;
+export const MAX_PATHS_PER_PROBLEM = 20;
 const PARALLEL_FETCHES = 16;
+
+/** Verification found problems; `report` lists them (the CLI prints it, or its JSON). */
+export class VerifyFailedError extends RefusedError {
+  constructor(readonly report: VerifyReport, code = 'verification-failed', message = describeProblems(report)) {
+    super(code, message, { problems: report.problems.length, truncated: report.truncated });
+    this.name = 'VerifyFailedError';
+  }
+}
+
+function describeProblems(r: VerifyReport): string {
+  const n = r.problems.length;
+  const head = `${n} problem${n === 1 ? '' : 's'} in ${r.fqrn} revision ${r.revision} at ${r.location}` +
+    (r.truncated ? ` (stopped after ${n}: there may be more; raise --max-problems to see them)` : '');
+  return [head + ':', ...r.problems.map((p) => `  ${describeProblem(p)}`)].join('\n');
+}
+
+export function describeProblem(p: VerifyProblem): string {
+  const refs = p.paths.length === 0 ? '' : ` (referenced by ${p.paths.join(', ')}${p.morePaths ? ` and ${p.morePaths} more` : ''})`;
+  return `${p.key}: ${p.message}${refs}`;
+}
+
+/** Thrown through the walk once the problem limit is reached. */
+class Stop extends Error {}
 
 function sameCounters(a: Counters, b: Counters): string | null {
   for (const n of COUNTER_NAMES) if (a[n] !== b[n]) return `${n} is ${b[n]}, expected ${a[n]}`;
   return null;
 }
 
-export async function verifyRepository(reader: RepositoryReader, onProgress?: (p: VerifyProgress) => void): Promise<VerifyReport> {
+const shown = (path: string) => path || '/';
+
+/**
+ * Opens the repository at `location` (a directory, an http(s) URL or an s3:// store) straight from the
+ * store and verifies it. Resolves the report when there is no problem; rejects with VerifyFailedError
+ * (its report lists them) when there are, including a manifest or whitelist that cannot be trusted.
+ */
+export async function verifyAt(location: string, options: OpenOptions & VerifyOptions): Promise<VerifyReport> {
+  const source = openStoreSource(location);
+  let reader: RepositoryReader;
+  try {
+    reader = await RepositoryReader.open(source, options);
+  } catch (err) {
+    if (!(err instanceof VerificationError)) throw err;
+    const key = typeof err.data?.object === 'string' ? err.data.object : MANIFEST_KEY;
+    const report: VerifyReport = {
+      fqrn: options.fqrn, location: source.description, revision: null, catalogs: 0, entries: 0, objects: 0, bytes: 0,
+      tags: [], warnings: [], truncated: false, problems: [{ key, code: err.code, message: err.message, paths: [], morePaths: 0 }],
+    };
+    throw new VerifyFailedError(report, err.code, err.message);
+  }
+  try {
+    return await verifyRepository(reader, options);
+  } finally {
+    reader.close();
+  }
+}
+
+export async function verifyRepository(reader: RepositoryReader, options: VerifyOptions | ((p: VerifyProgress) => void) = {}): Promise<VerifyReport> {
+  const { onProgress, maxProblems = DEFAULT_MAX_PROBLEMS } = typeof options === 'function' ? { onProgress: options } : options;
+  if (!Number.isInteger(maxProblems) || maxProblems < 1) throw new RefusedError('bad-option', `maxProblems must be a positive integer, got ${maxProblems}`);
   const source = reader.source;
+  if (source instanceof CachedSource) {
+    throw new RefusedError('verify-through-cache', 'verify must read the store itself: open the reader without a local object cache');
+  }
   const manifest = reader.manifest;
   const progress: VerifyProgress = { catalogs: 0, entries: 0, objects: 0, bytes: 0 };
+  const problems: VerifyProblem[] = [];
+  let truncated = false;
+  /** A store or network failure: not a finding about the repository, so verification cannot go on. */
+  let fatal: unknown;
+
+  const problem = (key: string, code: string, message: string, paths: string[] = []): VerifyProblem | undefined => {
+    if (problems.length >= maxProblems) {
+      truncated = true;
+      return undefined;
+    }
+    // `paths` stays live while the object is being checked (references met meanwhile join it); capped after.
+    const p = { key, code, message, paths, morePaths: 0 };
+    problems.push(p);
+    return p;
+  };
+  const capPaths = (p: VerifyProblem) => {
+    p.morePaths += Math.max(0, p.paths.length - MAX_PATHS_PER_PROBLEM);
+    p.paths = p.paths.slice(0, MAX_PATHS_PER_PROBLEM);
+  };
+  const stopIfDone = () => {
+    if (fatal !== undefined) throw fatal;
+    if (truncated) throw new Stop();
+  };
+  const addPath = (p: VerifyProblem, path: string) => {
+    if (p.paths.length < MAX_PATHS_PER_PROBLEM) p.paths.push(path);
+    else p.morePaths++;
+  };
+
+  /** The stored bytes of `key`, checked against `hash`; null after recording why there are none. */
+  const fetchVerified = async (hash: ContentHash, suffix: ObjectSuffix, paths: string[]): Promise<Buffer | null> => {
+    const key = hash.objectKey(suffix);
+    const got = await source.get(key);
+    if (!got) {
+      problem(key, 'missing-object', 'missing from the store', paths);
+      return null;
+    }
+    try {
+      verifyObject(key, hash, got.body);
+    } catch (err) {
+      problem(key, 'corrupt-object', (err as Error).message, paths);
+      return null;
+    }
+    return got.body;
+  };
+
+  // Each object is fetched once; later references to a bad one add their path to its problem.
   const checked = new Set<string>();
+  const pendingPaths = new Map<string, string[]>();
+  const bad = new Map<string, VerifyProblem>();
   let inFlight: Promise<void>[] = [];
 
-  const checkObject = async (hash: ContentHash, suffix: '' | 'P', size: number | null, compression: 'zlib' | 'none', path: string) => {
+  const checkObject = async (hash: ContentHash, suffix: '' | 'P', size: number, compression: 'zlib' | 'none', path: string): Promise<void> => {
     const key = hash.objectKey(suffix);
-    if (checked.has(key)) return;
-    checked.add(key);
-    const stored = await fetchStoredObject(source, hash, suffix).catch((err: Error) => {
-      throw new VerificationError(`${err.message} (referenced by ${path})`, key);
-    });
-    const content = compression === 'none' ? stored : (() => {
-      try {
-        return decompressObject(stored, `object ${key}`);
-      } catch (err) {
-        throw new VerificationError(`${(err as Error).message} (referenced by ${path})`, key);
-      }
-    })();
-    if (size !== null && content.length !== size) {
-      throw new VerificationError(`object ${key} holds ${content.length} bytes, catalog says ${size} for ${path}`, key);
+    if (checked.has(key)) {
+      const known = bad.get(key);
+      if (known) addPath(known, path);
+      else pendingPaths.get(key)?.push(path);
+      return;
     }
-    progress.objects++;
-    progress.bytes += stored.length;
+    checked.add(key);
+    const paths = [path];
+    pendingPaths.set(key, paths);
+    const countBefore = problems.length;
+    try {
+      const stored = await fetchVerified(hash, suffix, paths);
+      if (stored) {
+        let length: number | undefined;
+        try {
+          length = compression === 'none' ? stored.length : decompressObject(stored, `object ${key}`).length;
+        } catch (err) {
+          problem(key, 'corrupt-object', (err as Error).message, paths);
+        }
+        if (length !== undefined && length !== size) problem(key, 'wrong-size', `holds ${length} bytes, the catalog says ${size}`, paths);
+        progress.objects++;
+        progress.bytes += stored.length;
+      }
+      for (const p of problems.slice(countBefore)) {
+        capPaths(p);
+        bad.set(key, p);
+      }
+    } catch (err) {
+      fatal ??= err;
+    } finally {
+      pendingPaths.delete(key);
+    }
   };
 
   const queue = async (p: Promise<void>) => {
@@ -67,102 +217,143 @@ export async function verifyRepository(reader: RepositoryReader, onProgress?: (p
       inFlight = [];
       await Promise.all(batch);
     }
+    stopIfDone();
   };
 
-  const verifyCatalog = async (hash: ContentHash, mountpoint: string, expectedSize: number | undefined): Promise<Counters> => {
+  /** Verifies one catalog and those below it; returns its stored totals, or null when it could not be read. */
+  const verifyCatalog = async (hash: ContentHash, mountpoint: string, expectedSize: number | undefined): Promise<Counters | null> => {
     const key = hash.objectKey('C');
+    const stored = await fetchVerified(hash, 'C', [shown(mountpoint)]);
+    stopIfDone();
+    if (!stored) return null;
     let db: CatalogDb;
     let size: number;
     try {
-      ({ db, size } = await fetchCatalog(source, hash));
+      const bytes = decompressObject(stored, `catalog ${key}`);
+      size = bytes.length;
+      db = CatalogDb.fromBytes(bytes);
     } catch (err) {
-      throw new VerificationError(`catalog of '${mountpoint || '/'}': ${(err as Error).message}`, key);
+      problem(key, 'bad-catalog', `catalog of '${shown(mountpoint)}': ${(err as Error).message}`, [shown(mountpoint)]);
+      stopIfDone();
+      return null;
     }
+    const defect = (msg: string, path = mountpoint) => {
+      problem(key, 'bad-catalog', `catalog of '${shown(mountpoint)}': ${msg}`, [shown(path)]);
+      stopIfDone();
+    };
     try {
-      const fail = (msg: string) => { throw new VerificationError(`catalog ${key} ('${mountpoint || '/'}'): ${msg}`, key); };
-      if (expectedSize !== undefined && size !== expectedSize) fail(`uncompressed size is ${size}, its parent says ${expectedSize}`);
-      if (db.property('schema') !== '2.5') fail(`schema is '${db.property('schema')}', expected 2.5`);
-      if (db.rootPrefix !== mountpoint) fail(`root_prefix is '${db.rootPrefix}'`);
+      if (expectedSize !== undefined && size !== expectedSize) defect(`uncompressed size is ${size}, its parent says ${expectedSize}`);
+      if (db.property('schema') !== '2.5') defect(`schema is '${db.property('schema')}', expected 2.5`);
+      if (db.rootPrefix !== mountpoint) defect(`root_prefix is '${db.rootPrefix}'`);
       const root = db.lookup(mountpoint);
-      if (!root || kindOfMode(root.mode) !== 'directory') fail('has no root directory entry');
-      if (mountpoint !== '' && !(root!.extraFlags & FLAG.nestedRoot)) fail('root entry lacks the nested-root flag');
+      if (!root || kindOfMode(root.mode) !== 'directory') defect('has no root directory entry');
+      else if (mountpoint !== '' && !(root.extraFlags & FLAG.nestedRoot)) defect('root entry lacks the nested-root flag');
       if (mountpoint === '' && db.property('last_modified') !== undefined && Number(db.property('last_modified')) > manifest.publishedAt) {
-        fail('last_modified is later than the manifest timestamp');
+        defect('last_modified is later than the manifest timestamp');
       }
-      const stored = db.readCounters();
-      const selfProblem = sameCounters(db.computeSelfCounters(), stored.self);
-      if (selfProblem) fail(`statistics self_${selfProblem}`);
+      const counters = db.readCounters();
+      const selfProblem = sameCounters(db.computeSelfCounters(), counters.self);
+      if (selfProblem) defect(`statistics self_${selfProblem}`);
       progress.catalogs++;
 
       const nestedRefs = new Map(db.nestedCatalogs().map((r) => [r.path, r]));
       for (const { path, entry } of db.walk()) {
         progress.entries++;
-        if (entry.extraFlags & FLAG.nestedMountpoint && !nestedRefs.has(path)) fail(`mountpoint ${path} has no nested catalog reference`);
+        if (entry.extraFlags & FLAG.nestedMountpoint && !nestedRefs.has(path)) defect(`mountpoint ${path} has no nested catalog reference`, path);
         if (kindOfMode(entry.mode) !== 'file' || entry.extraFlags & FLAG.external) continue;
         if (entry.extraFlags & FLAG.chunked) {
           let offset = 0;
           for (const c of db.chunks(path, entry.chunkAlgorithm ?? hash.algorithm)) {
-            if (c.offset !== offset) fail(`chunks of ${path} are not contiguous at ${offset}`);
-            offset += c.size;
+            if (c.offset !== offset) defect(`chunks of ${path} are not contiguous at ${offset}`, path);
+            offset = c.offset + c.size;
             await queue(checkObject(c.hash, 'P', c.size, entry.compression, path));
           }
-          if (offset !== entry.size) fail(`chunks of ${path} cover ${offset} bytes, file has ${entry.size}`);
+          if (offset !== entry.size) defect(`chunks of ${path} cover ${offset} bytes, the file has ${entry.size}`, path);
           // A legacy bulk object (CVMFS_GENERATE_LEGACY_BULK_CHUNKS) must hold the whole file too.
           if (entry.hash) await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
         } else if (entry.hash) {
           await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
         } else {
-          fail(`regular file ${path} has no content hash`);
+          defect(`regular file ${path} has no content hash`, path);
         }
         if (progress.entries % 2000 === 0) onProgress?.({ ...progress });
       }
       await Promise.all(inFlight.splice(0));
+      stopIfDone();
 
-      let subtree = zeroCounters();
+      let subtree: Counters | null = zeroCounters();
       for (const ref of nestedRefs.values()) {
         const entry = db.lookup(ref.path);
-        if (!entry || !(entry.extraFlags & FLAG.nestedMountpoint)) fail(`nested catalog ${ref.path} has no mountpoint entry`);
-        subtree = addCounters(subtree, await verifyCatalog(ref.hash, ref.path, ref.size));
+        if (!entry || !(entry.extraFlags & FLAG.nestedMountpoint)) defect(`nested catalog ${ref.path} has no mountpoint entry`, ref.path);
+        const below = await verifyCatalog(ref.hash, ref.path, ref.size);
+        // Totals of a subtree that could not be read cannot be compared; its problem is already listed.
+        subtree = below && subtree ? addCounters(subtree, below) : null;
       }
-      const subtreeProblem = sameCounters(subtree, stored.subtree);
-      if (subtreeProblem) fail(`statistics subtree_${subtreeProblem}`);
+      const subtreeProblem = subtree && sameCounters(subtree, counters.subtree);
+      if (subtreeProblem) defect(`statistics subtree_${subtreeProblem}`);
       onProgress?.({ ...progress });
-      return addCounters(stored.self, stored.subtree);
+      return addCounters(counters.self, counters.subtree);
+    } catch (err) {
+      if (err instanceof Stop || err === fatal) throw err;
+      // A catalog whose rows cannot be read (a damaged database) is listed; the rest goes on.
+      defect((err as Error).message);
+      return null;
     } finally {
       db.close();
     }
   };
 
-  await verifyCatalog(manifest.rootCatalog, '', manifest.rootCatalogSize);
-
   let tags: string[] = [];
   const warnings: string[] = [];
-  if (manifest.history) {
-    const key = manifest.history.objectKey('H');
-    try {
-      tags = readHistory(await fetchObjectContent(source, manifest.history, 'H')).tags.map((t) => t.name);
-    } catch (err) {
-      throw new VerificationError(`history: ${(err as Error).message}`, key);
-    }
-  }
-  if (manifest.reflog) {
-    const got = await source.get(REFLOG_KEY);
-    if (!got) throw new VerificationError(`manifest names a reflog but ${REFLOG_KEY} is missing`, REFLOG_KEY);
-    if (!ContentHash.of(manifest.reflog.algorithm, got.body).equals(manifest.reflog)) {
-      // The reflog is written before the manifest (so it always lists every published root catalog);
-      // between the two writes, or after an interrupted publish, its checksum is ahead of the manifest's
-      // until the next publish. That is only wrong if the reflog lost the published root.
-      let refs: ReturnType<typeof readReflog>['refs'];
-      try {
-        refs = readReflog(got.body).refs;
-      } catch (err) {
-        throw new VerificationError(`${REFLOG_KEY}: ${(err as Error).message}`, REFLOG_KEY);
+  try {
+    await verifyCatalog(manifest.rootCatalog, '', manifest.rootCatalogSize);
+    if (manifest.history) {
+      const key = manifest.history.objectKey('H');
+      const stored = await fetchVerified(manifest.history, 'H', []);
+      stopIfDone();
+      if (stored) {
+        try {
+          tags = readHistory(decompressObject(stored, `history ${key}`)).tags.map((t) => t.name);
+        } catch (err) {
+          problem(key, 'bad-history', `history: ${(err as Error).message}`);
+        }
       }
-      if (!refs.some((r) => r.type === 'catalog' && r.hash.equals(manifest.rootCatalog))) {
-        throw new VerificationError(`${REFLOG_KEY} does not match the manifest's reflog hash and lacks the root catalog`, REFLOG_KEY);
-      }
-      warnings.push(`${REFLOG_KEY} is newer than the manifest's reflog hash (a publish is running or was interrupted); the next publish rewrites it`);
     }
+    if (manifest.reflog) checkReflog(await source.get(REFLOG_KEY), manifest.reflog, manifest.rootCatalog, problem, warnings);
+  } catch (err) {
+    if (!(err instanceof Stop)) throw err;
+  } finally {
+    // Checks still running record nothing that matters now, but must not outlive the call.
+    await Promise.all(inFlight.splice(0));
   }
-  return { ...progress, revision: manifest.revision, tags, warnings };
+
+  const report: VerifyReport = { ...progress, fqrn: manifest.fqrn, location: source.description, revision: manifest.revision, tags, warnings, problems, truncated };
+  if (problems.length > 0) throw new VerifyFailedError(report);
+  return report;
+}
+
+/**
+ * The reflog is written before the manifest (so it always lists every published root catalog); between
+ * the two writes, or after an interrupted publish, its checksum is ahead of the manifest's until the
+ * next publish. That is only wrong if the reflog lost the published root.
+ */
+function checkReflog(got: { body: Buffer } | null, expected: ContentHash, rootCatalog: ContentHash,
+  problem: (key: string, code: string, message: string) => unknown, warnings: string[]): void {
+  if (!got) {
+    problem(REFLOG_KEY, 'bad-reflog', `the manifest names a reflog but ${REFLOG_KEY} is missing`);
+    return;
+  }
+  if (ContentHash.of(expected.algorithm, got.body).equals(expected)) return;
+  let refs: ReturnType<typeof readReflog>['refs'];
+  try {
+    refs = readReflog(got.body).refs;
+  } catch (err) {
+    problem(REFLOG_KEY, 'bad-reflog', `${REFLOG_KEY}: ${(err as Error).message}`);
+    return;
+  }
+  if (!refs.some((r) => r.type === 'catalog' && r.hash.equals(rootCatalog))) {
+    problem(REFLOG_KEY, 'bad-reflog', `${REFLOG_KEY} does not match the manifest's reflog hash and lacks the root catalog`);
+    return;
+  }
+  warnings.push(`${REFLOG_KEY} is newer than the manifest's reflog hash (a publish is running or was interrupted); the next publish rewrites it`);
 }

@@ -13,9 +13,8 @@ import {
 import { Slots } from '../store/slots.js';
 import type { ObjectStore } from '../store/object-store.js';
 
-/** Objects read at once: with ranges of VERIFY_RANGE_BYTES this bounds the buffers (16 × 2 MiB). */
+/** Objects read at once; each is streamed, so memory stays at a few stream buffers per object. */
 const CHECKS_AT_ONCE = 16;
-const RANGE_BYTES = 2 << 20;
 /** A window of operations is checked at once: at most this many, declaring at most WINDOW_BYTES. */
 export const WINDOW_OPS = 64;
 const WINDOW_BYTES = 64 << 20;
@@ -75,7 +74,7 @@ export class CommitObjectCheck {
       }
       let p = this.checks.get(key);
       if (!p) {
-        p = this.slots.run(() => checkStoredObject(this.store, key, hash, this.stats, RANGE_BYTES));
+        p = this.slots.run(() => checkStoredObject(this.store, key, hash, this.stats));
         this.checks.set(key, p);
         void p.then((c) => { if (c.status === 'ok') this.good.push(key); }, () => {});
       }

@@ -5,12 +5,9 @@
 import { createReadStream } from 'node:fs';
 import { RefusedError } from '../errors.js';
 import path from 'node:path';
-import { CONTROL_PREFIX, PreconditionFailedError, RangeNotSatisfiableError, type ObjectStore } from '../store/object-store.js';
+import { CONTROL_PREFIX, PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { directFsRoot } from '../store/fs-store.js';
 import { ContentHash, createHasher } from '../format/hash.js';
-
-/** Bytes per ranged GET while hashing: bounds the memory one check holds. */
-export const VERIFY_RANGE_BYTES = 4 << 20;
 
 export type StoredObjectCheck =
   | { status: 'ok'; size: number }
@@ -30,15 +27,15 @@ export function newVerificationStats(): VerificationStats {
 }
 
 /**
- * Hashes the object at `key` with `hash`'s algorithm and compares. A directory store's file is streamed;
- * other stores are read in ranged GETs of `rangeBytes`. An object that changes while it is read (its ETag
- * moves) is read again from the start.
+ * Hashes the object at `key` with `hash`'s algorithm and compares, never holding it whole: a directory
+ * store's file is read directly, other stores' objects are streamed by one GET. An object whose ETag
+ * moves while it is read (it was overwritten) is read again.
  */
 export async function checkStoredObject(store: ObjectStore, key: string, hash: ContentHash,
-  stats: VerificationStats = newVerificationStats(), rangeBytes = VERIFY_RANGE_BYTES): Promise<StoredObjectCheck> {
+  stats: VerificationStats = newVerificationStats()): Promise<StoredObjectCheck> {
   stats.objects++;
   const root = directFsRoot(store);
-  const digest = root !== undefined ? await hashFile(root, key, hash, stats) : await hashRanges(store, key, hash, stats, rangeBytes);
+  const digest = root !== undefined ? await hashFile(root, key, hash, stats) : await hashStream(store, key, hash, stats);
   if (digest === null) return { status: 'missing' };
   const actual = new ContentHash(hash.algorithm, digest.digest);
   return actual.equals(hash) ? { status: 'ok', size: digest.size } : { status: 'corrupt', size: digest.size, actual: actual.toHex() };
@@ -61,47 +58,23 @@ async function hashFile(root: string, key: string, hash: ContentHash, stats: Ver
   return { digest: hasher.digest(), size };
 }
 
-async function hashRanges(store: ObjectStore, key: string, hash: ContentHash, stats: VerificationStats,
-  rangeBytes: number): Promise<{ digest: Buffer; size: number } | null> {
+async function hashStream(store: ObjectStore, key: string, hash: ContentHash, stats: VerificationStats): Promise<{ digest: Buffer; size: number } | null> {
+  let etag: string | undefined;
   for (let attempt = 1; ; attempt++) {
+    stats.requests++;
+    const got = await store.getStream(key);
+    if (!got) return null;
     const hasher = createHasher(hash.algorithm);
-    let etag: string | undefined;
-    let offset = 0;
-    let total = Infinity;
-    let moved = false;
-    while (offset < total) {
-      stats.requests++;
-      let got;
-      try {
-        got = await store.get(key, { start: offset, end: offset + rangeBytes - 1 });
-      } catch (err) {
-        // A zero-byte object has no first byte to ask for.
-        if (err instanceof RangeNotSatisfiableError && offset === 0) {
-          const whole = await store.get(key);
-          if (!whole) return null;
-          stats.bytesRead += whole.body.length;
-          return { digest: hasher.update(whole.body).digest(), size: whole.body.length };
-        }
-        throw err;
-      }
-      if (!got) {
-        if (offset === 0) return null;
-        moved = true;
-        break;
-      }
-      if (etag !== undefined && got.etag !== etag) {
-        moved = true;
-        break;
-      }
-      etag = got.etag;
-      total = got.totalSize;
-      if (got.body.length === 0 && offset < total) throw new Error(`reading ${key}: empty range at ${offset} of ${total} bytes`);
-      hasher.update(got.body);
-      stats.bytesRead += got.body.length;
-      offset += got.body.length;
+    let size = 0;
+    for await (const piece of got.body) {
+      hasher.update(piece as Buffer);
+      size += (piece as Buffer).length;
     }
-    if (!moved) return { digest: hasher.digest(), size: offset };
-    if (attempt >= 3) throw new Error(`object ${key} kept changing while it was read; is something rewriting it?`);
+    stats.bytesRead += size;
+    if (size === got.size) return { digest: hasher.digest(), size };
+    // Shorter or longer than announced: it changed under us.
+    if (attempt >= 3 || got.etag === etag) throw new Error(`object ${key} kept changing while it was read; is something rewriting it?`);
+    etag = got.etag;
   }
 }
 

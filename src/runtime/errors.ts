@@ -1,5 +1,6 @@
 // Why an invocation failed, in the shapes Lambda reports them, so callers and tests can tell a bug in a
 // handler (retrying will not help) from a limit or a kill (the sandbox is gone; a retry may succeed).
+import type { ErrorJSON } from '../errors.js';
 import type { FunctionName } from '../functions/types.js';
 
 export type FailureKind =
@@ -25,6 +26,8 @@ export class FunctionError extends Error {
     message: string,
     /** The stack inside the sandbox, when the handler threw. */
     readonly sandboxStack?: string,
+    /** The handler's own error (kind and code) when it threw one of ours. */
+    readonly handlerError?: ErrorJSON,
   ) {
     super(`${fn}: ${message}`);
     this.name = 'FunctionError';

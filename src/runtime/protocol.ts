@@ -1,6 +1,7 @@
 // Messages between the runtime and a sandbox (worker thread or child process). Events and results
 // travel as JSON text, as they do to and from Lambda, so a handler never sees what Lambda could not
 // deliver (a Buffer, a Map, undefined in an array) and payload sizes are measured where Lambda measures them.
+import type { ErrorJSON } from '../errors.js';
 
 export interface InvokeMessage {
   type: 'invoke';
@@ -31,7 +32,8 @@ export type FromSandbox =
   | { type: 'init-error'; errorType: string; errorMessage: string }
   | { type: 'checkpoint'; id: number; name: string }
   | { type: 'result'; id: number; payload: string; memory: MemoryReport }
-  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; memory: MemoryReport };
+  /** `error` is the handler's own ScvmfsError (kind and code), so it survives the boundary. */
+  | { type: 'error'; id: number; errorType: string; errorMessage: string; stack?: string; error?: ErrorJSON; memory: MemoryReport };
 
 /** What a sandbox is started with (worker data, or the child's first argument as JSON). */
 export interface SandboxInit {

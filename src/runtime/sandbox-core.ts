@@ -2,6 +2,7 @@
 // module once (Lambda's init phase), then serve invocations one at a time, as a Lambda sandbox does.
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { isErrorJSON } from '../errors.js';
 import type { FunctionContext, Handler } from '../functions/types.js';
 import { CHECKPOINT_HOOK, type FromSandbox, type InvokeMessage, type MemoryReport, type SandboxInit, type ToSandbox } from './protocol.js';
 
@@ -65,7 +66,8 @@ async function invoke(handler: Handler, init: SandboxInit, m: InvokeMessage): Pr
     return { type: 'result', id: m.id, payload, memory: memory() };
   } catch (err) {
     const e = err instanceof Error ? err : undefined;
-    return { type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, memory: memory() };
+    const json = (err as { toJSON?: () => unknown } | null)?.toJSON?.();
+    return { type: 'error', id: m.id, errorType: e?.name ?? 'Error', errorMessage: describe(err), stack: e?.stack, error: isErrorJSON(json) ? json : undefined, memory: memory() };
   }
 }
 

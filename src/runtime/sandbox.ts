@@ -129,7 +129,7 @@ export abstract class Sandbox {
         if (m.type === 'result') {
           this.finish({ payload: m.payload }, m.memory);
         } else {
-          this.finish({ error: new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack) }, m.memory);
+          this.finish({ error: new FunctionError('error', this.fn, m.errorType, `${m.errorType}: ${m.errorMessage}`, m.stack, m.error) }, m.memory);
         }
         return;
     }

@@ -2,7 +2,8 @@
 // caching proxies expect (CernVM-FS spec §11). Control data is never reachable.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isPublicKey, RangeNotSatisfiableError, type ObjectStore } from '../store/object-store.js';
+import { pipeline } from 'node:stream/promises';
+import { isPublicKey, RangeNotSatisfiableError, type ObjectStore, type ReadRange, type StreamResult } from '../store/object-store.js';
 
 export interface ServeOptions {
   /** Interface to listen on; default 127.0.0.1. */
@@ -21,9 +22,6 @@ export interface RunningServer {
   port: number;
   close(): Promise<void>;
 }
-
-/** What a request's Range header asks for, resolved once the size is known. */
-type RangeRequest = { start: number; end?: number } | { suffix: number };
 
 export async function serveStore(store: ObjectStore, options: ServeOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
@@ -93,18 +91,9 @@ async function handle(store: ObjectStore, basePath: string, req: http.IncomingMe
 
   // Without evaluating If-Range we cannot know the client's copy is current, so send it whole.
   const range = req.headers['if-range'] === undefined ? parseRange(req.headers.range) : null;
-  let result;
+  let result: StreamResult | null;
   try {
-    if (range && 'suffix' in range) {
-      // The store has no suffix ranges; these are rare, so read the object and cut the tail here.
-      result = await store.get(key);
-      if (result) {
-        if (range.suffix === 0 || result.totalSize === 0) throw new RangeNotSatisfiableError(key, result.totalSize);
-        result = { ...result, body: result.body.subarray(Math.max(0, result.totalSize - range.suffix)) };
-      }
-    } else {
-      result = await store.get(key, range ?? undefined);
-    }
+    result = await store.getStream(key, range ?? undefined);
   } catch (err) {
     if (!(err instanceof RangeNotSatisfiableError)) throw err;
     res.writeHead(416, { ...headers, 'Content-Range': `bytes */${err.size}`, 'Cache-Control': 'no-store', 'Content-Length': 0 });
@@ -112,17 +101,17 @@ async function handle(store: ObjectStore, basePath: string, req: http.IncomingMe
   }
   if (!result) return plain(res, 404, 'not found');
 
-  headers['Content-Length'] = result.body.length;
+  headers['Content-Length'] = result.length;
   headers.ETag = `"${result.etag}"`;
   headers['Last-Modified'] = result.lastModified.toUTCString();
   if (range) {
-    const start = 'suffix' in range ? result.totalSize - result.body.length : range.start;
-    headers['Content-Range'] = `bytes ${start}-${start + result.body.length - 1}/${result.totalSize}`;
+    headers['Content-Range'] = `bytes ${result.start}-${result.start + result.length - 1}/${result.size}`;
     res.writeHead(206, headers);
   } else {
     res.writeHead(200, headers);
   }
-  res.end(result.body);
+  // Streamed with backpressure: memory per request is a buffer or two, whatever the object's size.
+  await pipeline(result.body, res);
 }
 
 /**
@@ -145,7 +134,7 @@ function keyOf(url: string, basePath: string): string | null | undefined {
 }
 
 /** Single `bytes=` ranges only; anything else (multi-range, malformed) is ignored, as RFC 7233 allows. */
-function parseRange(header: string | undefined): RangeRequest | null {
+function parseRange(header: string | undefined): ReadRange | null {
   const m = header === undefined ? null : /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
   if (!m || (m[1] === '' && m[2] === '')) return null;
   if (m[1] === '') return { suffix: Number(m[2]) };

@@ -8,6 +8,8 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type ReadRange,
+  type StreamResult,
 } from './object-store.js';
 
 export interface FaultOptions {
@@ -67,6 +69,11 @@ export class FaultStore implements ObjectStore {
   async get(key: string, range?: ByteRange): Promise<GetResult | null> {
     await this.before('get', key);
     return this.inner.get(key, range);
+  }
+
+  async getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    await this.before('get', key);
+    return this.inner.getStream(key, range);
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

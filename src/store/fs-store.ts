@@ -5,6 +5,7 @@ import * as fsSync from 'node:fs';
 import { promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import {
   CONTROL_PREFIX,
   PreconditionFailedError,
@@ -16,6 +17,8 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type ReadRange,
+  type StreamResult,
 } from './object-store.js';
 
 const TMP_DIR = `${CONTROL_PREFIX}tmp`;
@@ -107,12 +110,13 @@ async function hashHandle(fh: FileHandle): Promise<{ etag: string; size: number 
  * Opens a key's file for reading; null when there is no object (absent, or a directory). Stat and
  * content then come from one inode, even if a concurrent put renames a new file over the name.
  */
-async function openObject(file: string): Promise<{ fh: FileHandle; stat: Stats } | null> {
+async function openObject(file: string, flags: string | number = 'r'): Promise<{ fh: FileHandle; stat: Stats } | null> {
   let fh: FileHandle;
   try {
-    fh = await fs.open(file, 'r');
+    fh = await fs.open(file, flags);
   } catch (err) {
-    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return null;
+    // ELOOP: the last component is a symbolic link and O_NOFOLLOW was given.
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR' || errno(err) === 'ELOOP') return null;
     throw err;
   }
   try {
@@ -124,6 +128,18 @@ async function openObject(file: string): Promise<{ fh: FileHandle; stat: Stats }
   }
   await fh.close();
   return null;
+}
+
+/**
+ * Where an open descriptor really is: /proc names the file that was opened, so a link swapped in after
+ * the open changes nothing. Elsewhere the path is resolved again (a small race, but no /proc to ask).
+ */
+async function realPathOf(fh: FileHandle, file: string): Promise<string> {
+  try {
+    return await fs.readlink(`/proc/self/fd/${fh.fd}`);
+  } catch {
+    return fs.realpath(file);
+  }
 }
 
 /**
@@ -220,11 +236,36 @@ export class FsStore implements ObjectStore {
     return path.join(this.root, ...key.split('/'));
   }
 
+  private realRoot?: Promise<string>;
+
+  /**
+   * Opens the object of `key` for reading, or null. A symbolic link anywhere on the way is no object:
+   * a link under data/ would otherwise serve the control area (.scvmfs/) or any file of the host. The
+   * last component is opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO cannot stall the open); the
+   * directories above are checked on the opened descriptor, whose real path must be the key's own.
+   */
+  private async openKey(key: string): Promise<{ fh: FileHandle; stat: Stats } | null> {
+    const open = await openObject(this.file(key), fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW | fsSync.constants.O_NONBLOCK);
+    if (!open) return null;
+    try {
+      this.realRoot ??= fs.realpath(this.root).catch((err: unknown) => { this.realRoot = undefined; throw err; });
+      const expected = path.join(await this.realRoot, ...key.split('/'));
+      const real = await realPathOf(open.fh, this.file(key));
+      // A put that renamed a new file over the name after our open leaves ours unlinked: /proc says so.
+      if (real === expected || real === `${expected} (deleted)`) return open;
+    } catch (err) {
+      await open.fh.close();
+      throw err;
+    }
+    await open.fh.close();
+    return null;
+  }
+
   async get(key: string, range?: ByteRange): Promise<GetResult | null> {
     validateKey(key);
     if (range) checkRange(range);
     try {
-      const open = await openObject(this.file(key));
+      const open = await this.openKey(key);
       if (!open) return null;
       const { fh, stat } = open;
       try {
@@ -242,10 +283,39 @@ export class FsStore implements ObjectStore {
     }
   }
 
+  /**
+   * Reads the file twice, once for the ETag (the MD5 of the content, as put and ifMatch use) and once
+   * for the body, both through one descriptor: memory stays at a buffer's worth whatever the size.
+   */
+  async getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    validateKey(key);
+    if (range) checkReadRange(range);
+    let open: { fh: FileHandle; stat: Stats } | null = null;
+    try {
+      open = await this.openKey(key);
+      if (!open) return null;
+      const { fh, stat } = open;
+      const { etag, size } = await hashHandle(fh);
+      const { start, length } = rangeSpan(key, size, range);
+      const info = { key, size, etag, lastModified: stat.mtime, start, length };
+      if (length === 0) {
+        await fh.close();
+        return { ...info, body: Readable.from([]) };
+      }
+      // The stream owns the handle from here: it closes it on end, error or destroy.
+      const body = fh.createReadStream({ start, end: start + length - 1 });
+      open = null;
+      return { ...info, body };
+    } catch (err) {
+      await open?.fh.close();
+      throw storeError('get', key, err);
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
     validateKey(key);
     try {
-      const open = await openObject(this.file(key));
+      const open = await this.openKey(key);
       if (!open) return null;
       const { fh, stat } = open;
       try {
@@ -416,6 +486,24 @@ export function checkRange(range: ByteRange): void {
   const ok = Number.isInteger(range.start) && range.start >= 0 &&
     (range.end === undefined || (Number.isInteger(range.end) && range.end >= range.start));
   if (!ok) throw new Error(`invalid byte range ${JSON.stringify(range)}`);
+}
+
+export function checkReadRange(range: ReadRange): void {
+  if (!('suffix' in range)) return checkRange(range);
+  if (!Number.isInteger(range.suffix) || range.suffix < 0) throw new Error(`invalid byte range ${JSON.stringify(range)}`);
+}
+
+/** The bytes of an object of `size` that `range` selects, as HTTP does; throws when none are. */
+export function rangeSpan(key: string, size: number, range?: ReadRange): { start: number; length: number } {
+  if (!range) return { start: 0, length: size };
+  if ('suffix' in range) {
+    if (range.suffix === 0 || size === 0) throw new RangeNotSatisfiableError(key, size);
+    const length = Math.min(range.suffix, size);
+    return { start: size - length, length };
+  }
+  if (range.start >= size) throw new RangeNotSatisfiableError(key, size);
+  const end = Math.min(range.end ?? size - 1, size - 1);
+  return { start: range.start, length: end - range.start + 1 };
 }
 
 async function writeFile(file: string, body: Uint8Array, durable: boolean): Promise<void> {

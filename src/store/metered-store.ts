@@ -8,6 +8,8 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type ReadRange,
+  type StreamResult,
 } from './object-store.js';
 
 export interface MeterSnapshot {
@@ -24,7 +26,7 @@ export interface MeterSnapshot {
   preconditionFailed: number;
   /** Calls that threw anything else. */
   failed: number;
-  /** Bytes read from the store (get bodies). */
+  /** Bytes read from the store (get bodies; for streamed gets, the bytes the body was opened for). */
   bytesIn: number;
   /** Bytes written to the store (bodies of puts that succeeded). */
   bytesOut: number;
@@ -63,6 +65,12 @@ export class MeteredStore implements ObjectStore {
   async get(key: string, range?: ByteRange): Promise<GetResult | null> {
     const got = await this.count('get', () => this.observed.get(key, range));
     if (got) this.counts.bytesIn += got.body.length;
+    return got;
+  }
+
+  async getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    const got = await this.count('get', () => this.observed.getStream(key, range));
+    if (got) this.counts.bytesIn += got.length;
     return got;
   }
 

@@ -1,6 +1,7 @@
 // The seam between the repository logic and where bytes live (design §2).
 // Backends: filesystem (embedded default) and S3. Wrappers (metering, faults, retries) implement the
 // same interface and stack around a backend.
+import type { Readable } from 'node:stream';
 import { BusyError, RefusedError, ScvmfsError } from '../errors.js';
 
 export interface ByteRange {
@@ -35,6 +36,19 @@ export interface GetResult extends ObjectInfo {
   contentType?: string;
 }
 
+/** A byte range, or the last `suffix` bytes (HTTP `bytes=-N`). */
+export type ReadRange = ByteRange | { suffix: number };
+
+export interface StreamResult extends ObjectInfo {
+  /** `size` is the whole object's; the body holds bytes `start` .. `start + length - 1` of it. */
+  start: number;
+  length: number;
+  /** The caller must consume or destroy it: it holds a file handle or a connection until then. */
+  body: Readable;
+  cacheControl?: string;
+  contentType?: string;
+}
+
 export interface ListPage {
   objects: ObjectInfo[];
   /** Pass as `after` to get the next page; absent on the last page. */
@@ -46,6 +60,11 @@ export interface ObjectStore {
   readonly description: string;
   /** Returns null when the key does not exist. Throws RangeNotSatisfiableError on a bad range. */
   get(key: string, range?: ByteRange): Promise<GetResult | null>;
+  /**
+   * The object as a stream, so its size never decides the memory a reader needs. Null when the key
+   * does not exist; throws RangeNotSatisfiableError on a bad range (as get does).
+   */
+  getStream(key: string, range?: ReadRange): Promise<StreamResult | null>;
   /** Returns null when the key does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
   /** Throws PreconditionFailedError when ifNoneMatch/ifMatch do not hold; then nothing was written. */

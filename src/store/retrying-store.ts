@@ -12,6 +12,8 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type ReadRange,
+  type StreamResult,
 } from './object-store.js';
 
 export interface RetryOptions {
@@ -70,6 +72,11 @@ export class RetryingStore implements ObjectStore {
 
   get(key: string, range?: ByteRange): Promise<GetResult | null> {
     return this.retryOperation('get', key, () => this.inner.get(key, range));
+  }
+
+  /** Retries opening the stream; a failure while the body flows reaches its reader, who has sent part of it. */
+  getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    return this.retryOperation('get', key, () => this.inner.getStream(key, range));
   }
 
   head(key: string): Promise<ObjectInfo | null> {

@@ -5,6 +5,7 @@
 // the SDK makes one attempt and every retryable failure becomes a TransientStoreError.
 import { Slots } from './slots.js';
 import { Agent } from 'node:http';
+import { Readable } from 'node:stream';
 import { Agent as HttpsAgent } from 'node:https';
 import {
   AbortMultipartUploadCommand,
@@ -34,8 +35,10 @@ import {
   type ObjectStore,
   type PresigningStore,
   type PutOptions,
+  type ReadRange,
+  type StreamResult,
 } from './object-store.js';
-import { checkRange, validateKey } from './fs-store.js';
+import { checkRange, checkReadRange, validateKey } from './fs-store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -229,6 +232,58 @@ export class S3Store implements ObjectStore, PresigningStore {
       });
     } catch (err) {
       // A missing bucket is a configuration error, not a missing object.
+      if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
+      if (err instanceof StoreError && statusOf(err.cause) === 416) {
+        const info = await this.head(key);
+        if (!info) return null;
+        throw new RangeNotSatisfiableError(key, info.size);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The body streams from the response; its request slot is held until the body is read or destroyed,
+   * so at most maxInFlight connections are busy, streaming or not.
+   */
+  async getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    validateKey(key);
+    if (range) checkReadRange(range);
+    if (range && 'suffix' in range && range.suffix === 0) {
+      // bytes=-0 selects nothing; S3 servers differ in how they answer it.
+      const info = await this.head(key);
+      if (!info) return null;
+      throw new RangeNotSatisfiableError(key, info.size);
+    }
+    const header = !range ? undefined : 'suffix' in range ? `bytes=-${range.suffix}` : `bytes=${range.start}-${range.end ?? ''}`;
+    const release = await this.limiter.acquire();
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: header }))
+        .catch((err: unknown) => { throw mapError('get', key, err); });
+      const body = res.Body as Readable | undefined;
+      const length = res.ContentLength ?? 0;
+      // Without Content-Range the server sent the whole object (no range, or it ignored the range).
+      const span = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.ContentRange ?? '');
+      const result = {
+        key,
+        etag: unquoteEtag(res.ETag),
+        lastModified: res.LastModified ?? new Date(0),
+        cacheControl: res.CacheControl,
+        contentType: res.ContentType,
+        size: span ? Number(span[3]) : length,
+        start: span ? Number(span[1]) : 0,
+        length,
+      };
+      if (!body) {
+        release();
+        return { ...result, body: Readable.from([]) };
+      }
+      body.once('end', release);
+      body.once('close', release);
+      body.once('error', release);
+      return { ...result, body };
+    } catch (err) {
+      release();
       if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
       if (err instanceof StoreError && statusOf(err.cause) === 416) {
         const info = await this.head(key);

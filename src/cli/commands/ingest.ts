@@ -1,0 +1,67 @@
+// scvmfs ingest: publish a tarball straight from its bytes, and/or delete paths, in one revision.
+import { openMeteredStore } from '../../store/open-store.js';
+import { meterSummary } from '../../store/metered-store.js';
+import { loadKeys } from '../../repo/keys-dir.js';
+import { ingestTarball } from '../../publish/ingest-tarball.js';
+import { openTarballInput } from '../../publish/tar-source.js';
+import { ProgressLine, formatBytes } from '../progress.js';
+import { positiveInt } from '../options.js';
+import { UsageError } from '../../errors.js';
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program.command('ingest')
+    .description('publish a tarball into --path straight from its bytes (no unpacking), and/or remove --delete paths, in one revision')
+    .argument('<fqrn>', 'repository name')
+    .argument('[tarball]', 'file.tar or file.tar.gz; - reads standard input; omit to only --delete')
+    .requiredOption('--store <dir>', 'where the repository lives')
+    .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
+    .option('--path <dir>', 'repository directory the tarball is unpacked into (required with a tarball)')
+    .option('--delete <path>', 'remove this repository path (and all below it) first; repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--catalog', 'make --path the root of a nested catalog')
+    .option('--tag <name>', 'name this revision')
+    .option('--tag-description <text>', 'description of --tag')
+    .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
+    .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
+    .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
+    .option('--no-autocatalogs', 'never split or merge catalogs automatically')
+    .option('-q, --quiet', 'no progress output')
+    .action(async (fqrn: string, tarball: string | undefined, o: { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
+      if (tarball === undefined && o.delete.length === 0) throw new UsageError('ingest needs a tarball (or - for standard input), --delete paths, or both');
+      if (tarball !== undefined && o.path === undefined) throw new UsageError('ingest needs --path: the repository directory to unpack the tarball into');
+      if (tarball === undefined && o.path !== undefined) throw new UsageError('--path without a tarball: name the tarball, or - for standard input');
+      const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+      const { store, meter } = openMeteredStore(o.store);
+      const input = tarball === undefined ? null : await openTarballInput(tarball);
+      const progress = new ProgressLine(o.quiet);
+      const summary = await ingestTarball(store, input, {
+        fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
+        autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
+        tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+        onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
+        onProgress: (p) => progress.update(p.phase === 'read'
+          ? `reading: ${p.entries} entries, ${p.filesDone}/${p.filesTotal} files stored, ${formatBytes(p.bytesRead)}`
+          : p.phase === 'upload' ? `finishing uploads: ${p.filesDone}/${p.filesTotal} files` : 'writing catalogs and manifest'),
+      });
+      progress.done();
+      if (!summary.changed) {
+        console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.entries} entries read in ${summary.seconds.toFixed(1)} s)`);
+        console.log(`  ${meterSummary(meter.snapshot())}`);
+        return;
+      }
+      const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
+      console.log(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
+      if (tarball !== undefined) {
+        console.log(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
+          `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
+        console.log(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
+      }
+      if (o.delete.length > 0) console.log(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
+      console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
+      if (summary.nestedCatalogs.length > 0) console.log(`  new nested catalogs (markers): ${summary.nestedCatalogs.join(', ')}`);
+      if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
+      if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
+      console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+      console.log(`  ${meterSummary(meter.snapshot())}`);
+    });
+}
