@@ -29,7 +29,7 @@ export async function handleUploadGrant(event: UploadGrantEvent, store: ObjectSt
   const missing = keys.filter((_, i) => heads[i] === null);
   const signer = presigningStore(store);
   const grant = { publisher: lease.publisher, leaseId: lease.leaseId, path: lease.path, grantedAt: now.toISOString(), via: signer ? 'url' as const : 'direct' as const };
-  // Recorded before any grant is handed out: an upload the record does not cover cannot happen.
+  // Recorded before any grant is handed out, so that every upload through a grant has its record.
   const slots = new Slots(32);
   await Promise.all(missing.map((key) => slots.run(() => recordGrant(store, key, grant))));
   if (!signer) return { present, upload: missing.map((key) => ({ key })) };

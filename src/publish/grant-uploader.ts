@@ -140,7 +140,7 @@ export class GrantUploader implements ObjectUploader {
 
   /** No URL: the store signs none (a directory), so the writer writes the object itself. */
   private async putDirect(obj: PreparedObject): Promise<void> {
-    // The commit function checks every object the head does not reference: no need to read it here.
+    // The commit function reads every object a changeset names (but those of the entries it replaces).
     if (await putIfAbsent(this.store, obj, { trustPresent: true })) {
       this.directPuts++;
       this.uploaded++;

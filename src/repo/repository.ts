@@ -14,7 +14,7 @@ import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
 import { parentPath } from '../format/md5path.js';
 import { CatalogTree, type CommitResult } from './catalog-tree.js';
 import { fetchCatalog, fetchObjectContent } from './objects.js';
-import { checkStoredObject, type VerificationStats } from './object-verification.js';
+import { checkStoredObject } from './object-verification.js';
 
 export const MANIFEST_KEY = '.cvmfspublished';
 export const WHITELIST_KEY = '.cvmfswhitelist';
@@ -83,7 +83,6 @@ export interface PutObjectOptions {
   trustPresent?: boolean;
   /** Called when the key held other bytes, which were replaced by `obj`'s. */
   onReplaced?: (key: string, actual: string) => void;
-  stats?: VerificationStats;
 }
 
 /**
@@ -100,7 +99,7 @@ export async function putIfAbsent(store: ObjectStore, obj: PreparedObject, optio
       if (!(err instanceof PreconditionFailedError)) throw err;
     }
     if (options.trustPresent) return false;
-    const check = await checkStoredObject(store, obj.key, obj.hash, options.stats);
+    const check = await checkStoredObject(store, obj.key, obj.hash);
     if (check.status === 'ok') return false;
     // Deleted between our create and our read: create it again.
     if (check.status === 'missing' && attempt < 3) continue;
