@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { execFileSync } from 'node:child_process';
 import { tempDir } from './helpers.js';
 import { badObjectReports, CHUNKING, garbage, objectKeysOf, poison, victimTree } from './poisoning-helpers.js';
 import { invoker } from './chain-invoker.js';
@@ -22,6 +23,7 @@ import { checkStoredObject, grantsOf, newVerificationStats } from '../src/repo/o
 import type { CommitConfig } from '../src/functions/commit.js';
 import { publishThroughChain } from '../src/publish/publish-changeset.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
+import { ingestTarball } from '../src/publish/ingest-tarball.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import { prepareObject } from '../src/format/zlib-object.js';
@@ -260,4 +262,18 @@ test('under the local runtime, in slices of two operations: the poisoned objects
   }
   await assertVictimReadsBack(open, files, '/b');
   assert.deepEqual((await badObjectReports(store)).map((r) => r.key).sort(), [...late].sort());
+});
+
+test("the owner's tarball ingest replaces objects a writer poisoned through its grant", async () => {
+  const { work, store, keysDir, keys, config, open } = await setup('poison-ingest');
+  const src = join(work, 'tar-src');
+  const files = victimTree(src);
+  const objectKeys = await objectKeysOf(src, FQRN);
+  await poison(store, config, keysDir, objectKeys, 'grant');
+  const tarball = execFileSync('tar', ['--format=posix', '-C', src, '-cf', '-', '.']);
+  const warnings: string[] = [];
+  const s = await ingestTarball(store, Readable.from([tarball]), { fqrn: FQRN, keys, path: '/b', chunking: CHUNKING, onWarning: (w) => warnings.push(w) });
+  assert.equal(s.objectsReplaced, objectKeys.length);
+  await assertVictimReadsBack(open, files, '/b');
+  assert.equal(warnings.filter((w) => /publisher 'a'/.test(w)).length, objectKeys.length, warnings.join('\n'));
 });
