@@ -19,6 +19,7 @@ import { functionEnvName } from '../src/runtime/aws.js';
 import { LEASES_KEY } from '../src/repo/leases.js';
 import { POLICY_KEY } from '../src/repo/publisher-policy.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
+import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
 
 /** Where scripts/package-lambda.sh puts dist/src + production node_modules. */
 export const DEFAULT_CODE_DIRECTORY = fileURLToPath(new URL('../../build/lambda', import.meta.url));
@@ -45,17 +46,23 @@ export interface ObjectAccess {
   list?: boolean;
 }
 const TXN_OBJECTS = `${TXN_PREFIX}*`;
+const GRANTS = `${GRANTS_PREFIX}*`;
+const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
   // Checks the lease, answers "already there" (HEAD) or a pre-signed PUT; the URL carries this role's
-  // rights, so PutObject on data/* is exactly what a writer can be granted through it.
-  'upload-grant': { read: ['data/*', LEASES_KEY], write: ['data/*'], list: true },
-  // Reads changesets, the policy, the lease and catalogs; writes catalogs and objects, manifest, reflog,
-  // its checkpoint, and the lease table (it releases the lease). It deletes nothing.
+  // rights, so PutObject on data/* is exactly what a writer can be granted through it. It records each
+  // grant under grants/ (who may have uploaded a key, for the commit's report of a bad object).
+  'upload-grant': { read: ['data/*', LEASES_KEY, GRANTS], write: ['data/*', GRANTS], list: true },
+  // Reads changesets, the policy, the lease, grant records and catalogs; writes catalogs and objects,
+  // manifest, reflog, its checkpoint, bad-object reports and the lease table (it releases the lease). It
+  // deletes only data objects whose bytes do not match their name (so that their writer can upload the
+  // right bytes with a create-only grant) and the grant records of objects it checked.
   commit: {
-    read: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY],
-    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY],
+    read: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY, GRANTS],
+    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, BAD_OBJECTS],
+    delete: ['data/*', GRANTS],
     list: true,
   },
   // Marks a transaction aborted, deletes its changeset and releases its lease.

@@ -15,6 +15,8 @@ import { generateRepositoryKeys } from '../src/format/keys.js';
 import { signLeaseRequest } from '../src/format/lease.js';
 import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
 import { publishThroughChain, type FunctionInvoker } from '../src/publish/publish-changeset.js';
+import type { CommitConfig } from '../src/functions/commit.js';
+import { objectKeysOf, poison } from './poisoning-helpers.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
 import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
 import { initRepository } from '../src/repo/repository.js';
@@ -151,7 +153,7 @@ async function recordPublishes(): Promise<StoreRecord[]> {
   const keys = await generateRepositoryKeys(FQRN);
   await writeKeys(keysDir, FQRN, keys);
   await initRepository(store, { fqrn: FQRN, keys });
-  for (const w of ['w1', 'w2']) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths: [`/${w}`] });
+  for (const w of ['w1', 'w2', 'a']) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths: [`/${w}`] });
   const recordFile = join(work, 'requests.jsonl');
   writeFileSync(recordFile, '');
   const runtime = new LocalRuntime({
@@ -195,6 +197,14 @@ async function recordPublishes(): Promise<StoreRecord[]> {
     await publishThroughChain(store, src('balanced', 120, 2), {
       fqrn: FQRN, publisher: w2, path: '/w2', functions: functions(), autocatalogs: { maxWeight: 100, minWeight: 10 },
     });
+    // Writer a poisons, through its own upload grants, the keys of a file w1 then publishes: w1's commit
+    // removes the bad object and its grant record, and w1 uploads the right bytes again.
+    const victim = src('victim', 0);
+    writeFileSync(join(victim, 'x.txt'), 'the victim file\n');
+    const config = { fqrn: FQRN, keys: { masterPublicKeyPem: keys.masterPublicKeyPem } } as CommitConfig;
+    await poison(store, config, keysDir, await objectKeysOf(victim, FQRN), 'grant');
+    const repaired = await publishThroughChain(store, victim, { fqrn: FQRN, publisher: w1, path: '/w1', functions: functions(), uploadVia: 'grants' });
+    assert.equal(repaired.changed, true);
     // A commit that never runs: the writer aborts the transaction.
     const failing = functions();
     await assert.rejects(publishThroughChain(store, src('aborted', 3), {
@@ -204,6 +214,9 @@ async function recordPublishes(): Promise<StoreRecord[]> {
     const held = await runtime.invoke('lease', { action: 'acquire', request: signLeaseRequest(w1, { fqrn: FQRN, path: '/w1', ttlSeconds: 60 }) });
     const lease = (held.result as { lease: { leaseId: string; token: string } }).lease;
     await runtime.invoke('lease', { action: 'renew', leaseId: lease.leaseId, token: lease.token });
+    // The same missing key granted twice (a writer that never used its first grant): the record is appended.
+    const unused = `data/00/${'0'.repeat(38)}`;
+    for (let i = 0; i < 2; i++) await runtime.invoke('upload-grant', { leaseId: lease.leaseId, token: lease.token, path: '/w1', keys: [unused] });
     await runtime.invoke('lease', { action: 'list' });
     const busy = await runtime.invoke('lease', { action: 'acquire', request: signLeaseRequest(w1, { fqrn: FQRN, path: '/w1/sub', ttlSeconds: 60 }) });
     assert.equal((busy.result as { status: string }).status, 'busy');

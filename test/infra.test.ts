@@ -240,7 +240,10 @@ test('each role reaches only its own keys, and no policy grants a wildcard actio
   }
   assert.ok(may('commit', get, '.scvmfs/publishers.json') && !may('commit', put, '.scvmfs/publishers.json'), 'commit only reads the policy');
   for (const key of ['.cvmfswhitelist', '.cvmfs_master_replica', '.scvmfs/publish.lock']) assert.ok(!may('commit', put, key), `commit never writes ${key}`);
-  for (const key of [...PUBLIC_KEYS, ...CONTROL_KEYS]) assert.ok(!may('commit', del, key), `commit never deletes ${key}`);
+  for (const key of [...PUBLIC_KEYS, ...CONTROL_KEYS].filter((k) => !k.startsWith('data/'))) assert.ok(!may('commit', del, key), `commit never deletes ${key}`);
+  // A data object whose bytes do not match its name is removed, so that its writer can upload it again.
+  assert.ok(may('commit', del, 'data/ab/cdef0123456789abcdef0123456789abcdef01'));
+  assert.ok(may('upload-grant', put, '.scvmfs/grants/data/ab/cdef0123456789abcdef0123456789abcdef01'), 'grants are recorded');
 
   assert.ok(may('abort', del, '.scvmfs/txn/abc/changeset.json') && may('abort', put, '.scvmfs/leases.json'));
   for (const key of ['.scvmfs/leases.json', '.scvmfs/publishers.json', '.scvmfs/publish.lock']) assert.ok(!may('abort', del, key), `abort never deletes ${key}`);

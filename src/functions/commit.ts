@@ -31,6 +31,7 @@ import { PreconditionFailedError, type ObjectStore } from '../store/object-store
 import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
+import { checkWindow, CommitObjectCheck } from './commit-objects.js';
 
 export interface CommitEvent {
   txnId: string;
@@ -186,20 +187,10 @@ async function loadPart(store: ObjectStore, txnId: string, index: number, header
   return part.ops;
 }
 
-/** Refuses an operation naming an object the store lacks (its shape and scope were checked at load). */
-async function checkOp(store: ObjectStore, op: ChangeOp, exists: Map<string, Promise<boolean>>): Promise<void> {
-  if (op.op !== 'upsert') return;
-  const keys: string[] = [];
-  if (op.entry.hash) keys.push(ContentHash.fromHex(op.entry.hash).objectKey(''));
-  for (const c of op.chunks ?? []) keys.push(ContentHash.fromHex(c.hash).objectKey('P'));
-  for (const key of keys) {
-    let p = exists.get(key);
-    if (!p) {
-      p = store.head(key).then((h) => h !== null);
-      exists.set(key, p);
-    }
-    if (!(await p)) throw new RefusedError('missing-object', `changeset references ${key} (for '${op.path}'), which is not in the store`, { object: key, path: op.path });
-  }
+/** Refuses an operation naming an object the store lacks or whose bytes do not match its name (collected by
+ * `objects`, refused by its `settle`); its shape and scope were checked when its part was loaded. */
+async function checkOp(op: ChangeOp, objects: CommitObjectCheck): Promise<void> {
+  await objects.check(op);
 }
 
 async function applyOp(tree: CatalogTree, op: ChangeOp): Promise<void> {
@@ -283,7 +274,8 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         }
         state = { ...state, baseSubtree };
       }
-      const exists = new Map<string, Promise<boolean>>();
+      const objects = new CommitObjectCheck(store, tree, { txnId: event.txnId, prefix: keys.prefix, publisher: header.publisher });
+      let windows = 0;
       let applied = 0;
       let part = state.part;
       let op = state.op;
@@ -302,10 +294,13 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         // Hand over before the sandbox's memory limit as well as before its time limit.
         if (applied > 0 && applied % 64 === 0 && memoryInUse() > context.memoryLimitInMB * 1024 * 1024 * MEMORY_SHARE) break;
         if (applied > 0 && (applied >= (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) || started - context.getRemainingTimeInMillis() > budget)) break;
-        // Check a window of operations at once: their object lookups run concurrently.
+        // Check a window of operations at once: their objects are read concurrently. Windows start small
+        // and grow, so a slice that runs out of time has not checked much it will not apply.
         if (op >= checked) {
-          await Promise.all(ops.slice(op, op + 64).map((o) => checkOp(store, o, exists)));
-          checked = op + 64;
+          const n = checkWindow(ops, op, Math.min(8 * 2 ** Math.min(windows++, 8), (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) - applied));
+          await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, objects)));
+          await objects.settle();
+          checked = op + n;
         }
         await applyOp(tree, ops[op]!);
         op++;

@@ -10,11 +10,12 @@ import { chunkingParameters, type ChunkingParameters } from '../format/chunker.j
 import type { FileChunk } from '../format/catalog-db.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import type { ContentOutcome, FileJob, WorkerReply, WorkerRequest, WorkerSetup } from './compress-worker.js';
+import type { WorkerObjects } from './uploader.js';
 
 /** Where the objects go. */
 export type ObjectSink =
-  /** Workers write into this filesystem store root themselves. */
-  | { fsStoreRoot: string }
+  /** Workers write into this filesystem store root themselves (checking objects already there if `verifyPresent`). */
+  | { fsStoreRoot: string; verifyPresent?: boolean }
   /** Each object is handed to this function; it resolves once the object is stored. */
   | { upload: (obj: PreparedObject) => Promise<void> };
 
@@ -46,7 +47,7 @@ export interface CompressedContent {
    * What the workers did in a filesystem store: objects written, objects already there, bytes written.
    * All zero with an upload sink, whose function sees every object.
    */
-  objects: { written: number; present: number; bytesWritten: number };
+  objects: WorkerObjects;
 }
 
 type Settle = { resolve: (r: CompressedContent) => void; reject: (e: Error) => void };
@@ -97,6 +98,7 @@ export class CompressPool {
       algorithm: this.algorithm,
       chunking,
       fsStoreRoot: 'fsStoreRoot' in this.sink ? this.sink.fsStoreRoot : undefined,
+      verifyPresent: 'fsStoreRoot' in this.sink ? this.sink.verifyPresent : undefined,
       bytesInFlight: options.bytesInFlightPerWorker ?? 2 * (chunking?.maxSize ?? 16 << 20),
     };
     const url = new URL('./compress-worker.js', import.meta.url);
@@ -253,7 +255,7 @@ export class CompressPool {
       chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, hash: new ContentHash(this.algorithm, Buffer.from(c.digest)) })),
       size: r.size,
       storedBytes: r.storedBytes,
-      objects: { written: r.written, present: r.present, bytesWritten: r.bytesWritten },
+      objects: { written: r.written, present: r.present, bytesWritten: r.bytesWritten, replaced: r.replaced },
     };
     Promise.all(uploads).then(() => q.resolve(content), (err: Error) => q.reject(err));
   }

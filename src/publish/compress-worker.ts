@@ -5,10 +5,11 @@
 // form, plus what the upload budget allows to be in flight.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
 import { compressObject } from '../format/zlib-object.js';
 import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
 import { ChunkSplitter, type ChunkingParameters } from '../format/chunker.js';
-import { putContentAddressedSync } from '../store/fs-store.js';
+import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
 
 export interface WorkerSetup {
   algorithm: HashAlgorithm;
@@ -16,6 +17,11 @@ export interface WorkerSetup {
   chunking: ChunkingParameters | null;
   /** A filesystem store's root: the worker writes objects itself instead of sending them back. */
   fsStoreRoot?: string;
+  /**
+   * With fsStoreRoot: compare an object that is already there with the bytes it should hold, and replace
+   * it if they differ (the owner's publish; a writer's objects are checked by the commit function).
+   */
+  verifyPresent?: boolean;
   /** Compressed bytes this worker may have sent back and not had acknowledged as uploaded. */
   bytesInFlight: number;
 }
@@ -54,6 +60,8 @@ export interface ContentOutcome {
   written: number;
   present: number;
   bytesWritten: number;
+  /** Keys found holding other bytes, and overwritten (with verifyPresent). */
+  replaced: { key: string; actual: string }[];
 }
 
 export type WorkerReply =
@@ -102,7 +110,7 @@ class ContentJob {
   constructor(readonly id: number, size?: number) {
     const cuttable = setup.chunking !== null && (size === undefined || size > setup.chunking.minSize);
     this.splitter = cuttable ? new ChunkSplitter(setup.chunking!) : null;
-    this.outcome = { id, size: 0, digest: null, chunks: [], storedBytes: 0, written: 0, present: 0, bytesWritten: 0 };
+    this.outcome = { id, size: 0, digest: null, chunks: [], storedBytes: 0, written: 0, present: 0, bytesWritten: 0, replaced: [] };
   }
 
   async push(block: Uint8Array): Promise<void> {
@@ -141,7 +149,13 @@ class ContentJob {
     const digest = createHasher(setup.algorithm).update(stored).digest();
     this.outcome.storedBytes += stored.length;
     if (setup.fsStoreRoot !== undefined) {
-      const written = putContentAddressedSync(setup.fsStoreRoot, new ContentHash(setup.algorithm, digest).objectKey(suffix), stored);
+      const key = new ContentHash(setup.algorithm, digest).objectKey(suffix);
+      let written = putContentAddressedSync(setup.fsStoreRoot, key, stored);
+      if (!written && setup.verifyPresent && !holdsBytesSync(setup.fsStoreRoot, key, stored)) {
+        const actual = actualHash(setup.fsStoreRoot, key);
+        written = putContentAddressedSync(setup.fsStoreRoot, key, stored, true);
+        this.outcome.replaced.push({ key, actual });
+      }
       if (written) {
         this.outcome.written++;
         this.outcome.bytesWritten += stored.length;
@@ -266,3 +280,21 @@ port.on('message', (msg: WorkerRequest) => {
     setImmediate(() => { throw err; });
   });
 });
+
+/** What the bytes under a key hash to, for the report of a replaced object. */
+function actualHash(root: string, key: string): string {
+  let fd: number;
+  try {
+    fd = openSync(join(root, key), 'r');
+  } catch {
+    return 'unreadable';
+  }
+  try {
+    const hasher = createHasher(setup.algorithm);
+    const piece = Buffer.alloc(1 << 20);
+    for (let n; (n = readSync(fd, piece, 0, piece.length, null)) > 0;) hasher.update(piece.subarray(0, n));
+    return new ContentHash(setup.algorithm, hasher.digest()).toHex();
+  } finally {
+    closeSync(fd);
+  }
+}

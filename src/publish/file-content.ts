@@ -14,14 +14,15 @@ import type { ObjectUploader } from './uploader.js';
 
 /**
  * Workers write straight into a filesystem store; for other stores, or when `viaUploader` says so, they
- * hand objects to the uploader.
+ * hand objects to the uploader. `trustPresent`: workers take objects already there on trust (a writer
+ * whose commit function checks them); otherwise they compare them and replace bad ones (the owner).
  */
 export function compressPoolFor(store: ObjectStore, uploader: ObjectUploader, algorithm: HashAlgorithm,
-  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false; viaUploader?: boolean }): CompressPool {
+  options: { workers?: number; chunking?: Partial<ChunkingParameters> | false; viaUploader?: boolean; trustPresent?: boolean }): CompressPool {
   const root = options.viaUploader ? undefined : directFsRoot(store);
   return new CompressPool({
     algorithm, workers: options.workers, chunking: options.chunking,
-    sink: root !== undefined ? { fsStoreRoot: root } : { upload: (o) => uploader.upload(o) },
+    sink: root !== undefined ? { fsStoreRoot: root, verifyPresent: !options.trustPresent } : { upload: (o) => uploader.upload(o) },
   });
 }
 

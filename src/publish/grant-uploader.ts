@@ -6,7 +6,7 @@ import { putIfAbsent } from '../repo/repository.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import { checkGrantAnswer, MAX_GRANT_KEYS, type UploadGrant } from '../format/upload-grant.js';
-import { Slots, type ObjectUploader } from './uploader.js';
+import { Slots, type ObjectUploader, type WorkerObjects } from './uploader.js';
 
 export interface GrantUploaderOptions {
   /** PUTs in flight at once (default 32, as Uploader). */
@@ -65,7 +65,11 @@ export class GrantUploader implements ObjectUploader {
     return p;
   }
 
-  recordObjects(o: { written: number; present: number; bytesWritten: number }): void {
+  forget(key: string): void {
+    this.seen.delete(key);
+  }
+
+  recordObjects(o: WorkerObjects): void {
     this.uploaded += o.written;
     this.alreadyPresent += o.present;
     this.bytesUploaded += o.bytesWritten;
@@ -115,8 +119,8 @@ export class GrantUploader implements ObjectUploader {
           this.bytesUploaded += obj.stored.length;
           return;
         }
-        // The URL is create-only: 412 means the object exists, which for a content-addressed key means
-        // these bytes are there (another writer, or our own earlier attempt whose answer was lost).
+        // The URL is create-only: 412 means the object exists (another writer, or our own earlier attempt
+        // whose answer was lost). Whether its bytes are these, the commit function checks.
         if (res.status === 412) {
           this.alreadyPresent++;
           return;
@@ -136,7 +140,8 @@ export class GrantUploader implements ObjectUploader {
 
   /** No URL: the store signs none (a directory), so the writer writes the object itself. */
   private async putDirect(obj: PreparedObject): Promise<void> {
-    if (await putIfAbsent(this.store, obj)) {
+    // The commit function reads every object a changeset names (but those of the entries it replaces).
+    if (await putIfAbsent(this.store, obj, { trustPresent: true })) {
       this.directPuts++;
       this.uploaded++;
       this.bytesUploaded += obj.stored.length;

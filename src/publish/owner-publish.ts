@@ -10,6 +10,7 @@ import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo
 import { checkSigningKeys, commitRevision, processOwner, readHead, RepositoryMissingError, type Head } from '../repo/repository.js';
 import { PublishLock } from '../repo/publish-lock.js';
 import type { Uploader } from './uploader.js';
+import { describeUploader, forgetGrants, grantsOf, recordBadObject } from '../repo/object-verification.js';
 
 export interface OwnerKeys {
   repositoryKeyPem: string;
@@ -69,6 +70,8 @@ export interface FinishOptions {
 
 export interface FinishOutcome {
   changed: boolean;
+  /** Objects that were already in the store with bytes not matching their name, overwritten (and reported). */
+  objectsReplaced: number;
   revision: number;
   rootCatalog: ContentHash;
   catalogsWritten: number;
@@ -100,6 +103,7 @@ export function revisionSummary(finished: FinishOutcome, uploader: Uploader, byt
  */
 export async function finishRevision(store: ObjectStore, head: Head, tree: CatalogTree, lock: PublishLock,
   uploader: Uploader, empty: PreparedObject, options: FinishOptions): Promise<FinishOutcome> {
+  await reportReplaced(store, uploader, options);
   let balanced = { split: [] as string[], merged: [] as string[] };
   const auto = options.autocatalogs ?? true;
   if (auto !== false && tree.changed) {
@@ -110,7 +114,7 @@ export async function finishRevision(store: ObjectStore, head: Head, tree: Catal
     });
     if (balanced.split.length > 0 || balanced.merged.length > 0) await uploader.upload(empty);
   }
-  const outcome = { catalogsSplit: balanced.split, catalogsMerged: balanced.merged };
+  const outcome = { catalogsSplit: balanced.split, catalogsMerged: balanced.merged, objectsReplaced: uploader.replaced.length };
   const tagOnly = !tree.changed && options.tag !== undefined;
   if (!tree.changed && !tagOnly) {
     return { changed: false, revision: head.manifest.revision, rootCatalog: head.manifest.rootCatalog, catalogsWritten: 0, ...outcome };
@@ -129,6 +133,25 @@ export async function finishRevision(store: ObjectStore, head: Head, tree: Catal
     changed: true, revision: committed.manifest.revision, rootCatalog: committed.manifest.rootCatalog,
     catalogsWritten: committed.catalogs.length, ...outcome, ...(tagOnly ? { tagOnly } : {}),
   };
+}
+
+/**
+ * Objects this publish wanted that were already stored with other bytes were overwritten with the right
+ * ones as they were met; each is recorded in `.scvmfs/bad-objects/` and warned about with its uploader.
+ */
+async function reportReplaced(store: ObjectStore, uploader: Uploader, options: FinishOptions): Promise<void> {
+  const at = options.now().toISOString();
+  for (const r of uploader.replaced) {
+    const grants = await grantsOf(store, r.key);
+    const who = describeUploader(grants);
+    const record = await recordBadObject(store, {
+      key: r.key, actual: r.actual, paths: [], uploader: who, grants, foundBy: 'owner-publish',
+      victim: 'the repository owner', action: 'replaced', at,
+    });
+    await forgetGrants(store, [r.key]);
+    options.onWarning?.(`object ${r.key} held bytes that do not match its name (they hash to ${r.actual}), ` +
+      `uploaded by ${who}; replaced with the right bytes (recorded in ${record})`);
+  }
 }
 
 /** The writer's catalog cache is pruned to this size (least recently used first). */

@@ -3,6 +3,8 @@
 // parts, and runs the commit chain. It never holds the repository signing key and never writes a
 // catalog or the manifest itself; the functions it calls do, wherever the runtime runs them.
 import { BusyError, RefusedError } from '../errors.js';
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../store/object-store.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
@@ -22,6 +24,8 @@ import { catalogLoader, emptyObject, readHead, RepositoryMissingError } from '..
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
+import type { CompressPool } from './compress-pool.js';
+import { badObjectsKey, poisonedObjectError, readBadObjects, type PoisonedObject } from '../repo/object-verification.js';
 import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
 import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { Uploader, type ObjectUploader } from './uploader.js';
@@ -161,6 +165,58 @@ class ChangesetWriter {
   }
 }
 
+/** Rounds of "the commit removed bad objects, upload them again" before the publish gives up. */
+const REPAIR_ROUNDS = 3;
+
+/**
+ * Runs the commit chain; when it fails because objects the changeset names held other bytes (the commit
+ * removed them and left a list under the transaction), uploads those files again and resumes the chain
+ * from its checkpoint.
+ */
+async function commitRepairing(store: ObjectStore, txnId: string, run: () => Promise<unknown>,
+  repair: (bad: PoisonedObject[]) => Promise<void>): Promise<unknown> {
+  const prefix = txnKeys(txnId).prefix;
+  for (let round = 0; ; round++) {
+    try {
+      return await run();
+    } catch (err) {
+      const bad = await readBadObjects(store, prefix).catch(() => null);
+      if (!bad) throw err;
+      if (round >= REPAIR_ROUNDS) throw poisonedObjectError(bad);
+      await store.delete([badObjectsKey(prefix)]);
+      await repair(bad);
+    }
+  }
+}
+
+/** Compresses the files of the bad objects again and uploads them: the keys are free now. */
+async function uploadAgain(bad: PoisonedObject[], source: string, repoPath: string, pool: CompressPool,
+  uploader: ObjectUploader, say: (message: string) => void): Promise<void> {
+  const keysOf = new Map<string, Set<string>>();
+  for (const b of bad) {
+    say(`object ${b.key} held other bytes (uploaded by ${b.uploader}); the commit removed it, uploading it again`);
+    uploader.forget(b.key);
+    for (const p of b.paths) {
+      if (p !== repoPath && !p.startsWith(`${repoPath}/`)) throw new Error(`the commit named '${p}', outside this publish's path '${repoPath || '/'}'`);
+      const keys = keysOf.get(p) ?? new Set<string>();
+      keys.add(b.key);
+      keysOf.set(p, keys);
+    }
+  }
+  await Promise.all([...keysOf].map(async ([p, keys]) => {
+    const file = join(source, ...p.slice(repoPath.length).split('/'));
+    const st = await lstat(file, { bigint: true });
+    const c = await pool.compress(file, Number(st.size), st.mtimeNs);
+    uploader.recordObjects(c.objects);
+    const made = new Set(c.hash ? [c.hash.objectKey('')] : c.chunks.map((ch) => ch.hash.objectKey('P')));
+    for (const key of keys) {
+      if (!made.has(key)) {
+        throw new RefusedError('source-changed', `${file} changed since it was scanned (it no longer makes ${key}); publish again`);
+      }
+    }
+  }));
+}
+
 export async function publishThroughChain(store: ObjectStore, source: string, options: ChainPublishOptions): Promise<ChainPublishSummary> {
   const started = Date.now();
   const requestsBefore = options.functions.requests?.();
@@ -193,8 +249,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   const leasePath = scopePath(path || '/');
   const uploader: ObjectUploader = uploadVia === 'grants'
     ? new GrantUploader(store, (keys) => retrying(() => options.functions.invoke('upload-grant', { leaseId: lease.leaseId, token: lease.token, path: leasePath, keys })))
-    : new Uploader(store, 32);
-  const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking, viaUploader: uploadVia === 'grants' });
+    : new Uploader(store, 32, { trustPresent: true });
+  const pool = compressPoolFor(store, uploader, head.algorithm, { workers: options.workers, chunking: options.chunking, viaUploader: uploadVia === 'grants', trustPresent: true });
   const empty = emptyObject(head.algorithm);
   const changeset = new ChangesetWriter(store, options.fqrn, txnId, options.publisher, path);
   let tree: CatalogTree | undefined;
@@ -251,7 +307,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     say(`changeset ${txnId}: ${changeset.count} operations in ${changeset.digests.length} parts; committing`);
     const commitEvent: Record<string, unknown> = { txnId, leaseId: lease.leaseId, token: lease.token };
     if (options.autocatalogs !== undefined) commitEvent.autocatalogs = options.autocatalogs;
-    const result = (await options.functions.runChain('commit', commitEvent)) as
+    const result = (await commitRepairing(store, txnId, () => options.functions.runChain('commit', commitEvent),
+      (bad) => uploadAgain(bad, source, path, pool, uploader, say))) as
       { status: string; revision?: number; slices?: number; rebases?: number; grafts?: number };
     if (result.status !== 'committed' || result.revision === undefined) throw new Error(`commit chain ended '${result.status}' without a revision`);
     committed = true;

@@ -8,11 +8,36 @@ import type { PreparedObject } from '../format/zlib-object.js';
 export interface ObjectUploader {
   /** Resolves when the object is in the store. Same key twice uploads once. */
   upload(obj: PreparedObject): Promise<void>;
-  /** Counts objects that a worker wrote into the store itself. */
-  recordObjects(o: { written: number; present: number; bytesWritten: number }): void;
+  /** Counts objects that a worker wrote into the store itself (and bad ones it replaced). */
+  recordObjects(o: WorkerObjects): void;
+  /** Lets the key be uploaded again (the commit removed a bad object under it). */
+  forget(key: string): void;
   readonly uploaded: number;
   readonly alreadyPresent: number;
   readonly bytesUploaded: number;
+}
+
+/** What compress workers that write into a directory store did. */
+export interface WorkerObjects {
+  written: number;
+  present: number;
+  bytesWritten: number;
+  /** Keys that held bytes not matching their name, overwritten with the right ones. */
+  replaced?: ReplacedObject[];
+}
+
+export interface ReplacedObject {
+  key: string;
+  /** What the bad bytes hashed to. */
+  actual: string;
+}
+
+export interface UploaderOptions {
+  /**
+   * Take objects that are already in the store on trust: right for a serverless writer, whose commit
+   * function checks every new object itself; wrong for the owner, who references objects directly.
+   */
+  trustPresent?: boolean;
 }
 
 export class Uploader implements ObjectUploader {
@@ -21,9 +46,17 @@ export class Uploader implements ObjectUploader {
   uploaded = 0;
   alreadyPresent = 0;
   bytesUploaded = 0;
+  /** Objects found under their key with other bytes, and overwritten. */
+  readonly replaced: ReplacedObject[] = [];
+  private readonly trustPresent: boolean;
 
-  constructor(private readonly store: ObjectStore, concurrency = 32) {
+  constructor(private readonly store: ObjectStore, concurrency = 32, options: UploaderOptions = {}) {
     this.slots = new Slots(concurrency);
+    this.trustPresent = options.trustPresent ?? false;
+  }
+
+  forget(key: string): void {
+    this.seen.delete(key);
   }
 
   /** Queues an upload; resolves when the object is in the store. Same key twice uploads once. */
@@ -37,10 +70,11 @@ export class Uploader implements ObjectUploader {
   }
 
   /** Counts objects that a worker wrote into the store itself. */
-  recordObjects(o: { written: number; present: number; bytesWritten: number }): void {
+  recordObjects(o: WorkerObjects): void {
     this.uploaded += o.written;
     this.alreadyPresent += o.present;
     this.bytesUploaded += o.bytesWritten;
+    if (o.replaced) this.replaced.push(...o.replaced);
   }
 
   /** Uploads without queueing behind data objects (catalogs on the commit path). */
@@ -54,8 +88,9 @@ export class Uploader implements ObjectUploader {
   }
 
   private async put(obj: PreparedObject): Promise<void> {
-    // Content-addressed: if it exists it already holds these bytes, so a lost create is a success.
-    if (await putIfAbsent(this.store, obj)) {
+    // Unless trusted, an object already there is read back and replaced if its bytes are not its name's.
+    const onReplaced = (key: string, actual: string) => { this.replaced.push({ key, actual }); };
+    if (await putIfAbsent(this.store, obj, { trustPresent: this.trustPresent, onReplaced })) {
       this.uploaded++;
       this.bytesUploaded += obj.stored.length;
     } else {

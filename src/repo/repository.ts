@@ -14,6 +14,7 @@ import { kindOfMode, newDirectoryEntry } from '../format/catalog-entry.js';
 import { parentPath } from '../format/md5path.js';
 import { CatalogTree, type CommitResult } from './catalog-tree.js';
 import { fetchCatalog, fetchObjectContent } from './objects.js';
+import { checkStoredObject } from './object-verification.js';
 
 export const MANIFEST_KEY = '.cvmfspublished';
 export const WHITELIST_KEY = '.cvmfswhitelist';
@@ -73,14 +74,38 @@ export async function checkSigningKeys(store: ObjectStore, head: Head, keys: { r
   }
 }
 
-/** Stores a content-addressed object unless it is there already (then it holds these bytes). */
-export async function putIfAbsent(store: ObjectStore, obj: PreparedObject): Promise<boolean> {
-  try {
-    await store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+export interface PutObjectOptions {
+  /**
+   * Take an existing object on trust (default false). A writer whose objects the commit function checks
+   * may; anyone who references the object next (the owner, the commit function) must not: whoever may
+   * create a missing key could have put other bytes under this name.
+   */
+  trustPresent?: boolean;
+  /** Called when the key held other bytes, which were replaced by `obj`'s. */
+  onReplaced?: (key: string, actual: string) => void;
+}
+
+/**
+ * Stores a content-addressed object unless it is there already. What is there is checked against its
+ * name (unless `trustPresent`); bytes that do not match are overwritten with the right ones. True when
+ * this call wrote the object.
+ */
+export async function putIfAbsent(store: ObjectStore, obj: PreparedObject, options: PutObjectOptions = {}): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.put(obj.key, obj.stored, { ifNoneMatch: '*' });
+      return true;
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError)) throw err;
+    }
+    if (options.trustPresent) return false;
+    const check = await checkStoredObject(store, obj.key, obj.hash);
+    if (check.status === 'ok') return false;
+    // Deleted between our create and our read: create it again.
+    if (check.status === 'missing' && attempt < 3) continue;
+    await store.put(obj.key, obj.stored);
+    if (check.status === 'corrupt') options.onReplaced?.(obj.key, check.actual);
     return true;
-  } catch (err) {
-    if (err instanceof PreconditionFailedError) return false;
-    throw err;
   }
 }
 

@@ -3,6 +3,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { errorFromJSON, isErrorJSON } from '../errors.js';
 import type { FunctionInvoker } from '../publish/publish-changeset.js';
+import { badObjectsKey } from '../repo/object-verification.js';
 import { txnKeys } from '../format/changeset.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
@@ -112,6 +113,10 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
               return { status: state.status, revision: state.revision ?? undefined, slices: state.slices, rebases: state.rebases, grafts: state.grafts ?? 0 };
             }
           }
+        }
+        // A commit that found objects not matching their names stops the chain and leaves their list.
+        if (await options.store.head(badObjectsKey(txnKeys(txnId).prefix))) {
+          throw new Error(`the commit of ${txnId} removed objects whose bytes did not match their names; see ${badObjectsKey(txnKeys(txnId).prefix)}`);
         }
         if (Date.now() > deadline) throw new Error(`commit chain of ${txnId} did not finish in time; its checkpoint is ${txnKeys(txnId).state}`);
         await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));

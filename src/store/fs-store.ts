@@ -148,11 +148,12 @@ async function realPathOf(fh: FileHandle, file: string): Promise<string> {
  * Same meaning as put(key, body, {ifNoneMatch: '*'}) without fsync. Returns false if it existed.
  * rename() instead of link()+unlink(): two writers of one content-addressed name write the same
  * bytes, so replacing is as good as refusing, and it saves a directory operation per object.
+ * `replace`: write even if it exists (its bytes were found not to match the name).
  */
-export function putContentAddressedSync(root: string, key: string, body: Uint8Array): boolean {
+export function putContentAddressedSync(root: string, key: string, body: Uint8Array, replace = false): boolean {
   validateKey(key);
   const target = path.join(root, key);
-  if (fsSync.existsSync(target)) return false;
+  if (!replace && fsSync.existsSync(target)) return false;
   const temp = tempNameFor(target);
   try {
     try {
@@ -167,6 +168,30 @@ export function putContentAddressedSync(root: string, key: string, body: Uint8Ar
   } catch (err) {
     try { fsSync.unlinkSync(temp); } catch { /* never created */ }
     throw storeError('put', key, err);
+  }
+}
+
+/** Whether the file under `key` holds exactly `body`, read in bounded pieces with blocking calls. */
+export function holdsBytesSync(root: string, key: string, body: Uint8Array): boolean {
+  validateKey(key);
+  let fd: number;
+  try {
+    fd = fsSync.openSync(path.join(root, key), 'r');
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw storeError('get', key, err);
+  }
+  try {
+    if (fsSync.fstatSync(fd).size !== body.length) return false;
+    const piece = Buffer.alloc(Math.min(body.length, 1 << 20));
+    for (let at = 0; at < body.length;) {
+      const n = fsSync.readSync(fd, piece, 0, Math.min(piece.length, body.length - at), at);
+      if (n === 0 || !piece.subarray(0, n).equals(body.subarray(at, at + n))) return false;
+      at += n;
+    }
+    return true;
+  } finally {
+    fsSync.closeSync(fd);
   }
 }
 
