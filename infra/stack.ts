@@ -18,6 +18,7 @@ import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
 import { functionEnvName } from '../src/runtime/aws.js';
 import { LEASES_KEY } from '../src/repo/leases.js';
 import { POLICY_KEY } from '../src/repo/publisher-policy.js';
+import { HIGH_WATER_KEY } from '../src/repo/high-water.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
 import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
 
@@ -55,20 +56,22 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // rights, so PutObject on data/* is exactly what a writer can be granted through it. It records each
   // grant under grants/ (who may have uploaded a key, for the commit's report of a bad object).
   'upload-grant': { read: ['data/*', LEASES_KEY, GRANTS], write: ['data/*', GRANTS], list: true },
-  // Reads changesets, the policy, the lease, grant records and catalogs; writes catalogs and objects,
-  // manifest, reflog, its checkpoint, bad-object reports and the lease table (it releases the lease). It
+  // Reads changesets, the policy, the lease, grant records and catalogs, and the whitelist and high-water
+  // record to check the head against the master key; writes catalogs and objects, manifest, reflog, the
+  // high-water record, its checkpoint, bad-object reports and the lease table (it releases the lease). It
   // deletes only data objects whose bytes do not match their name (so that their writer can upload the
   // right bytes with a create-only grant) and the grant records of objects it checked.
   commit: {
-    read: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY, GRANTS],
-    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, BAD_OBJECTS],
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY, GRANTS, HIGH_WATER_KEY],
+    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, BAD_OBJECTS, HIGH_WATER_KEY],
     delete: ['data/*', GRANTS],
     list: true,
   },
   // Marks a transaction aborted, deletes its changeset and releases its lease.
   abort: { read: [TXN_OBJECTS, LEASES_KEY], write: [TXN_OBJECTS, LEASES_KEY], delete: [TXN_OBJECTS], list: true },
-  // Reads the manifest (the repository must exist) and writes the whitelist; it reads no missing key.
-  resign: { read: ['.cvmfspublished'], write: ['.cvmfswhitelist'] },
+  // Checks the head against the master key before re-signing: manifest, whitelist, certificate objects
+  // (data/*X only) and the high-water record, which may be absent (hence list); writes the whitelist.
+  resign: { read: ['.cvmfspublished', '.cvmfswhitelist', 'data/*X', HIGH_WATER_KEY], write: ['.cvmfswhitelist'], list: true },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */

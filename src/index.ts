@@ -21,9 +21,12 @@ export { MeteredStore, meterSummary, type MeterSnapshot } from './store/metered-
 export { loadKeys, loadOrCreateKeys, writeKeys, keyFilePaths } from './repo/keys-dir.js';
 export type { RepositoryKeys } from './format/keys.js';
 export {
-  initRepository, readHead, resignWhitelist, RepositoryMissingError, ConcurrentPublishError,
+  initRepository, readHead, RepositoryMissingError, ConcurrentPublishError,
   type InitOptions, type Head,
 } from './repo/repository.js';
+export { openTrustedHead, type TrustAnchor, type TrustedHead } from './repo/trusted-head.js';
+export { resignWhitelist, type ResignKeys, type ResignOptions, type WhitelistOutcome } from './repo/whitelist-signing.js';
+export { rotateRepositoryKey, DEFAULT_OVERLAP_MS, type RotateOptions, type RotateOutcome } from './repo/rotate-key.js';
 export { addPublisher, listPublishers, removePublisher, loadPublisherKey, type PublisherListing } from './repo/publishers.js';
 
 // Publishing: as the owner (directory or tarball), or as a publisher through the function chain.

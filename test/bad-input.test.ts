@@ -68,13 +68,13 @@ test('verify refuses the wrong public key', async () => {
 
 test('verify refuses an expired whitelist unless explicitly allowed', async () => {
   const r = await repository('expired');
-  const { resignWhitelist } = await import('../src/repo/repository.js');
+  const { resignWhitelist } = await import('../src/repo/whitelist-signing.js');
   const { FsStore } = await import('../src/store/fs-store.js');
   const keys = {
     masterKeyPem: readFileSync(join(r.keys, `${FQRN}.masterkey`), 'utf8'),
     certificatePem: readFileSync(join(r.keys, `${FQRN}.crt`), 'utf8'),
   };
-  await resignWhitelist(new FsStore(r.store), FQRN, keys, new Date(Date.now() - 40 * 86400_000), 30);
+  await resignWhitelist(new FsStore(r.store), FQRN, keys, { now: new Date(Date.now() - 40 * 86400_000), days: 30 });
   const res = await runCli(verifyArgs(r));
   assert.equal(res.code, 3);
   assert.match(res.stderr, /\.cvmfswhitelist expired on/);

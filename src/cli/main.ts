@@ -13,7 +13,7 @@ import { createBucketFor, openMeteredStore, openStore } from '../store/open-stor
 import { meterSum, meterSummary, type MeterSnapshot } from '../store/metered-store.js';
 import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
 import { defaultCacheDir } from '../repo/object-cache.js';
-import { initRepository, resignWhitelist } from '../repo/repository.js';
+import { initRepository } from '../repo/repository.js';
 import { addPublisher, listPublishers, loadPublisherKey, removePublisher } from '../repo/publishers.js';
 import { publishThroughChain, type FunctionInvoker } from '../publish/publish-changeset.js';
 import { awsInvoker, localInvoker, type LocalInvoker } from '../runtime/invokers.js';
@@ -36,6 +36,8 @@ import { register as registerIngest } from './commands/ingest.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerPublisher } from './commands/publisher.js';
 import { register as registerCost } from './commands/cost.js';
+import { register as registerResign } from './commands/resign.js';
+import { register as registerRotateKey } from './commands/rotate-key.js';
 import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, entryJson, printJson, type ReadOptions } from './options.js';
 import { normalizeRepoPath } from '../format/md5path.js';
 import { register as registerLease } from './commands/lease.js';
@@ -88,7 +90,7 @@ program.command('publish')
     const progress = new ProgressLine(o.quiet);
     if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
     if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
-    const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+    const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
     const summary = await publishDirectory(store, source, {
       fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
@@ -184,20 +186,6 @@ function passThroughEnv(): Record<string, string> {
 
 
 
-program.command('resign')
-  .description('re-sign the whitelist with the master key (it expires after at most 30 days)')
-  .argument('<fqrn>', 'repository name')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey and <fqrn>.crt')
-  .option('--days <days>', 'validity (at most 30)', (v) => positiveInt(v, '--days'), 30)
-  .action(async (fqrn: string, o: { store: string; keys: string; days: number }) => {
-    const keys = await loadKeys(o.keys, fqrn, { need: ['master', 'repository'] });
-    await resignWhitelist(openStore(o.store), fqrn, keys, new Date(), o.days);
-    console.log(`whitelist of ${fqrn} re-signed for ${o.days} days`);
-  });
-
-
-
 function modeString(e: DirectoryEntry): string {
   const type = { directory: 'd', file: '-', symlink: 'l', special: 'p' }[kindOfMode(e.mode)];
   const bits = 'rwxrwxrwx'.split('').map((c, i) => (e.mode & (1 << (8 - i)) ? c : '-')).join('');
@@ -266,6 +254,8 @@ registerInfo(program);
 registerCatalogs(program);
 registerDiff(program);
 registerExport(program);
+registerResign(program);
+registerRotateKey(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

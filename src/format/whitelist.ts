@@ -14,6 +14,13 @@ export interface Whitelist {
   pkcs7?: boolean;
   /** `Wcachain` line: the client also verifies the certificate's CA chain. */
   caChain?: boolean;
+  /**
+   * Listed certificates on their way out after a key rotation, and until when they stay listed. Written
+   * as comment lines after the fingerprints (`# retiring <fingerprint> until <YYYYMMDDHHMMSS>`): the
+   * client reads a fingerprint only up to a blank or `#`, so such a line is ignored, but it is signed
+   * with the rest, so `resign` can trust it to know when the old certificate may be dropped.
+   */
+  retiring?: { fingerprint: string; until: Date }[];
 }
 
 export interface SignedWhitelist {
@@ -98,6 +105,10 @@ export function buildWhitelistBody(w: Whitelist): Buffer {
   if (w.pkcs7) lines.push('Vpkcs7');
   if (w.caChain) lines.push('Wcachain');
   lines.push(...w.fingerprints);
+  for (const r of w.retiring ?? []) {
+    if (!w.fingerprints.includes(r.fingerprint)) throw new Error(`whitelist: retiring fingerprint ${r.fingerprint} is not listed`);
+    lines.push(`# retiring ${r.fingerprint} until ${timestamp(r.until, 'retirement time')}`);
+  }
   return Buffer.from(lines.map((l) => l + '\n').join(''), 'utf8');
 }
 
@@ -113,9 +124,13 @@ export function signWhitelist(w: Whitelist, masterKeyPem: string, algorithm: Has
   return Buffer.concat([body, Buffer.from(`--\n${hashHex}\n`, 'ascii'), signature]);
 }
 
-/** A fresh whitelist for one certificate; stock cvmfs_server refuses validities above 30 days. */
+/**
+ * A fresh whitelist for one certificate (first in the list), plus any `also` listed (a rotation's
+ * previous certificate, with the end of its overlap); stock cvmfs_server refuses validities above 30 days.
+ */
 export function makeWhitelist(opts: {
   fqrn: string; certificatePem: string; now?: Date; validityDays?: number; algorithm?: HashAlgorithm;
+  also?: { fingerprint: string; until?: Date }[];
 }): Whitelist {
   const validityDays = opts.validityDays ?? 30;
   if (!(validityDays > 0 && validityDays <= 30)) {
@@ -123,11 +138,20 @@ export function makeWhitelist(opts: {
   }
   const now = opts.now ?? new Date();
   const createdAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
+  const fingerprints = [certificateFingerprint(opts.certificatePem, opts.algorithm ?? 'sha1')];
+  const retiring: { fingerprint: string; until: Date }[] = [];
+  for (const a of opts.also ?? []) {
+    if (!fingerprints.includes(a.fingerprint)) fingerprints.push(a.fingerprint);
+    if (a.until && !retiring.some((r) => r.fingerprint === a.fingerprint)) {
+      retiring.push({ fingerprint: a.fingerprint, until: new Date(Math.floor(a.until.getTime() / 1000) * 1000) });
+    }
+  }
   return {
     createdAt,
     expiresAt: new Date(createdAt.getTime() + Math.round(validityDays * 24 * 3600) * 1000),
     fqrn: opts.fqrn,
-    fingerprints: [certificateFingerprint(opts.certificatePem, opts.algorithm ?? 'sha1')],
+    fingerprints,
+    ...(retiring.length > 0 ? { retiring } : {}),
   };
 }
 
@@ -147,10 +171,18 @@ export function parseWhitelist(bytes: Buffer): SignedWhitelist {
   // Flag lines are only recognised in this position and order, as in the client's ParseWhitelist.
   if (lines[i] === 'Vpkcs7') { whitelist.pkcs7 = true; i++; }
   if (lines[i] === 'Wcachain') { whitelist.caChain = true; i++; }
+  const retiring: { fingerprint: string; until: Date }[] = [];
   for (; i < lines.length; i++) {
+    const retire = /^# retiring (\S+) until (\d{14})$/.exec(lines[i]!);
+    if (retire) {
+      retiring.push({ fingerprint: retire[1]!, until: parseTimestamp(retire[2]!, `retirement time of ${retire[1]}`) });
+      continue;
+    }
     const hash = parseFingerprint(lines[i]!);
     if (hash) whitelist.fingerprints.push(fingerprintOf(hash));
   }
+  const listedRetiring = retiring.filter((r) => whitelist.fingerprints.includes(r.fingerprint));
+  if (listedRetiring.length > 0) whitelist.retiring = listedRetiring;
   return { whitelist, body, bodyHash: hashLine, signature };
 }
 

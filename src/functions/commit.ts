@@ -25,8 +25,9 @@ import { checkLease, releaseLease } from '../repo/leases.js';
 import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import {
-  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, putIfAbsent, readHead, type Head,
+  catalogLoader, ConcurrentPublishError, commitRevision, emptyObject, ensureAncestors, processOwner, putIfAbsent, type Head,
 } from '../repo/repository.js';
+import { assertSigningKeys, openTrustedHead } from '../repo/trusted-head.js';
 import { PreconditionFailedError, type ObjectStore } from '../store/object-store.js';
 import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
@@ -220,8 +221,9 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
   const keys = txnKeys(event.txnId);
   // A finished transaction answers from its checkpoint (its parts may already be gone).
   let loaded = await readState(store, keys.state);
-  let head = await readHead(store);
-  if (!head) throw new Error(`no repository in ${store.description}`);
+  // Nothing is signed on top of a head that fails the check against the configured master key.
+  const head = await openTrustedHead(store, { fqrn: config.fqrn, masterPublicKeyPem: config.keys.masterPublicKeyPem }, { now: now() });
+  assertSigningKeys(head, config.keys);
   if (loaded?.state.status === 'committed' || loaded?.state.status === 'aborted') {
     const s = loaded.state;
     // A step killed between the last checkpoint and the release leaves the lease to this delivery.

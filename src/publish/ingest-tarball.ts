@@ -102,7 +102,8 @@ export async function ingestTarball(store: ObjectStore, input: Readable | null, 
   if (input !== null && options.path === undefined) throw new Error('ingesting a tarball needs the target directory (path)');
   const target = normalizeRepoPath(options.path ?? '');
   return withPublishLock(store, options.fqrn, options.keys, `ingest ${options.fqrn}${target || '/'}`,
-    (head, lock) => new Ingest(store, head, lock, target, deletes, options, started).run(input), options.onWarning);
+    (head, lock) => new Ingest(store, head, lock, target, deletes, options, started).run(input),
+    { now: options.now, onWarning: options.onWarning });
 }
 
 /** A non-directory member whose content is still being compressed; its row is written when done. */

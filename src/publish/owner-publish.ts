@@ -7,7 +7,8 @@ import type { ContentHash } from '../format/hash.js';
 import type { PreparedObject } from '../format/zlib-object.js';
 import type { CatalogTree } from '../repo/catalog-tree.js';
 import { balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT } from '../repo/catalog-balancer.js';
-import { checkSigningKeys, commitRevision, processOwner, readHead, RepositoryMissingError, type Head } from '../repo/repository.js';
+import { commitRevision, processOwner, type Head } from '../repo/repository.js';
+import { assertSigningKeys, openTrustedHead, type TrustAnchor, type TrustedHead } from '../repo/trusted-head.js';
 import { PublishLock } from '../repo/publish-lock.js';
 import type { Uploader } from './uploader.js';
 import { describeUploader, forgetGrants, grantsOf, recordBadObject } from '../repo/object-verification.js';
@@ -15,23 +16,25 @@ import { describeUploader, forgetGrants, grantsOf, recordBadObject } from '../re
 export interface OwnerKeys {
   repositoryKeyPem: string;
   certificatePem: string;
+  /** The trust anchor (`<fqrn>.pub`): the head is checked against it before anything is signed on top. */
+  masterPublicKeyPem: string;
 }
 
 /**
- * Checks that the store holds `fqrn` and that `keys` sign for it, takes the publish lock and runs `fn`
- * with the head as it is once the lock is held (it may have moved while we waited).
+ * Checks the head against the trust anchor and that `keys` may sign its successor, takes the publish
+ * lock and runs `fn` with the head as it is once the lock is held (it may have moved while we waited,
+ * so it is checked again).
  */
 export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys: OwnerKeys, holder: string,
-  fn: (head: Head, lock: PublishLock) => Promise<T>, onWarning?: (message: string) => void): Promise<T> {
-  const head = await readHead(store);
-  if (!head) throw new RepositoryMissingError(store);
-  if (head.manifest.fqrn !== fqrn) {
-    throw new Error(`the repository in ${store.description} is '${head.manifest.fqrn}', not '${fqrn}'`);
-  }
-  await checkSigningKeys(store, head, keys);
-  const lock = await PublishLock.acquire(store, holder, undefined, onWarning);
+  fn: (head: TrustedHead, lock: PublishLock) => Promise<T>, options: { now?: () => Date; onWarning?: (m: string) => void } = {}): Promise<T> {
+  const anchor: TrustAnchor = { fqrn, masterPublicKeyPem: keys.masterPublicKeyPem };
+  const head = await openTrustedHead(store, anchor, { now: options.now?.(), onWarning: options.onWarning });
+  assertSigningKeys(head, keys);
+  const lock = await PublishLock.acquire(store, holder, undefined, options.onWarning);
   try {
-    return await fn((await readHead(store)) as Head, lock);
+    const current = await openTrustedHead(store, anchor, { now: options.now?.() });
+    assertSigningKeys(current, keys);
+    return await fn(current, lock);
   } finally {
     await lock.release();
   }

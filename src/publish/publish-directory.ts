@@ -8,7 +8,7 @@ import { catalogLoader, emptyObject, type Head } from '../repo/repository.js';
 import type { PublishLock } from '../repo/publish-lock.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import { diffSource, type FileOperation, type Operation } from './source-diff.js';
-import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type RevisionSummary } from './owner-publish.js';
+import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type OwnerKeys, type RevisionSummary } from './owner-publish.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
@@ -25,7 +25,8 @@ export interface PublishProgress {
 
 export interface PublishOptions {
   fqrn: string;
-  keys: { repositoryKeyPem: string; certificatePem: string };
+  /** Signing keys, and the master public key the head is checked against. */
+  keys: OwnerKeys;
   /** Repository sub-path to make equal to the source; '' or '/' is the whole repository. */
   path?: string;
   tag?: { name: string; description?: string };
@@ -69,7 +70,7 @@ export async function publishDirectory(store: ObjectStore, source: string, optio
   const now = options.now ?? (() => new Date());
   const repoPath = normalizeRepoPath(options.path ?? '');
   return withPublishLock(store, options.fqrn, options.keys, `publish ${options.fqrn}${repoPath || '/'}`,
-    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started), options.onWarning);
+    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started), { now, onWarning: options.onWarning });
 }
 
 async function publishLocked(store: ObjectStore, head: Head, source: string, repoPath: string, options: PublishOptions,

@@ -1,12 +1,13 @@
 // A keys directory laid out like /etc/cvmfs/keys: <fqrn>.masterkey, .pub, .key, .crt (spec §7.3).
 import { createPublicKey } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertKeyMatchesCertificate, certificatePublicKey } from '../format/certificate.js';
 import { generateRepositoryKeys, publicKeyPemOf, type RepositoryKeys } from '../format/keys.js';
 
-export type KeyRole = 'master' | 'repository';
+/** 'anchor': the master public key `.pub` itself (not derived), what writers check the head against. */
+export type KeyRole = 'master' | 'repository' | 'anchor';
 
 interface KeyFile { field: keyof RepositoryKeys; suffix: string; mode: number; role: KeyRole }
 
@@ -56,7 +57,8 @@ export async function writeKeys(
 
 type Needed<N extends KeyRole> =
   ('master' extends N ? Pick<RepositoryKeys, 'masterKeyPem' | 'masterPublicKeyPem'> : unknown)
-  & ('repository' extends N ? Pick<RepositoryKeys, 'repositoryKeyPem' | 'certificatePem'> : unknown);
+  & ('repository' extends N ? Pick<RepositoryKeys, 'repositoryKeyPem' | 'certificatePem'> : unknown)
+  & ('anchor' extends N ? Pick<RepositoryKeys, 'masterPublicKeyPem'> : unknown);
 export type LoadedKeys<N extends KeyRole> = Partial<RepositoryKeys> & Needed<N>;
 
 async function readIfPresent(path: string): Promise<string | undefined> {
@@ -71,7 +73,7 @@ async function readIfPresent(path: string): Promise<string | undefined> {
 /**
  * Loads what is present and insists on the roles in `need`: 'master' needs `.masterkey` (the `.pub` is
  * derived when absent and must match when present), 'repository' needs `.key` and `.crt`, which must
- * belong together.
+ * belong together, 'anchor' needs the `.pub` file.
  */
 export async function loadKeys<N extends KeyRole>(
   dir: string, fqrn: string, opts: { need: N[] },
@@ -83,6 +85,10 @@ export async function loadKeys<N extends KeyRole>(
     if (text !== undefined) keys[f.field] = text;
   }
   const need = new Set<KeyRole>(opts.need);
+  if (need.has('anchor') && keys.masterPublicKeyPem === undefined) {
+    throw new Error(`missing master public key file ${paths.masterPublicKeyPem}: it is the trust anchor every writer ` +
+      'checks the repository against (copy it from where the repository was created)');
+  }
   if (need.has('master')) {
     if (keys.masterKeyPem === undefined) {
       throw new Error(`missing master key file ${paths.masterKeyPem} (needed to sign the whitelist)`);
@@ -142,4 +148,28 @@ export async function loadOrCreateKeys(dir: string, fqrn: string): Promise<{ key
   }
   const keys = await loadKeys(dir, fqrn, { need: ['master', 'repository'] });
   return { keys: keys as RepositoryKeys, created: false };
+}
+
+/** A UTC stamp for retired key file names: 20261201T093000Z. */
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+}
+
+/**
+ * Key rotation in the keys directory: the current `.key`/`.crt` are kept as
+ * `<fqrn>.retired-<UTC stamp>.key/.crt`, then the new pair replaces them (each file written beside its
+ * target and renamed into place). Returns the retired files' paths.
+ */
+export async function replaceRepositoryKey(dir: string, fqrn: string, next: { repositoryKeyPem: string; certificatePem: string },
+  now: Date = new Date()): Promise<{ key: string; crt: string }> {
+  const current = keyFilePaths(dir, fqrn);
+  const retired = keyFilePaths(dir, `${fqrn}.retired-${stamp(now)}`);
+  await writeFile(retired.repositoryKeyPem, await readFile(current.repositoryKeyPem), { mode: 0o600, flag: 'wx' });
+  await writeFile(retired.certificatePem, await readFile(current.certificatePem), { mode: 0o644, flag: 'wx' });
+  for (const [field, mode] of [['repositoryKeyPem', 0o600], ['certificatePem', 0o644]] as const) {
+    const temp = `${current[field]}.new`;
+    await writeFile(temp, next[field], { mode });
+    await rename(temp, current[field]);
+  }
+  return { key: retired.repositoryKeyPem, crt: retired.certificatePem };
 }

@@ -6,7 +6,7 @@ import { PreconditionFailedError } from '../store/object-store.js';
 import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import { EMPTY_OBJECT, prepareObject, type PreparedObject } from '../format/zlib-object.js';
 import { parseManifest, signManifest, verifyManifestSignature, ROOT_PATH_HASH, type Manifest, type SignedManifest } from '../format/manifest.js';
-import { makeWhitelist, parseWhitelist, signWhitelist, certificateFingerprint } from '../format/whitelist.js';
+import { certificateFingerprint, makeWhitelist, parseWhitelist, signWhitelist, whitelistListsCertificate } from '../format/whitelist.js';
 import { assertKeyMatchesCertificate } from '../format/certificate.js';
 import { createHistory, nextHistoryTags, readHistory, type Tag } from '../format/history.js';
 import { addToReflog, type ReflogEntry } from '../format/reflog.js';
@@ -15,6 +15,7 @@ import { parentPath } from '../format/md5path.js';
 import { CatalogTree, type CommitResult } from './catalog-tree.js';
 import { fetchCatalog, fetchObjectContent } from './objects.js';
 import { checkStoredObject } from './object-verification.js';
+import { raiseHighWater } from './high-water.js';
 
 export const MANIFEST_KEY = '.cvmfspublished';
 export const WHITELIST_KEY = '.cvmfswhitelist';
@@ -57,20 +58,23 @@ export function catalogLoader(store: ObjectReader) {
   return async (hash: ContentHash, file?: string) => (await fetchCatalog(store, hash, file)).db;
 }
 
-/** Checks that the head is signed by the certificate it names and that `keys` may sign its successor. */
+/**
+ * Whether `keys` are this repository's as far as the store alone can tell: the head verifies against the
+ * certificate it names and the whitelist lists the keys' certificate. Proof enough that the caller is the
+ * owner (owner lease and abort commands); writers that sign use openTrustedHead (trusted-head.ts), which
+ * checks the head against the configured master key instead of the store.
+ */
 export async function checkSigningKeys(store: ObjectStore, head: Head, keys: { repositoryKeyPem: string; certificatePem: string }): Promise<void> {
   assertKeyMatchesCertificate(keys.repositoryKeyPem, keys.certificatePem);
   const headCertificate = (await fetchObjectContent(store, head.manifest.certificate, 'X')).toString('utf8');
   if (!verifyManifestSignature(head.signed, headCertificate)) {
-    throw new Error(`the manifest in ${store.description} does not verify against its own certificate; refusing to publish on top of it`);
+    throw new RefusedError('untrusted-head', `the manifest in ${store.description} does not verify against its own certificate`, { reason: 'signature' });
   }
   const whitelist = await store.get(WHITELIST_KEY);
-  if (!whitelist) throw new Error(`repository in ${store.description} has no ${WHITELIST_KEY}`);
-  const fingerprint = certificateFingerprint(keys.certificatePem);
-  const listed = parseWhitelist(whitelist.body).whitelist.fingerprints.some((f) => f.toUpperCase().startsWith(fingerprint));
-  if (!listed) {
-    throw new Error(`the repository key and certificate given (fingerprint ${fingerprint}) are not the ones this ` +
-      `repository's whitelist trusts; use the keys the repository was created with`);
+  if (!whitelist) throw new RefusedError('untrusted-head', `repository in ${store.description} has no ${WHITELIST_KEY}`, { reason: 'whitelist' });
+  if (!whitelistListsCertificate(parseWhitelist(whitelist.body).whitelist, keys.certificatePem)) {
+    throw new RefusedError('foreign-certificate', `the repository key and certificate given (fingerprint ${certificateFingerprint(keys.certificatePem)}) ` +
+      "are not the ones this repository's whitelist trusts; use the keys the repository was created with");
   }
 }
 
@@ -175,12 +179,8 @@ export async function initRepository(store: ObjectStore, options: InitOptions): 
     if (err instanceof PreconditionFailedError) throw new Error(`a repository was created in ${store.description} at the same time; refusing to overwrite it`);
     throw err;
   }
+  await raiseHighWater(store, manifest, options.keys.repositoryKeyPem, { newRepository: true });
   return manifest;
-}
-
-/** Re-signs the whitelist with the master key (it expires; the stock default validity is 30 days). */
-export async function resignWhitelist(store: ObjectStore, fqrn: string, keys: { masterKeyPem: string; certificatePem: string }, now = new Date(), days = 30): Promise<void> {
-  await store.put(WHITELIST_KEY, signWhitelist(makeWhitelist({ fqrn, certificatePem: keys.certificatePem, now, validityDays: days }), keys.masterKeyPem));
 }
 
 export interface CommitOptions {
@@ -227,11 +227,13 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
     { hash: committed.rootHash, type: 'catalog', timestamp: seconds },
     { hash: history.hash, type: 'history', timestamp: seconds },
   ];
+  const certificate = await signerCertificate(store, head, options.keys.certificatePem);
+  if (!certificate.equals(old.certificate)) refs.push({ hash: certificate, type: 'certificate', timestamp: seconds });
   const reflog = await writeReflog(store, old.fqrn, refs, head);
 
   const manifest: Manifest = {
     ...old, rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, revision, publishedAt: seconds,
-    history: history.hash, reflog: reflog.hash, ttl: Number(tree.root.property('TTL') ?? old.ttl),
+    history: history.hash, reflog: reflog.hash, ttl: Number(tree.root.property('TTL') ?? old.ttl), certificate,
   };
   await options.beforeSwap?.(manifest);
   try {
@@ -243,7 +245,21 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
     }
     throw err;
   }
+  await raiseHighWater(store, manifest, options.keys.repositoryKeyPem);
   return { manifest, catalogs: committed.catalogs };
+}
+
+/**
+ * The certificate object `X` the new manifest names: the one whose key signs it. After a key rotation
+ * that is a new certificate, stored here before any manifest names it; otherwise the head's object is
+ * kept as it is (a repository made by the stock tools keeps its own `X`).
+ */
+async function signerCertificate(store: ObjectStore, head: Head, certificatePem: string): Promise<ContentHash> {
+  const current = await fetchObjectContent(store, head.manifest.certificate, 'X');
+  if (current.toString('utf8') === certificatePem) return head.manifest.certificate;
+  const object = prepareObject(head.algorithm, Buffer.from(certificatePem), 'X');
+  await putIfAbsent(store, object);
+  return object.hash;
 }
 
 /** What a reflog write replaced, so that a publish that loses the manifest race can put it back. */

@@ -9,13 +9,16 @@ import type { Manifest } from '../format/manifest.js';
 import { moveUndoTags, withTag, withoutTags, type Tag } from '../format/history.js';
 import { CatalogTree } from './catalog-tree.js';
 import { PublishLock } from './publish-lock.js';
-import { catalogLoader, checkSigningKeys, commitRevision, readHead, RepositoryMissingError, type Head } from './repository.js';
+import { catalogLoader, commitRevision, type Head } from './repository.js';
+import { assertSigningKeys, openTrustedHead } from './trusted-head.js';
 import { describeRoot, findRevision, readTags, type RevisionRoot } from './revisions.js';
 
 export interface HeadEditOptions {
   fqrn: string;
-  keys: { repositoryKeyPem: string; certificatePem: string };
+  /** Signing keys, and the master public key (`<fqrn>.pub`) the head is checked against. */
+  keys: { repositoryKeyPem: string; certificatePem: string; masterPublicKeyPem: string };
   now?: Date;
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -24,15 +27,13 @@ export interface HeadEditOptions {
  */
 export async function commitTagRevision<T>(store: ObjectStore, options: HeadEditOptions, holder: string,
   plan: (head: Head, tags: Tag[]) => Promise<{ root: ContentHash; tags: (head: RevisionRoot) => Tag[]; result: T }>): Promise<{ manifest: Manifest; result: T }> {
-  const first = await readHead(store);
-  if (!first) throw new RepositoryMissingError(store);
-  if (first.manifest.fqrn !== options.fqrn) {
-    throw new RefusedError('wrong-repository', `the repository in ${store.description} is '${first.manifest.fqrn}', not '${options.fqrn}'`);
-  }
-  await checkSigningKeys(store, first, options.keys);
+  // Nothing is signed on top of a head that fails the check against the configured master key.
+  const anchor = { fqrn: options.fqrn, masterPublicKeyPem: options.keys.masterPublicKeyPem };
+  assertSigningKeys(await openTrustedHead(store, anchor, { now: options.now, onWarning: options.onWarning }), options.keys);
   const lock = await PublishLock.acquire(store, holder);
   try {
-    const head = (await readHead(store))!;
+    const head = await openTrustedHead(store, anchor, { now: options.now });
+    assertSigningKeys(head, options.keys);
     const planned = await plan(head, await readTags(store, head.manifest));
     const tree = await CatalogTree.open(catalogLoader(store), planned.root, head.algorithm);
     try {

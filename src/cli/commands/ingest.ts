@@ -30,7 +30,7 @@ export function register(program: Command): void {
       if (tarball === undefined && o.delete.length === 0) throw new UsageError('ingest needs a tarball (or - for standard input), --delete paths, or both');
       if (tarball !== undefined && o.path === undefined) throw new UsageError('ingest needs --path: the repository directory to unpack the tarball into');
       if (tarball === undefined && o.path !== undefined) throw new UsageError('--path without a tarball: name the tarball, or - for standard input');
-      const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+      const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const { store, meter } = openMeteredStore(o.store);
       const input = tarball === undefined ? null : await openTarballInput(tarball);
       const progress = new ProgressLine(o.quiet);

@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .requiredOption('--store <url>', 'where the repository lives')
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
     .action(async (fqrn: string, o: { tag: string; store: string; keys: string }) => {
-      const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+      const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const done = await rollbackToTag(openStore(o.store), { fqrn, keys, tag: o.tag });
       console.log(`rolled ${fqrn} back to '${o.tag}': revision ${done.manifest.revision} has its tree (root ${done.manifest.rootCatalog.toHex()})`);
       for (const t of done.removed) console.log(`  removed tag ${t.name} (revision ${t.revision}, ${t.hash.toHex()})`);

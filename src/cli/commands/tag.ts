@@ -40,7 +40,7 @@ export function register(program: Command): void {
     .option('-m, --description <text>', 'what the tag is for', '')
     .action(async (fqrn: string, name: string, o: { store: string; keys: string; revision?: number; root?: ContentHash; description: string }) => {
       if (o.revision !== undefined && o.root !== undefined) throw new ScvmfsError('usage', 'conflicting-options', 'give --revision or --root, not both');
-      const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+      const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const target = o.revision !== undefined ? { revision: o.revision } : o.root ? { root: o.root } : undefined;
       const done = await addTag(openStore(o.store), { fqrn, keys, name, description: o.description, target });
       if (done.movedFrom) console.log(`moved tag '${name}' from revision ${done.movedFrom.revision} (${done.movedFrom.hash.toHex()}) to revision ${done.tag.revision}`);
@@ -85,7 +85,7 @@ export function register(program: Command): void {
     .requiredOption('--store <url>', 'where the repository lives')
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
     .action(async (fqrn: string, names: string[], o: { store: string; keys: string }) => {
-      const keys = await loadKeys(o.keys, fqrn, { need: ['repository'] });
+      const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const done = await removeTags(openStore(o.store), { fqrn, keys, names });
       for (const t of done.removed) console.log(`removed tag '${t.name}' (revision ${t.revision}, ${t.hash.toHex()})`);
       console.log(`  head is now revision ${done.manifest.revision}`);
