@@ -1,47 +1,27 @@
 #!/usr/bin/env node
 // scvmfs: the command-line front. Parsing, progress and exit codes only; the work is in the library.
-import { Command, CommanderError, Option } from 'commander';
-import { describeError, EXIT_STATUS } from '../errors.js';
+import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { once } from 'node:events';
-import { homedir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
-import { parseHashAlgorithm } from '../format/hash.js';
-import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
-import { kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
-import { createBucketFor, openMeteredStore, openStore } from '../store/open-store.js';
-import { meterSum, meterSummary, type MeterSnapshot } from '../store/metered-store.js';
-import { loadKeys, loadOrCreateKeys } from '../repo/keys-dir.js';
-import { defaultCacheDir } from '../repo/object-cache.js';
-import { initRepository } from '../repo/repository.js';
-import { addPublisher, listPublishers, loadPublisherKey, removePublisher } from '../repo/publishers.js';
-import { publishThroughChain, type FunctionInvoker } from '../publish/publish-changeset.js';
-import { awsInvoker, localInvoker, type LocalInvoker } from '../runtime/invokers.js';
-import { publishDirectory } from '../publish/publish-directory.js';
-import { ingestTarball } from '../publish/ingest-tarball.js';
-import { openTarballInput } from '../publish/tar-source.js';
-import { serveStore } from '../serve/http-server.js';
-import { openSource } from '../client/sources.js';
-import { RepositoryReader } from '../client/reader.js';
-import { register as registerVerify } from './commands/verify.js';
-import { ProgressLine, formatBytes } from './progress.js';
+import { describeError, EXIT_STATUS } from '../errors.js';
+import { register as registerInit } from './commands/init.js';
+import { register as registerPublish } from './commands/publish.js';
+import { register as registerIngest } from './commands/ingest.js';
+import { register as registerPublisher } from './commands/publisher.js';
+import { register as registerLease } from './commands/lease.js';
+import { register as registerAbort } from './commands/abort.js';
 import { register as registerTag } from './commands/tag.js';
 import { register as registerRollback } from './commands/rollback.js';
+import { register as registerResign } from './commands/resign.js';
+import { register as registerRotateKey } from './commands/rotate-key.js';
+import { register as registerServe } from './commands/serve.js';
+import { register as registerLs } from './commands/ls.js';
+import { register as registerCat } from './commands/cat.js';
+import { register as registerVerify } from './commands/verify.js';
 import { register as registerInfo } from './commands/info.js';
 import { register as registerCatalogs } from './commands/catalogs.js';
 import { register as registerDiff } from './commands/diff.js';
 import { register as registerExport } from './commands/export.js';
-import { register as registerInit } from './commands/init.js';
-import { register as registerIngest } from './commands/ingest.js';
-import { register as registerServe } from './commands/serve.js';
-import { register as registerPublisher } from './commands/publisher.js';
 import { register as registerCost } from './commands/cost.js';
-import { register as registerResign } from './commands/resign.js';
-import { register as registerRotateKey } from './commands/rotate-key.js';
-import { openReader, parseChunkSizes, parseDuration, portNumber, positiveInt, readerOptions, revisionOptions, entryJson, printJson, type ReadOptions } from './options.js';
-import { normalizeRepoPath } from '../format/md5path.js';
-import { register as registerLease } from './commands/lease.js';
-import { register as registerAbort } from './commands/abort.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -56,206 +36,26 @@ const program = new Command('scvmfs')
   // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
   .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
 
-
-program.command('publish')
-  .description('make the repository (or --path within it) equal to a source directory')
-  .argument('<fqrn>', 'repository name')
-  .argument('<source-dir>', 'directory tree to publish')
-  .requiredOption('--store <dir>', 'where the repository lives')
-  .option('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
-  .option('--publisher <keyfile>', 'publish as this publisher (<keys>/<name>.publisher) through a lease and the commit chain')
-  .addOption(new Option('--runtime <where>', 'where the functions run (with --publisher)').choices(['local', 'aws']).default('local'))
-  .option('--fn-timeout <duration>', 'wall-time limit per function invocation, e.g. 2s or 500ms', parseDuration, 3000)
-  .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
-  .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
-  .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
-  .addOption(new Option('--upload-via <how>', 'with --publisher: put data objects directly, or PUT them to URLs from the upload-grant function').choices(['direct', 'grants']).default('direct'))
-  .option('--path <path>', 'repository sub-path to publish into', '/')
-  .option('--tag <name>', 'name this revision')
-  .option('--tag-description <text>', 'description of --tag')
-  .option('--checksum', 'hash every file again instead of trusting size and mtime')
-  .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
-  .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
-  .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
-  .option('--no-autocatalogs', 'never split or merge catalogs automatically')
-  .option('--no-xattrs', 'do not publish user.* extended attributes')
-  .option('--chunk-sizes <min,avg,max>', 'content-defined chunking sizes in bytes (stock: 4194304,8388608,16777216)', parseChunkSizes)
-  .option('--no-chunking', 'store every file as one object')
-  .option('--cache <dir>', 'local copies of catalogs, so unchanged ones are not fetched again', defaultCacheDir())
-  .option('--no-cache', 'fetch every catalog from the store')
-  .option('-q, --quiet', 'no progress output')
-  .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean }) => {
-    if (o.uploadVia === 'grants' && !o.publisher) throw new Error('--upload-via grants needs --publisher (upload grants belong to a lease)');
-    const { store, meter } = openMeteredStore(o.store);
-    const progress = new ProgressLine(o.quiet);
-    if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
-    if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
-    const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
-    const summary = await publishDirectory(store, source, {
-      fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
-      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
-      cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
-      tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (p) => progress.update(p.phase === 'scan'
-        ? `scanning: ${p.scanned} entries`
-        : p.phase === 'upload' ? `compressing and uploading: ${p.filesDone}/${p.filesTotal} files, ${formatBytes(p.bytesRead)}`
-        : 'writing catalogs and manifest'),
-    });
-    progress.done();
-    if (!summary.changed) {
-      console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
-      console.log(`  ${meterSummary(meter.snapshot())}`);
-      return;
-    }
-    if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
-    else console.log(`published ${fqrn} revision ${summary.revision}`);
-    console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
-    console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-    if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-    if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
-    console.log(`  ${meterSummary(meter.snapshot())}`);
-  });
-
-
-async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean },
-  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
-  const keyFile = resolve(o.publisher!);
-  const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
-  let functions: FunctionInvoker;
-  let local: LocalInvoker | undefined;
-  if (o.runtime === 'aws') {
-    if (!o.fnNames) throw new Error('--runtime aws needs --fn-names with the deployed function names (see the stack outputs)');
-    functions = awsInvoker({ functionNames: JSON.parse(o.fnNames), store });
-  } else {
-    if (!o.keys) throw new Error('--runtime local runs the commit function here: give --keys with <fqrn>.key, .crt and .pub');
-    const storeSpec = /^[a-z][a-z0-9+.-]*:\/\//i.test(o.store) ? o.store : resolve(o.store);
-    local = localInvoker({
-      env: { SCVMFS_STORE: storeSpec, SCVMFS_FQRN: fqrn, SCVMFS_KEYS: resolve(o.keys), ...passThroughEnv() },
-      limits: { timeoutMs: o.fnTimeout, memoryMb: o.fnMemory }, mode: o.fnStrict ? 'strict' : 'worker',
-    });
-    functions = local;
-  }
-  try {
-    const summary = await publishThroughChain(store, source, {
-      fqrn, publisher: publisherKey, path: o.path, functions, checksum: o.checksum, workers: o.workers, xattrs: o.xattrs ? undefined : null,
-      uploadVia: o.uploadVia, cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
-      tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-      // The commit function balances the writer's path with these, within the bounds the owner allows.
-      autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (m) => { progress.done(); console.log(m); },
-    });
-    progress.done();
-    if (!summary.changed) {
-      console.log(`no change: ${fqrn} stays at revision ${summary.revision}`);
-      return;
-    }
-    console.log(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
-    console.log(`  entries: ${summary.stats.scanned} scanned, ${summary.stats.added} added, ${summary.stats.changed} changed, ${summary.stats.removed} removed`);
-    console.log(`  changeset: ${summary.operations} operations in ${summary.parts} parts; commit: ${summary.slices} slices, ${summary.rebases} rebases (${summary.grafts} by graft)`);
-    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; ${formatBytes(summary.bytesRead)} read`);
-    if (local) {
-      for (const [fn, st] of Object.entries(local.report())) {
-        if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
-      }
-    }
-    const writer = meter.snapshot();
-    console.log(`  writer: ${meterSummary(writer)}`);
-    if (summary.functionRequests) {
-      console.log(`  functions: ${meterSummary(summary.functionRequests)}`);
-      console.log(`  total: ${meterSummary(meterSum([writer, summary.functionRequests]))}`);
-    }
-    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
-  } finally {
-    await local?.close();
-  }
-}
-
-/** Store credentials and endpoints the functions need, as a cloud function would get them. */
-function passThroughEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
-  }
-  return out;
-}
-
-
-
-function modeString(e: DirectoryEntry): string {
-  const type = { directory: 'd', file: '-', symlink: 'l', special: 'p' }[kindOfMode(e.mode)];
-  const bits = 'rwxrwxrwx'.split('').map((c, i) => (e.mode & (1 << (8 - i)) ? c : '-')).join('');
-  return type + bits;
-}
-
-function longLine(e: DirectoryEntry, name: string): string {
-  const time = new Date(e.mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
-  const link = kindOfMode(e.mode) === 'symlink' ? ` -> ${e.symlink}` : '';
-  return `${modeString(e)} ${String(e.linkcount).padStart(3)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(10)} ${time} ${name}${link}`;
-}
-
-revisionOptions(readerOptions(program.command('ls')
-  .description('list a directory of a repository, verifying what it reads')
-  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .argument('[path]', 'path inside the repository', '/')
-  .option('-l, --long', 'mode, links, owner, size, time')
-  .option('-R, --recursive', 'list everything below path')
-  .option('--json', 'print the entries as JSON (docs/cli.md)')))
-  .action(async (location: string, path: string, o: ReadOptions & { long?: boolean; recursive?: boolean; json?: boolean }) => {
-    const reader = await openReader(location, o);
-    if (o.json) {
-      const out = [];
-      if (o.recursive) for await (const { path: p, entry } of reader.walk(path)) out.push(entryJson(entry, p || '/'));
-      else {
-        const base = normalizeRepoPath(path);
-        const self = await reader.stat(base);
-        const dir = self !== null && kindOfMode(self.mode) === 'directory';
-        for (const e of await reader.list(path)) out.push(entryJson(e, dir ? `${base}/${e.name}` : base || '/'));
-      }
-      return printJson(out);
-    }
-    if (o.recursive) {
-      for await (const { path: p, entry } of reader.walk(path)) console.log(o.long ? longLine(entry, p || '/') : (p || '/'));
-    } else {
-      for (const e of await reader.list(path)) console.log(o.long ? longLine(e, e.name) : e.name);
-    }
-  });
-
-revisionOptions(readerOptions(program.command('cat')
-  .description('print a file of a repository, verified against its hash')
-  .argument('<url-or-dir>', 'http(s) URL of the repository or its directory')
-  .argument('<path...>', 'file(s) inside the repository')))
-  .action(async (location: string, paths: string[], o: ReadOptions) => {
-    const reader = await openReader(location, o);
-    // Chunked files stream one verified chunk at a time: a 10 GB file never sits in memory.
-    for (const p of paths) {
-      for await (const piece of reader.readPieces(p)) {
-        if (!process.stdout.write(piece)) await once(process.stdout, 'drain');
-      }
-    }
-  });
-
-// Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program).
+// Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program); help lists them in this order.
 registerInit(program);
+registerPublish(program);
 registerIngest(program);
-registerServe(program);
 registerPublisher(program);
-registerVerify(program);
-registerCost(program);
 registerLease(program);
 registerAbort(program);
 registerTag(program);
 registerRollback(program);
+registerResign(program);
+registerRotateKey(program);
+registerServe(program);
+registerLs(program);
+registerCat(program);
+registerVerify(program);
 registerInfo(program);
 registerCatalogs(program);
 registerDiff(program);
 registerExport(program);
-registerResign(program);
-registerRotateKey(program);
+registerCost(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
