@@ -20,8 +20,8 @@ import { CatalogTree } from '../repo/catalog-tree.js';
 import {
   balanceCatalogs, DEFAULT_MAX_WEIGHT, DEFAULT_MIN_WEIGHT, makeAutomaticCatalog,
 } from '../repo/catalog-balancer.js';
-import { fetchCatalog } from '../repo/objects.js';
 import { checkLease, releaseLease } from '../repo/leases.js';
+import { swapLanded } from '../repo/transactions.js';
 import { keyFilePaths, loadKeys } from '../repo/keys-dir.js';
 import { requirePolicy } from '../repo/publisher-policy.js';
 import {
@@ -126,19 +126,6 @@ async function writeState(store: ObjectStore, key: string, state: CommitState, e
   }
 }
 
-/** Whether the head's history contains `root` as revision `revision` (our swap landed, maybe followed by others). */
-async function landed(store: ObjectStore, head: Head, pending: { revision: number; root: string }): Promise<boolean> {
-  if (head.manifest.revision < pending.revision) return false;
-  let hash: ContentHash | undefined = head.manifest.rootCatalog;
-  for (let rev = head.manifest.revision; hash && rev >= pending.revision; rev--) {
-    if (rev === pending.revision) return hash.toHex() === pending.root;
-    const { db } = await fetchCatalog(store, hash);
-    const prev = db.property('previous_revision');
-    db.close();
-    hash = prev ? ContentHash.fromHex(prev) : undefined;
-  }
-  return false;
-}
 
 function freshState(txnId: string, head: Head, rebases: number, slices: number): CommitState {
   return {
@@ -245,7 +232,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     }
     let { state, etag } = loaded;
 
-    if (state.status === 'swapping' && state.pending && await landed(store, head, state.pending)) {
+    if (state.status === 'swapping' && state.pending && await swapLanded(store, head, state.pending)) {
       return await finish(state, etag, state.pending.revision, state.pending.root);
     }
     if (head.manifest.revision !== state.baseRevision) {
