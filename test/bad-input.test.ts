@@ -155,3 +155,17 @@ test('two publishes at the same time: one lands, the other is refused or lands a
   assert.ok(hasA !== hasB, 'exactly one source is the head');
   assert.equal(ls.length, 2 + 300 + 0);
 });
+
+test('a mistyped command or option is one line naming the nearest match, with the usage status', async () => {
+  for (const [args, message] of [
+    [['publsh', 'x'], /^scvmfs: unknown command 'publsh' \(Did you mean publish\?\)\n$/],
+    // Even with a required option missing (--stroe was meant as --store), the typo is what is named.
+    [['publish', 'x.example.org', '/tmp', '--stroe', '/tmp/s'], /^scvmfs: unknown option '--stroe' \(Did you mean --store\?\)\n$/],
+    [['tag', 'add', 'x.example.org', 'v1', '--keys', '/k', '--stroe', '/s'], /^scvmfs: unknown option '--stroe' \(Did you mean --store\?\)\n$/],
+    [['verify', '/tmp', '--fqrn', 'x.example.org'], /^scvmfs: required option '--pubkey <file\.\.\.>' not specified\n$/],
+  ] as const) {
+    const res = await runCli([...args]);
+    assert.equal(res.code, 2, args.join(' '));
+    assert.match(res.stderr, message);
+  }
+});

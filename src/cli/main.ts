@@ -26,6 +26,8 @@ import { register as registerCost } from './commands/cost.js';
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
+let parseError: string | undefined;
+
 const program = new Command('scvmfs')
   .version(packageJson.version, '-V, --version', 'print the version and exit')
   .description('Publish CernVM-FS repositories into object storage and read them back verified')
@@ -33,8 +35,9 @@ const program = new Command('scvmfs')
   // Options belong to the command they follow, so a subcommand may reuse its parent's option names
   // (scvmfs cost <store> --json, scvmfs cost project <store> --json).
   .enablePositionalOptions()
-  // A parse error is one line, with commander's nearest match folded in ("did you mean --store?").
-  .configureOutput({ outputError: (s, write) => write(`scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`) });
+  // A parse error is one line, with commander's nearest match folded in ("did you mean --store?"); it is
+  // printed once parsing has ended, so that a better message can replace it (see below).
+  .configureOutput({ outputError: (s) => { parseError = `scvmfs: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`; } });
 
 // Commands in their own modules (src/cli/commands/<verb>.ts), each exporting register(program); help lists them in this order.
 registerInit(program);
@@ -59,7 +62,11 @@ registerCost(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
-    // Help and --version end here too, with status 0; parse errors were printed by outputError.
+    // Commander reports a missing required option before an unknown one, but `--stroe` for `--store`
+    // is the mistake to point at: name the unknown option, with its nearest match, instead.
+    if (err.code === 'commander.missingMandatoryOptionValue') reportUnknownOption(process.argv.slice(2));
+    if (parseError) process.stderr.write(parseError);
+    // Help and --version end here too, with status 0.
     process.exitCode = err.exitCode === 0 ? 0 : EXIT_STATUS.usage;
     return;
   }
@@ -68,3 +75,22 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (kind === 'internal' && err instanceof Error && process.env.SCVMFS_DEBUG) console.error(err.stack);
   process.exitCode = EXIT_STATUS[kind];
 });
+
+/** Finds the command `args` names and, if they hold an option it does not know, lets it say so. */
+function reportUnknownOption(args: string[]): void {
+  let command: Command = program;
+  let at = 0;
+  for (; at < args.length; at++) {
+    const sub = command.commands.find((c) => c.name() === args[at] || c.aliases().includes(args[at]!));
+    if (!sub) break;
+    command = sub;
+  }
+  const { unknown } = command.parseOptions(args.slice(at));
+  const flag = unknown.find((a) => a.startsWith('--'));
+  if (!flag) return;
+  try {
+    (command as unknown as { unknownOption(flag: string): void }).unknownOption(flag.split('=')[0]!);
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+  }
+}
