@@ -27,7 +27,7 @@ import { FsStore } from '../src/store/fs-store.js';
 import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
 import { parseStoreRecords, RecordingStore, type StoreRecord } from '../src/store/recording-store.js';
 import { invoker } from './chain-invoker.js';
-import { cliOk, tempDir } from './helpers.js';
+import { cliOk, runCli, tempDir } from './helpers.js';
 
 const FQRN = 'path.example.org';
 
@@ -293,4 +293,29 @@ test('on Lambda, a synchronous refusal comes back with its kind and code', async
   const request = signLeaseRequest(await loadPublisherKey(keysDir, 'w1'), { fqrn: FQRN, path: '/elsewhere', ttlSeconds: 60 });
   await assert.rejects(functions.invoke('lease', { action: 'acquire', request }),
     (e: ScvmfsError) => e instanceof ScvmfsError && e.kind === 'refused' && e.code === 'path-outside' && /elsewhere|scope|outside/.test(e.message));
+});
+
+test('a publisher publish with nothing to change but --tag makes a revision that only adds the tag', { timeout: 120_000 }, async () => {
+  const work = tempDir('tag-only');
+  const store = join(work, 'store');
+  const keys = join(work, 'keys');
+  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
+  await cliOk(['publisher', 'add', FQRN, 'w1', '--path', '/w1', '--store', store, '--keys', keys]);
+  const src = join(work, 'src');
+  makeTree(src, 'tagged', 3);
+  const args = ['publish', FQRN, src, '--store', store, '--keys', keys, '--publisher', join(keys, 'w1.publisher'),
+    '--path', '/w1', '--fn-timeout', '30s', '--fn-memory', '256', '--no-cache', '-q'];
+  await cliOk(args);
+  const untagged = await cliOk(args);
+  assert.match(untagged.stdout, /no change: .* stays at revision 2/);
+  const tagged = await cliOk([...args, '--tag', 'w1-rel']);
+  assert.match(tagged.stdout, /no content change: revision 3 of .* has the same tree and adds tag 'w1-rel'/);
+  const listed = await cliOk(['tag', 'list', store, '--fqrn', FQRN, '--pubkey', join(keys, `${FQRN}.pub`), '--json']);
+  const tags = JSON.parse(listed.stdout) as { name: string; revision: number }[];
+  assert.equal(tags.find((t) => t.name === 'w1-rel')?.revision, 3);
+  const before = readFileSync(join(store, '.cvmfspublished'));
+  const again = await runCli([...args, '--tag', 'w1-rel']);
+  assert.equal(again.code, 3, again.stderr);
+  assert.match(again.stderr, /tag 'w1-rel' already exists/);
+  assert.ok(readFileSync(join(store, '.cvmfspublished')).equals(before), 'a refused tag changed the manifest');
 });

@@ -79,6 +79,8 @@ export interface ChainPublishOptions {
 
 export interface ChainPublishSummary {
   changed: boolean;
+  /** The tree did not change and the revision was made only to carry `--tag` (as the owner's publish does). */
+  tagOnly?: boolean;
   revision: number;
   stats: DiffStats;
   operations: number;
@@ -292,7 +294,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       .finally(() => inFlight.settled());
     await inFlight.drain();
 
-    if (changeset.count === 0) {
+    // Nothing changed: no revision, unless one is asked for to carry a tag (an empty changeset then).
+    if (changeset.count === 0 && !options.tag) {
       await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token }));
       committed = true;
       return summary(false, head.manifest.revision, stats, 0, 0);
@@ -314,7 +317,9 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     committed = true;
     // The chain releases the lease; this makes sure of it (releasing twice is fine).
     await retrying(() => options.functions.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token })).catch(() => {});
-    return summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0, result.grafts ?? 0);
+    const done = summary(true, result.revision, stats, result.slices ?? 0, result.rebases ?? 0, result.grafts ?? 0);
+    if (changeset.count === 0) done.tagOnly = true;
+    return done;
 
     function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number, grafts = 0): ChainPublishSummary {
       const out: ChainPublishSummary = {

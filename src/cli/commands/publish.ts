@@ -111,7 +111,8 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
       console.log(`no change: ${fqrn} stays at revision ${summary.revision}`);
       return;
     }
-    console.log(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
+    if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}' (as '${publisherKey.name}')`);
+    else console.log(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
     console.log(`  entries: ${summary.stats.scanned} scanned, ${summary.stats.added} added, ${summary.stats.changed} changed, ${summary.stats.removed} removed`);
     console.log(`  changeset: ${summary.operations} operations in ${summary.parts} parts; commit: ${summary.slices} slices, ${summary.rebases} rebases (${summary.grafts} by graft)`);
     console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; ${formatBytes(summary.bytesRead)} read`);
