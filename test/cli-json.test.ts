@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, TEST_SOURCE_DIR, tempDir } from './helpers.js';
+import { cliOk, runCli, TEST_SOURCE_DIR, tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { loadOrCreateKeys } from '../src/repo/keys-dir.js';
 import { initRepository } from '../src/repo/repository.js';
@@ -43,4 +43,17 @@ test('ls --json lists entries with type, mode, size, target and hash, at the hea
 test('scvmfs --version prints the package version', async () => {
   const pkg = JSON.parse(readFileSync(join(TEST_SOURCE_DIR, '..', 'package.json'), 'utf8')) as { version: string };
   assert.equal((await cliOk(['--version'])).stdout.trim(), pkg.version);
+});
+
+test('durations are parsed the same way by every option and help shows defaults in their unit', async () => {
+  const { durationOption, formatDuration } = await import('../src/cli/options.js');
+  const parse = durationOption('--x', 100, 30 * 86_400_000);
+  assert.deepEqual(['500ms', '2s', '2', '90m', '36h', '7d'].map(parse), [500, 2000, 2000, 5_400_000, 129_600_000, 604_800_000]);
+  assert.throws(() => parse('7 days'), /not a duration: a number and ms, s, m, h or d/);
+  assert.throws(() => parse('50ms'), /--x must be between 100ms and 30d, got 50ms/);
+  assert.deepEqual([3000, 604_800_000, 1500, 60_000].map(formatDuration), ['3s', '7d', '1500ms', '1m']);
+  const publish = await runCli(['publish', '--help']);
+  assert.match(publish.stdout, /--fn-timeout <duration>[\s\S]*\(default: 3s\)/);
+  const rotate = await runCli(['rotate-key', '--help']);
+  assert.match(rotate.stdout, /--overlap <duration>[\s\S]*\(default: 7d\)/);
 });

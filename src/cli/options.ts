@@ -1,6 +1,6 @@
 // Options shared by several commands, declared once: their parsing, units and defaults are the same
 // everywhere.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -21,13 +21,32 @@ export function parseChunkSizes(v: string): ChunkingParameters {
   }
 }
 
-export function parseDuration(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
-  if (!m) throw new InvalidArgumentError(`'${v}' is not a duration (e.g. 2s, 500ms)`);
-  const n = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 'ms' ? 1 : 1000);
-  if (n < 100 || n > 900_000) throw new InvalidArgumentError('function timeout must be between 100ms and 15m');
-  return Math.round(n);
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * The one duration syntax of every option: a number and a unit (ms, s, m, h, d), e.g. 500ms, 2s, 36h,
+ * 7d; a bare number is seconds. Returns milliseconds, refused outside [min, max].
+ */
+export function durationOption(name: string, minMs: number, maxMs: number): (v: string) => number {
+  return (v: string) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+    if (!m) throw new InvalidArgumentError(`'${v}' is not a duration: a number and ms, s, m, h or d (e.g. 500ms, 2s, 7d)`);
+    const ms = Math.round(Number(m[1]) * DURATION_UNITS_MS[m[2] ?? 's']!);
+    if (ms < minMs || ms > maxMs) throw new InvalidArgumentError(`${name} must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)}, got ${v}`);
+    return ms;
+  };
 }
+
+/** Milliseconds in the largest unit that divides them, as the duration options take them: 3000 → '3s'. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms >= DURATION_UNITS_MS[unit]! && ms % DURATION_UNITS_MS[unit]! === 0) return `${ms / DURATION_UNITS_MS[unit]!}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** A function's wall-time limit: Lambda allows up to 15 minutes. */
+export const parseDuration = durationOption('--fn-timeout', 100, 900_000);
 
 export function positiveInt(v: string, name: string): number {
   const n = Number(v);
@@ -94,3 +113,16 @@ export function entryJson(e: DirectoryEntry, path: string) {
     ...(e.extraFlags & FLAG.chunked ? { chunked: true } : {}),
   };
 }
+
+/** `--store`, the same on every command that takes one. */
+export function storeOption(): Option {
+  return new Option('--store <url>', 'where the repository lives: a directory, a file:// URL, or s3://<bucket>/<prefix>?endpoint=<url>')
+    .makeOptionMandatory();
+}
+
+/** The balancing options of every command that writes catalogs (owner publish, publisher publish, ingest). */
+export const maxWeightOption = () => new Option('--max-weight <rows>', 'split catalogs above this many entries')
+  .argParser((v) => positiveInt(v, '--max-weight')).default(100000);
+export const minWeightOption = () => new Option('--min-weight <rows>', 'merge automatic catalogs below this many entries')
+  .argParser((v) => positiveInt(v, '--min-weight')).default(1000);
+export const noAutocatalogsOption = () => new Option('--no-autocatalogs', 'never split or merge catalogs automatically');

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { EXIT_STATUS, UsageError } from '../../errors.js';
 import { abortStaleTransactions, ownerAbortTransaction, requireOwner, type OwnerAbortResult } from '../../repo/transactions.js';
 import { openStore } from '../../store/open-store.js';
+import { storeOption } from '../options.js';
 
 function describe(r: OwnerAbortResult): string {
   const who = r.publisher ? ` (${r.publisher} ${r.path ?? ''})` : '';
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .argument('<fqrn>', 'repository name')
     .argument('[txn-id]', 'the transaction (see scvmfs lease list)')
     .option('--all-stale', 'every unfinished transaction whose lease is gone or expired')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding the repository key (<fqrn>.key, .crt) or the master key')
     .action(async (fqrn: string, txnId: string | undefined, o: { store: string; keys: string; allStale?: boolean }) => {
       if ((txnId === undefined) === !o.allStale) throw new UsageError('name one transaction id, or give --all-stale');

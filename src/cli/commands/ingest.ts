@@ -5,7 +5,7 @@ import { loadKeys } from '../../repo/keys-dir.js';
 import { ingestTarball } from '../../publish/ingest-tarball.js';
 import { openTarballInput } from '../../publish/tar-source.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
 
@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .description('publish a tarball into --path straight from its bytes (no unpacking), and/or remove --delete paths, in one revision')
     .argument('<fqrn>', 'repository name')
     .argument('[tarball]', 'file.tar or file.tar.gz; - reads standard input; omit to only --delete')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
     .option('--path <dir>', 'repository directory the tarball is unpacked into (required with a tarball)')
     .option('--delete <path>', 'remove this repository path (and all below it) first; repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
@@ -22,9 +22,7 @@ export function register(program: Command): void {
     .option('--tag <name>', 'name this revision')
     .option('--tag-description <text>', 'description of --tag')
     .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
-    .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
-    .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
-    .option('--no-autocatalogs', 'never split or merge catalogs automatically')
+    .addOption(maxWeightOption()).addOption(minWeightOption()).addOption(noAutocatalogsOption())
     .option('-q, --quiet', 'no progress output')
     .action(async (fqrn: string, tarball: string | undefined, o: { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
       if (tarball === undefined && o.delete.length === 0) throw new UsageError('ingest needs a tarball (or - for standard input), --delete paths, or both');

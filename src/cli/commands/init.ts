@@ -5,13 +5,13 @@ import { parseHashAlgorithm } from '../../format/hash.js';
 import { createBucketFor, openStore } from '../../store/open-store.js';
 import { loadOrCreateKeys } from '../../repo/keys-dir.js';
 import { initRepository } from '../../repo/repository.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, storeOption } from '../options.js';
 
 export function register(program: Command): void {
   program.command('init')
     .description('create a repository: keys (if absent), whitelist, empty root catalog, manifest')
     .argument('<fqrn>', 'repository name, e.g. sw.example.org')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory (<fqrn>.masterkey/.pub/.key/.crt)')
     .addOption(new Option('--hash <algorithm>', 'content hash').choices(['sha1', 'rmd160', 'shake128']).default('sha1'))
     .option('--ttl <seconds>', 'catalog TTL for clients', (v) => positiveInt(v, '--ttl'), 240)

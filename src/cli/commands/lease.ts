@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { ownerReleaseLease } from '../../repo/leases.js';
 import { leaseOverview, requireOwner, type TransactionInfo } from '../../repo/transactions.js';
 import { openStore } from '../../store/open-store.js';
+import { storeOption } from '../options.js';
 
 function txnLine(t: TransactionInfo): string {
   const who = t.publisher ? ` ${t.publisher} ${t.path ?? ''}` : '';
@@ -17,7 +18,7 @@ export function register(program: Command): void {
   lease.command('list')
     .description('who holds which sub-path until when, and the status of their transactions (tokens are never shown)')
     .argument('<fqrn>', 'repository name')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .option('--keys <dir>', 'check first that this key directory holds the repository or master key')
     .action(async (fqrn: string, o: { store: string; keys?: string }) => {
       const store = openStore(o.store);
@@ -41,7 +42,7 @@ export function register(program: Command): void {
     .description('drop a lease without its token, e.g. of a killed writer; its unfinished transactions are then stale')
     .argument('<fqrn>', 'repository name')
     .argument('<lease-id|path>', 'the lease id, or the exact path the lease holds (e.g. /sw/tools)')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding the repository key (<fqrn>.key, .crt) or the master key')
     .action(async (fqrn: string, which: string, o: { store: string; keys: string }) => {
       const store = openStore(o.store);

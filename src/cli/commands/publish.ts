@@ -11,18 +11,18 @@ import { publishThroughChain, type FunctionInvoker } from '../../publish/publish
 import { awsInvoker, localInvoker, type LocalInvoker } from '../../runtime/invokers.js';
 import { publishDirectory } from '../../publish/publish-directory.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { parseChunkSizes, parseDuration, positiveInt } from '../options.js';
+import { parseChunkSizes, parseDuration, positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 
 export function register(program: Command): void {
   program.command('publish')
     .description('make the repository (or --path within it) equal to a source directory')
     .argument('<fqrn>', 'repository name')
     .argument('<source-dir>', 'directory tree to publish')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .option('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
     .option('--publisher <keyfile>', 'publish as this publisher (<keys>/<name>.publisher) through a lease and the commit chain')
     .addOption(new Option('--runtime <where>', 'where the functions run (with --publisher)').choices(['local', 'aws']).default('local'))
-    .option('--fn-timeout <duration>', 'wall-time limit per function invocation, e.g. 2s or 500ms', parseDuration, 3000)
+    .addOption(new Option('--fn-timeout <duration>', 'wall-time limit per function invocation, e.g. 2s or 500ms').argParser(parseDuration).default(3000, '3s'))
     .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
     .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
     .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
@@ -32,9 +32,7 @@ export function register(program: Command): void {
     .option('--tag-description <text>', 'description of --tag')
     .option('--checksum', 'hash every file again instead of trusting size and mtime')
     .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
-    .option('--max-weight <rows>', 'split catalogs above this many entries', (v) => positiveInt(v, '--max-weight'), 100000)
-    .option('--min-weight <rows>', 'merge automatic catalogs below this many entries', (v) => positiveInt(v, '--min-weight'), 1000)
-    .option('--no-autocatalogs', 'never split or merge catalogs automatically')
+    .addOption(maxWeightOption()).addOption(minWeightOption()).addOption(noAutocatalogsOption())
     .option('--no-xattrs', 'do not publish user.* extended attributes')
     .option('--chunk-sizes <min,avg,max>', 'content-defined chunking sizes in bytes (stock: 4194304,8388608,16777216)', parseChunkSizes)
     .option('--no-chunking', 'store every file as one object')

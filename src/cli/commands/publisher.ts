@@ -2,6 +2,7 @@
 import { openStore } from '../../store/open-store.js';
 import { addPublisher, listPublishers, removePublisher } from '../../repo/publishers.js';
 import type { Command } from 'commander';
+import { storeOption } from '../options.js';
 
 export function register(program: Command): void {
   const publisher = program.command('publisher')
@@ -12,7 +13,7 @@ export function register(program: Command): void {
     .argument('<fqrn>', 'repository name')
     .argument('<name>', 'publisher name (letters, digits, . _ -)')
     .requiredOption('--path <sub-path...>', 'sub-path the publisher may write (repeatable; / = everything)')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
     .action(async (fqrn: string, name: string, o: { path: string[]; store: string; keys: string }) => {
       const added = await addPublisher(openStore(o.store), { keysDir: o.keys, fqrn, name, paths: o.path });
@@ -24,7 +25,7 @@ export function register(program: Command): void {
   publisher.command('list')
     .description('show the publishers of the verified policy, their paths and key fingerprints')
     .argument('<fqrn>', 'repository name')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.pub (verifies the policy)')
     .action(async (fqrn: string, o: { store: string; keys: string }) => {
       const listing = await listPublishers(openStore(o.store), { keysDir: o.keys, fqrn });
@@ -40,7 +41,7 @@ export function register(program: Command): void {
     .description('remove a publisher from the policy (its key file is kept)')
     .argument('<fqrn>', 'repository name')
     .argument('<name>', 'publisher name')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey (signs the policy)')
     .action(async (fqrn: string, name: string, o: { store: string; keys: string }) => {
       const policy = await removePublisher(openStore(o.store), { keysDir: o.keys, fqrn, name });

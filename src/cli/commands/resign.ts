@@ -3,13 +3,13 @@ import type { Command } from 'commander';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { resignWhitelist } from '../../repo/whitelist-signing.js';
 import { openStore } from '../../store/open-store.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, storeOption } from '../options.js';
 
 export function register(program: Command): void {
   program.command('resign')
     .description('re-sign the whitelist with the master key (it expires after at most 30 days)')
     .argument('<fqrn>', 'repository name')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.masterkey, <fqrn>.pub and <fqrn>.crt')
     .option('--days <days>', 'validity (at most 30)', (v) => positiveInt(v, '--days'), 30)
     .action(async (fqrn: string, o: { store: string; keys: string; days: number }) => {

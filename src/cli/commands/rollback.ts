@@ -3,13 +3,14 @@ import type { Command } from 'commander';
 import { openStore } from '../../store/open-store.js';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { rollbackToTag } from '../../repo/rollback.js';
+import { storeOption } from '../options.js';
 
 export function register(program: Command): void {
   program.command('rollback')
     .description("publish a tagged revision's tree as a new revision; tags of later revisions are removed")
     .argument('<fqrn>', 'repository name')
     .requiredOption('--tag <name>', 'the tag to roll back to')
-    .requiredOption('--store <url>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
     .action(async (fqrn: string, o: { tag: string; store: string; keys: string }) => {
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });

@@ -1,13 +1,13 @@
 // scvmfs serve: the embedded HTTP server (the local CDN) over a store.
 import { openStore } from '../../store/open-store.js';
 import { serveStore } from '../../serve/http-server.js';
-import { portNumber } from '../options.js';
+import { portNumber, storeOption } from '../options.js';
 import type { Command } from 'commander';
 
 export function register(program: Command): void {
   program.command('serve')
     .description('serve a repository over HTTP/1.1 as a web server or CDN would')
-    .requiredOption('--store <dir>', 'where the repository lives')
+    .addOption(storeOption())
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0 = any free port)', (v) => portNumber(v), 8000)
     .option('--base-path <path>', 'URL prefix, e.g. /cvmfs/sw.example.org', '')

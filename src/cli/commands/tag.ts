@@ -6,7 +6,7 @@ import type { Tag } from '../../format/history.js';
 import { openStore } from '../../store/open-store.js';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { addTag, removeTags } from '../../repo/tags.js';
-import { openReader, positiveInt, printJson, formatTime, readerOptions, type ReadOptions } from '../options.js';
+import { openReader, positiveInt, printJson, formatTime, readerOptions, type ReadOptions, storeOption } from '../options.js';
 
 /** A tag as --json prints it (docs/cli.md). */
 export function tagJson(t: Tag) {
@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .description('tag the head (a new revision with the same tree), or move/add a tag to --revision or --root')
     .argument('<fqrn>', 'repository name')
     .argument('<name>', 'tag name (no blanks; trunk, trunk-previous and generic-* are reserved)')
-    .requiredOption('--store <url>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
     .option('--revision <n>', 'tag this revision instead of the head', (v) => positiveInt(v, '--revision'))
     .option('--root <hash>', 'tag this root catalog instead of the head', parseRoot)
@@ -82,7 +82,7 @@ export function register(program: Command): void {
     .description('remove tags (a new revision; the catalogs they named stay in the store)')
     .argument('<fqrn>', 'repository name')
     .argument('<name...>', 'tag names')
-    .requiredOption('--store <url>', 'where the repository lives')
+    .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
     .action(async (fqrn: string, names: string[], o: { store: string; keys: string }) => {
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
