@@ -45,6 +45,8 @@ function makeTree(root: string, count: number, sizeOf: (i: number) => number): {
 }
 
 async function limit(files: string[], writeTo?: string): Promise<number> {
+  // A store's root is made by init, never by a put: make it here, outside the timing.
+  if (writeTo) mkdirSync(writeTo, { recursive: true });
   const shares: string[][] = Array.from({ length: workers }, () => []);
   files.forEach((f, i) => shares[i % workers]!.push(f));
   const ws = shares.map((s) => new Worker(new URL('./limit-worker.js', import.meta.url), { workerData: { files: s } }));
