@@ -231,14 +231,7 @@ export class S3Store implements ObjectStore, PresigningStore {
         };
       });
     } catch (err) {
-      // A missing bucket is a configuration error, not a missing object.
-      if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
-      if (err instanceof StoreError && statusOf(err.cause) === 416) {
-        const info = await this.head(key);
-        if (!info) return null;
-        throw new RangeNotSatisfiableError(key, info.size);
-      }
-      throw err;
+      return this.missingOrUnsatisfiable(key, err);
     }
   }
 
@@ -284,14 +277,19 @@ export class S3Store implements ObjectStore, PresigningStore {
       return { ...result, body };
     } catch (err) {
       release();
-      if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
-      if (err instanceof StoreError && statusOf(err.cause) === 416) {
-        const info = await this.head(key);
-        if (!info) return null;
-        throw new RangeNotSatisfiableError(key, info.size);
-      }
-      throw err;
+      return this.missingOrUnsatisfiable(key, err);
     }
+  }
+
+  /** A failed read: null for a missing object (a missing bucket is a configuration error), 416 as its own error. */
+  private async missingOrUnsatisfiable(key: string, err: unknown): Promise<null> {
+    if (err instanceof StoreError && statusOf(err.cause) === 404 && (err.cause as SdkError).name !== 'NoSuchBucket') return null;
+    if (err instanceof StoreError && statusOf(err.cause) === 416) {
+      const info = await this.head(key);
+      if (!info) return null;
+      throw new RangeNotSatisfiableError(key, info.size);
+    }
+    throw err;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
