@@ -32,6 +32,7 @@ import { PreconditionFailedError, type ObjectStore } from '../store/object-store
 import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
+import { memoryInUse, readChainState, SupersededError, writeChainState } from './chain.js';
 import { checkWindow, CommitObjectCheck } from './commit-objects.js';
 
 export interface CommitEvent {
@@ -99,33 +100,11 @@ const MAX_OPS_PER_SLICE = 20_000;
 /** Fraction of the sandbox's memory a slice may reach before it checkpoints and hands over. */
 const MEMORY_SHARE = 0.7;
 
-class Superseded extends Error {}
-
 /** `baseSubtree` when the changeset's path did not exist in the base head. */
 const ABSENT = 'absent';
 
-/** This sandbox's own memory: its heap and buffers (in a worker thread, RSS would be the whole host's). */
-function memoryInUse(): number {
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
-
-async function readState(store: ObjectStore, key: string): Promise<{ state: CommitState; etag: string } | null> {
-  const got = await store.get(key);
-  return got ? { state: JSON.parse(got.body.toString('utf8')) as CommitState, etag: got.etag } : null;
-}
-
-/** Advances the checkpoint; losing the swap means another delivery of this step got there first. */
-async function writeState(store: ObjectStore, key: string, state: CommitState, etag: string | null): Promise<string> {
-  try {
-    const r = await store.put(key, Buffer.from(JSON.stringify(state)), etag === null ? { ifNoneMatch: '*' } : { ifMatch: etag });
-    return r.etag;
-  } catch (err) {
-    if (err instanceof PreconditionFailedError) throw new Superseded('another delivery of this commit step advanced it');
-    throw err;
-  }
-}
-
+const readState = (store: ObjectStore, key: string) => readChainState<CommitState>(store, key);
+const writeState = (store: ObjectStore, key: string, state: CommitState, etag: string | null) => writeChainState(store, key, state, etag);
 
 function freshState(txnId: string, head: Head, rebases: number, slices: number): CommitState {
   return {
@@ -335,7 +314,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         },
       }).catch(async (err) => {
         // A reflog swap lost many times over means others are committing right now: try this step again.
-        if (err instanceof PreconditionFailedError && !(err instanceof Superseded)) return null;
+        if (err instanceof PreconditionFailedError && !(err instanceof SupersededError)) return null;
         if (!(err instanceof ConcurrentPublishError)) throw err;
         // Many writers finishing together: a random pause spreads the next attempts out.
         await new Promise((r) => setTimeout(r, Math.random() * 50 * Math.min(state.rebases + 1, 8)));
@@ -351,7 +330,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       tree.close();
     }
   } catch (err) {
-    if (err instanceof Superseded) {
+    if (err instanceof SupersededError) {
       // An abort that won the checkpoint's compare-and-swap ends the transaction; this step stops unswapped.
       const settled = await readState(store, keys.state);
       return { result: { status: settled?.state.status === 'aborted' ? 'aborted' : 'superseded' } };

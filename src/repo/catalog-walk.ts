@@ -88,16 +88,18 @@ export function hashOfKey(key: string): ContentHash {
 export class CatalogWalk {
   private readonly stmt: {
     addCatalog: Database.Statement; mark: Database.Statement; has: Database.Statement; next: Database.Statement;
-    done: Database.Statement; pending: Database.Statement; count: Database.Statement; keysAfter: Database.Statement;
+    done: Database.Statement; pending: Database.Statement; count: Database.Statement; keysAfter: Database.Statement; log: Database.Statement;
   };
-  private delta: WalkDelta = { catalogs: [], marked: [], visited: [] };
+  /** Replaying a logged delta must not log it again. */
+  private replaying = false;
 
   private constructor(private readonly db: Database.Database) {
     db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;
       CREATE TABLE IF NOT EXISTS catalogs (key TEXT PRIMARY KEY, mountpoint TEXT NOT NULL, size INTEGER, visited INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS catalogs_pending ON catalogs (visited, key);
       CREATE TABLE IF NOT EXISTS marked (key TEXT PRIMARY KEY) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;`);
+      CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, mountpoint TEXT, size INTEGER);`);
     this.stmt = {
       addCatalog: db.prepare('INSERT OR IGNORE INTO catalogs (key, mountpoint, size) VALUES (?, ?, ?)'),
       mark: db.prepare('INSERT OR IGNORE INTO marked (key) VALUES (?)'),
@@ -107,6 +109,7 @@ export class CatalogWalk {
       pending: db.prepare('SELECT count(*) AS n FROM catalogs WHERE visited = 0'),
       count: db.prepare('SELECT count(*) AS n FROM marked'),
       keysAfter: db.prepare('SELECT key FROM marked WHERE key > ? ORDER BY key LIMIT ?'),
+      log: db.prepare('INSERT INTO log (kind, key, mountpoint, size) VALUES (?, ?, ?, ?)'),
     };
   }
 
@@ -157,20 +160,43 @@ export class CatalogWalk {
     this.db.prepare('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)').run(name, value);
   }
 
-  /** The rows added since the last call: what a chain persists as its next log segment. */
-  takeDelta(): WalkDelta {
-    const d = this.delta;
-    this.delta = { catalogs: [], marked: [], visited: [] };
-    return d;
+  /**
+   * What the walk added since the last `loggedUpTo`: a chain persists it as its next log segment, then
+   * calls loggedUpTo(upTo). The log lives in the file, so work of a step killed before it logged is still
+   * in the next segment.
+   */
+  unloggedDelta(): { delta: WalkDelta; upTo: number } {
+    const from = Number(this.meta('logged') ?? 0);
+    const delta: WalkDelta = { catalogs: [], marked: [], visited: [] };
+    let upTo = from;
+    for (const r of this.db.prepare('SELECT seq, kind, key, mountpoint, size FROM log WHERE seq > ? ORDER BY seq').iterate(from) as Iterable<{ seq: number; kind: string; key: string; mountpoint: string | null; size: number | null }>) {
+      if (r.kind === 'c') delta.catalogs.push({ key: r.key, mountpoint: r.mountpoint ?? '', size: r.size });
+      else if (r.kind === 'm') delta.marked.push(r.key);
+      else delta.visited.push(r.key);
+      upTo = r.seq;
+    }
+    return { delta, upTo };
+  }
+
+  loggedUpTo(upTo: number): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM log WHERE seq <= ?').run(upTo);
+      this.setMeta('logged', String(upTo));
+    })();
   }
 
   /** Replays a logged delta (from another sandbox) into this walk. */
   apply(delta: WalkDelta): void {
-    this.db.transaction(() => {
-      for (const c of delta.catalogs) this.stmt.addCatalog.run(c.key, c.mountpoint, c.size);
-      for (const k of delta.marked) this.stmt.mark.run(k);
-      for (const k of delta.visited) this.stmt.done.run(k);
-    })();
+    this.replaying = true;
+    try {
+      this.db.transaction(() => {
+        for (const c of delta.catalogs) this.stmt.addCatalog.run(c.key, c.mountpoint, c.size);
+        for (const k of delta.marked) this.stmt.mark.run(k);
+        for (const k of delta.visited) this.stmt.done.run(k);
+      })();
+    } finally {
+      this.replaying = false;
+    }
   }
 
   /**
@@ -252,18 +278,18 @@ export class CatalogWalk {
       for (const k of marked) this.markKey(k);
       for (const n of nested) this.addCatalog(n.key, n.mountpoint, n.size);
       this.stmt.done.run(key);
-      this.delta.visited.push(key);
+      if (!this.replaying) this.stmt.log.run('v', key, null, null);
     })();
   }
 
   private addCatalog(key: string, mountpoint: string, size: number | null): void {
-    if (this.stmt.addCatalog.run(key, mountpoint, size).changes > 0) this.delta.catalogs.push({ key, mountpoint, size });
+    if (this.stmt.addCatalog.run(key, mountpoint, size).changes > 0 && !this.replaying) this.stmt.log.run('c', key, mountpoint, size);
     this.markKey(key);
   }
 
   private markKey(key: string): boolean {
     const added = this.stmt.mark.run(key).changes > 0;
-    if (added) this.delta.marked.push(key);
+    if (added && !this.replaying) this.stmt.log.run('m', key, null, null);
     return added;
   }
 
