@@ -19,6 +19,8 @@ import { functionEnvName } from '../src/runtime/aws.js';
 import { LEASES_KEY } from '../src/repo/leases.js';
 import { POLICY_KEY } from '../src/repo/publisher-policy.js';
 import { HIGH_WATER_KEY } from '../src/repo/high-water.js';
+import { GC_PREFIX } from '../src/functions/gc.js';
+import { LOCK_KEY } from '../src/repo/publish-lock.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
 import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
 
@@ -49,6 +51,8 @@ export interface ObjectAccess {
 const TXN_OBJECTS = `${TXN_PREFIX}*`;
 const GRANTS = `${GRANTS_PREFIX}*`;
 const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
+const GC_OBJECTS = `${GC_PREFIX}*`;
+const LOCK_OBJECT = LOCK_KEY;
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
@@ -72,11 +76,20 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Checks the head against the master key before re-signing: manifest, whitelist, certificate objects
   // (data/*X only) and the high-water record, which may be absent (hence list); writes the whitelist.
   resign: { read: ['.cvmfspublished', '.cvmfswhitelist', 'data/*X', HIGH_WATER_KEY], write: ['.cvmfswhitelist'], list: true },
+  // Garbage collection: reads everything a commit reads; publishes its revision (history and reflog
+  // without the dropped revisions) under the publish lock, keeps its own state and the gc fence under
+  // gc/, and deletes data objects, finished transactions' records and its own state, nothing else.
+  gc: {
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', TXN_OBJECTS, GC_OBJECTS, LOCK_OBJECT, HIGH_WATER_KEY],
+    write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', GC_OBJECTS, LOCK_OBJECT, HIGH_WATER_KEY],
+    delete: ['data/*', TXN_OBJECTS, GC_OBJECTS, LOCK_OBJECT],
+    list: true,
+  },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
 export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
-  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [],
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], gc: ['gc'],
 };
 
 export interface FunctionSettings {
@@ -91,6 +104,8 @@ export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> =
   commit: { memoryMB: 1024, timeout: Duration.minutes(5) },
   abort: { memoryMB: 256, timeout: Duration.minutes(1) },
   resign: { memoryMB: 256, timeout: Duration.seconds(30) },
+  // The walk's state is a scratch SQLite file: 128 MB suffices at any size (docs/performance.md).
+  gc: { memoryMB: 256, timeout: Duration.minutes(15) },
 };
 
 /** The event the schedule sends to resign. */
@@ -117,6 +132,8 @@ export interface ScvmfsStackProps extends StackProps {
    * it the master key stays with the owner and the whitelist is re-signed off-line with `scvmfs resign`.
    */
   masterKeyInAccount?: boolean;
+  /** Run gc on a schedule with this retention (days between runs, and what to keep). Default none. */
+  scheduleGc?: { everyDays: number; keepRevisions?: number; keepSinceDays?: number };
   /** Re-sign the whitelist on a schedule; needs `masterKeyInAccount`. Default false. */
   scheduleResign?: boolean;
   /** Days between scheduled re-signings (1–29: a whitelist is valid 30 days). Default 7. */
@@ -255,6 +272,18 @@ export class ScvmfsStack extends Stack {
     if (this.masterKey) new CfnOutput(this, 'MasterKeySecret', { value: this.masterKey.secretName });
     for (const fn of FUNCTION_NAMES) new CfnOutput(this, `${pascal(fn)}FunctionName`, { value: names[fn] });
 
+    if (props.scheduleGc) {
+      const g = props.scheduleGc;
+      if (!Number.isInteger(g.everyDays) || g.everyDays < 1) throw new Error(`scheduleGc.everyDays must be a whole number of days ≥ 1, got ${g.everyDays}`);
+      if (g.keepRevisions === undefined && g.keepSinceDays === undefined) throw new Error('scheduleGc needs keepRevisions and/or keepSinceDays');
+      new events.Rule(this, 'GcSchedule', {
+        description: `Garbage-collect ${fqrn} every ${g.everyDays} days`,
+        schedule: events.Schedule.rate(Duration.days(g.everyDays)),
+        targets: [new targets.LambdaFunction(this.functions.gc, {
+          event: events.RuleTargetInput.fromObject({ trigger: 'schedule', options: { keepRevisions: g.keepRevisions, keepSinceDays: g.keepSinceDays } }),
+        })],
+      });
+    }
     if (props.scheduleResign) {
       new events.Rule(this, 'ResignSchedule', {
         description: `Re-sign the whitelist of ${fqrn} every ${resignEveryDays} days (valid 30)`,
@@ -339,7 +368,7 @@ export class ScvmfsStack extends Stack {
  * holder of the master key can already make any key trusted, so the repository key adds no power.
  */
 function readsRepositoryKey(fn: FunctionName, masterKeyInAccount: boolean): boolean {
-  return fn === 'commit' || (fn === 'resign' && masterKeyInAccount);
+  return fn === 'commit' || fn === 'gc' || (fn === 'resign' && masterKeyInAccount);
 }
 
 function checkSettings(fn: FunctionName, s: FunctionSettings): void {

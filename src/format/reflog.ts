@@ -55,7 +55,7 @@ export function createReflog(fqrn: string): Buffer {
  * Records `refs` in the reflog (creating it when `sqliteBytes` is undefined). A hash already present is
  * replaced, type and timestamp included (INSERT OR REPLACE, as cvmfs does).
  */
-export function addToReflog(sqliteBytes: Buffer | undefined, fqrn: string, refs: ReflogEntry[]): Buffer {
+export function addToReflog(sqliteBytes: Buffer | undefined, fqrn: string, refs: ReflogEntry[], remove: readonly ContentHash[] = []): Buffer {
   let db: Database.Database;
   if (sqliteBytes === undefined) {
     db = createDb(fqrn);
@@ -78,6 +78,9 @@ export function addToReflog(sqliteBytes: Buffer | undefined, fqrn: string, refs:
         }
         insert.run(r.hash.toHex(), type, r.timestamp);
       }
+      // Garbage collection removes the rows of the root catalogs it deleted, as cvmfs's does.
+      const drop = db.prepare('DELETE FROM refs WHERE hash = ?');
+      for (const h of remove) drop.run(h.toHex());
     })();
     return serializeSqlite(db);
   } finally {

@@ -3,6 +3,7 @@
 // do not match their name, whoever uploaded them. A bad object is removed, reported with the publisher
 // whose upload grant it was, and the commit is refused naming it; its writer uploads it again and
 // commits once more (publishThroughChain does so by itself).
+import { RefusedError } from '../errors.js';
 import type { ChangeOp } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
 import type { CatalogTree } from '../repo/catalog-tree.js';
@@ -44,11 +45,14 @@ export class CommitObjectCheck {
   private readonly checks = new Map<string, Promise<StoredObjectCheck>>();
   private readonly slots = new Slots(CHECKS_AT_ONCE);
   private readonly bad = new Map<string, { actual: string; size: number; paths: Set<string> }>();
+  private readonly missing = new Map<string, Set<string>>();
   private good: string[] = [];
   private treeTail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly store: ObjectStore, private readonly tree: CatalogTree,
-    private readonly txn: { txnId: string; prefix: string; publisher: string }) {}
+    private readonly txn: { txnId: string; prefix: string; publisher: string },
+    /** Read every object, even those the replaced entry names (a check again after a gc deleted objects). */
+    private readonly all = false) {}
 
   /**
    * Checks the objects an upsert names. Missing ones refuse the commit at once; bad ones are collected
@@ -66,7 +70,7 @@ export class CommitObjectCheck {
       wanted.push({ key: hash.objectKey('P'), hash });
     }
     if (wanted.length === 0) return;
-    const known = await this.serially(() => this.objectsAt(op.path));
+    const known = this.all ? new Set<string>() : await this.serially(() => this.objectsAt(op.path));
     await Promise.all(wanted.map(async ({ key, hash }) => {
       if (known.has(key)) {
         this.skipped++;
@@ -79,7 +83,13 @@ export class CommitObjectCheck {
         void p.then((c) => { if (c.status === 'ok') this.good.push(key); }, () => {});
       }
       const c = await p;
-      if (c.status === 'missing') throw new Error(`changeset references ${key} (for '${op.path}'), which is not in the store`);
+      if (c.status === 'missing') {
+        // Never uploaded, or collected by a gc since the writer found it present: the writer uploads it.
+        const m = this.missing.get(key) ?? new Set<string>();
+        m.add(op.path);
+        this.missing.set(key, m);
+        this.checks.delete(key);
+      }
       if (c.status === 'corrupt') {
         const b = this.bad.get(key) ?? { actual: c.actual, size: c.size, paths: new Set<string>() };
         b.paths.add(op.path);
@@ -96,8 +106,10 @@ export class CommitObjectCheck {
     const good = this.good;
     this.good = [];
     await forgetGrants(this.store, good);
-    if (this.bad.size === 0) return;
+    if (this.bad.size === 0 && this.missing.size === 0) return;
     const found: PoisonedObject[] = [];
+    const absent = [...this.missing].map(([key, paths]) => ({ key, paths: [...paths], uploader: 'nobody', actual: 'missing', report: '' }));
+    this.missing.clear();
     const at = new Date().toISOString();
     for (const [key, b] of this.bad) {
       const grants = await grantsOf(this.store, key);
@@ -114,8 +126,10 @@ export class CommitObjectCheck {
       found.push({ key, paths, uploader, actual: b.actual, report });
     }
     this.bad.clear();
-    await this.store.put(badObjectsKey(this.txn.prefix), Buffer.from(JSON.stringify(found)));
-    throw poisonedObjectError(found);
+    await this.store.put(badObjectsKey(this.txn.prefix), Buffer.from(JSON.stringify([...found, ...absent])));
+    if (found.length > 0) throw poisonedObjectError(found);
+    throw new RefusedError('missing-object', `the changeset references object(s) the store lacks: ${absent.map((a) => `${a.key} (for '${a.paths.join("', '")}')`).join('; ')}; ` +
+      'upload them and commit again (scvmfs publish does this by itself)', { objects: absent });
   }
 
   /** The objects the current entry at `path` names (the one an upsert replaces). */

@@ -32,7 +32,9 @@ import { PreconditionFailedError, type ObjectStore } from '../store/object-store
 import { requiredEnv, storeFromEnv } from './env.js';
 import type { FunctionContext, Handler } from './types.js';
 import { checkpoint } from './checkpoint.js';
-import { memoryInUse, readChainState, SupersededError, writeChainState } from './chain.js';
+import { awaitFence, readFence, type FenceRecord } from '../repo/gc-fence.js';
+import { BusyError } from '../errors.js';
+import { memoryInUse, readChainState, SliceBudget, SupersededError, writeChainState } from './chain.js';
 import { checkWindow, CommitObjectCheck } from './commit-objects.js';
 
 export interface CommitEvent {
@@ -75,6 +77,10 @@ export interface CommitState {
   rebases: number;
   /** Rebases done by mounting our catalog in the new head instead of applying the operations again. */
   grafts?: number;
+  /** The gc fence as it stood before this transaction's objects were checked (repo/gc-fence.ts). */
+  fence?: FenceRecord;
+  /** Set while the objects are checked again because a gc deleted objects since they were (no apply). */
+  rechecking?: { part: number; op: number } | null;
 }
 
 export interface CommitConfig {
@@ -99,6 +105,14 @@ const APPLY_SHARE = 0.4;
 const MAX_OPS_PER_SLICE = 20_000;
 /** Fraction of the sandbox's memory a slice may reach before it checkpoints and hands over. */
 const MEMORY_SHARE = 0.7;
+
+/** The gc fence moved between the check before the swap and the swap. */
+class FenceMoved extends Error {}
+
+function fenceRecord(view: FenceRecord & { etag?: string | null }): FenceRecord {
+  const { etag: _etag, ...record } = view;
+  return record;
+}
 
 /** `baseSubtree` when the changeset's path did not exist in the base head. */
 const ABSENT = 'absent';
@@ -228,6 +242,11 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
     const tree = await CatalogTree.open(catalogLoader(store), root, algorithm);
     try {
       const seconds = Math.floor(now().getTime() / 1000);
+      if (state.fence === undefined || (state.part === 0 && state.op === 0 && state.workRoot === null)) {
+        // Read before the first object check: what a gc does after it decides whether the checks hold.
+        state = { ...state, fence: fenceRecord(await readFence(store)) };
+      }
+      if (state.rechecking) return await recheck(tree, state, etag);
       if (state.part === 0 && state.op === 0 && state.workRoot === null) {
         const before = path === '' ? null : await tree.lookup(path);
         const mounted = await tree.nestedAt(path);
@@ -276,14 +295,27 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       }
 
       const done = part >= header.parts.length;
-      if (!done) {
+      /** Stores the tree as it stands and hands over to the next step, with `change` applied to the state. */
+      const handOver = async (change: Partial<CommitState> = {}) => {
         const c = await tree.commit(state.baseRevision + 1, seconds);
         for (const cat of c.catalogs) await putIfAbsent(store, cat.object);
         await checkpoint('slice-catalogs-stored');
-        state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1 };
+        state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1, ...change };
         etag = await writeState(store, keys.state, state, etag);
         await checkpoint('slice-checkpointed');
-        return { next: { fn: 'commit', event } };
+        return { next: { fn: 'commit' as const, event } };
+      };
+      if (!done) return await handOver();
+
+      // A gc may have deleted objects since they were checked: wait while it deletes, then check again.
+      let fenceEtag: string | null;
+      try {
+        const f = await awaitFence(store, state.fence!, event.txnId, { now: () => now().getTime(), giveUpAt: now().getTime() + context.getRemainingTimeInMillis() * 0.3 });
+        if (f.verdict === 'recheck') return await handOver({ fence: fenceRecord(f.fence), rechecking: { part: 0, op: 0 } });
+        fenceEtag = f.fence.etag;
+      } catch (err) {
+        if (err instanceof BusyError && err.code === 'gc-deleting') return await handOver();
+        throw err;
       }
 
       const empty = emptyObject(algorithm);
@@ -307,12 +339,16 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         keys: config.keys, now: now(), tag: header.tag, previousRoot: head.manifest.rootCatalog,
         beforeSwap: async (manifest) => {
           await checkpoint('objects-stored');
+          // The last read of the fence before the manifest write (the gc waits out the time between them).
+          if ((await readFence(store)).etag !== fenceEtag) throw new FenceMoved();
           const pending = { revision: manifest.revision, root: manifest.rootCatalog.toHex() };
           state = { ...state, part, op, status: 'swapping', pending, slices: state.slices + 1 };
           swapEtag = await writeState(store, keys.state, state, etag);
           await checkpoint('swap-pending');
         },
       }).catch(async (err) => {
+        // The gc fence moved since it was checked: this step again, which reads it again.
+        if (err instanceof FenceMoved) return null;
         // A reflog swap lost many times over means others are committing right now: try this step again.
         if (err instanceof PreconditionFailedError && !(err instanceof SupersededError)) return null;
         if (!(err instanceof ConcurrentPublishError)) throw err;
@@ -336,6 +372,31 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       return { result: { status: settled?.state.status === 'aborted' ? 'aborted' : 'superseded' } };
     }
     throw err;
+  }
+
+  /** Reads every object the changeset names again, in slices, without applying anything. */
+  async function recheck(tree: CatalogTree, state: CommitState, etag: string): Promise<{ next: { fn: 'commit'; event: CommitEvent } }> {
+    const budget = new SliceBudget(context, { time: APPLY_SHARE, memory: MEMORY_SHARE });
+    const objects = new CommitObjectCheck(store, tree, { txnId: event.txnId, prefix: keys.prefix, publisher: header.publisher }, true);
+    let { part, op } = state.rechecking!;
+    while (part < header.parts.length) {
+      const ops = await loadPart(store, event.txnId, part, header, publisherKey, path);
+      while (op < ops.length) {
+        if (budget.spent()) {
+          await writeState(store, keys.state, { ...state, rechecking: { part, op } }, etag);
+          return { next: { fn: 'commit', event } };
+        }
+        const n = checkWindow(ops, op);
+        await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, objects)));
+        await objects.settle();
+        op += n;
+      }
+      part++;
+      op = 0;
+    }
+    await writeState(store, keys.state, { ...state, rechecking: null }, etag);
+    await checkpoint('rechecked');
+    return { next: { fn: 'commit', event } };
   }
 
   async function finish(state: CommitState, etag: string, revision: number, rootCatalog: string) {

@@ -1,6 +1,8 @@
 // What every owner publish shares, whatever its source (a directory, a tarball): the checks and lock
 // around it, serialized edits of the catalog tree, parents created for a sub-path, and the end of the
 // edit (balancing, then catalogs, history, reflog and manifest through commitRevision).
+import { BusyError } from '../errors.js';
+import { awaitFence, readFence, type FenceRecord } from '../repo/gc-fence.js';
 import type { CachedSource } from '../repo/object-cache.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { ContentHash } from '../format/hash.js';
@@ -32,6 +34,8 @@ export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys:
   assertSigningKeys(head, keys);
   const lock = await PublishLock.acquire(store, holder, undefined, options.onWarning);
   try {
+    // Read before any object is found present: the swap then knows whether a gc deleted objects since.
+    fenceAtStart.set(lock, await readFence(store));
     const current = await openTrustedHead(store, anchor, { now: options.now?.() });
     assertSigningKeys(current, keys);
     return await fn(current, lock);
@@ -41,6 +45,22 @@ export async function withPublishLock<T>(store: ObjectStore, fqrn: string, keys:
 }
 
 export { ensureAncestors } from '../repo/repository.js';
+
+/** The gc fence as each publish found it when it took the lock. */
+const fenceAtStart = new WeakMap<PublishLock, FenceRecord>();
+
+/**
+ * Before the manifest swap: waits while a gc deletes, and refuses (busy) when it may have deleted objects
+ * this publish found present; nothing was changed then, and the next publish uploads them again.
+ */
+async function ownerFenceCheck(store: ObjectStore, lock: PublishLock, now: () => Date): Promise<void> {
+  const start = fenceAtStart.get(lock) ?? { epoch: -1, phase: 'idle' as const };
+  const f = await awaitFence(store, start, undefined, { now: () => now().getTime(), giveUpAt: now().getTime() + 15 * 60_000 });
+  if (f.verdict === 'recheck') {
+    throw new BusyError('gc-overlap', 'a garbage collection deleted objects while this publish ran, and it may have ' +
+      'found some of them present; nothing was published: publish again');
+  }
+}
 
 /** Runs tree edits one at a time: the tree's methods await loads mid-edit and must not interleave. */
 export class SerialTree {
@@ -127,6 +147,7 @@ export async function finishRevision(store: ObjectStore, head: Head, tree: Catal
   const committed = await commitRevision(store, head, tree, {
     keys: options.keys, now: options.now(), tag: options.tag, previousRoot: tagOnly ? head.manifest.rootCatalog : undefined,
     upload: async (objects: PreparedObject[]) => { for (const o of objects) await uploader.uploadNow(o); },
+    beforeSwap: () => ownerFenceCheck(store, lock, options.now),
   });
   if (options.cache) {
     for (const c of committed.catalogs) await options.cache.put(c.object.key, c.object.stored);

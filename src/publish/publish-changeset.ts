@@ -196,7 +196,8 @@ async function uploadAgain(bad: PoisonedObject[], source: string, repoPath: stri
   uploader: ObjectUploader, say: (message: string) => void): Promise<void> {
   const keysOf = new Map<string, Set<string>>();
   for (const b of bad) {
-    say(`object ${b.key} held other bytes (uploaded by ${b.uploader}); the commit removed it, uploading it again`);
+    say(b.actual === 'missing' ? `object ${b.key} is not in the store (collected since it was found present?); uploading it`
+      : `object ${b.key} held other bytes (uploaded by ${b.uploader}); the commit removed it, uploading it again`);
     uploader.forget(b.key);
     for (const p of b.paths) {
       if (p !== repoPath && !p.startsWith(`${repoPath}/`)) throw new Error(`the commit named '${p}', outside this publish's path '${repoPath || '/'}'`);

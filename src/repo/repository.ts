@@ -198,6 +198,10 @@ export interface CommitOptions {
   tags?: (previous: Tag[], head: Omit<Tag, 'name' | 'description'>) => Tag[];
   /** Runs after every object is stored and before the manifest swap (a commit chain's checkpoint). */
   beforeSwap?: (manifest: Manifest) => Promise<void>;
+  /** Root catalogs whose reflog rows go (garbage collection deleted them). */
+  reflogRemove?: readonly ContentHash[];
+  /** Sets the manifest's `G` flag (garbage collection sets it: old revisions may then be missing). */
+  garbageCollectable?: boolean;
 }
 
 export interface CommitOutcome {
@@ -229,13 +233,20 @@ export async function commitRevision(store: ObjectStore, head: Head, tree: Catal
   ];
   const certificate = await signerCertificate(store, head, options.keys.certificatePem);
   if (!certificate.equals(old.certificate)) refs.push({ hash: certificate, type: 'certificate', timestamp: seconds });
-  const reflog = await writeReflog(store, old.fqrn, refs, head);
+  const reflog = await writeReflog(store, old.fqrn, refs, head, options.reflogRemove);
 
   const manifest: Manifest = {
     ...old, rootCatalog: committed.rootHash, rootCatalogSize: committed.rootSize, revision, publishedAt: seconds,
     history: history.hash, reflog: reflog.hash, ttl: Number(tree.root.property('TTL') ?? old.ttl), certificate,
+    garbageCollectable: options.garbageCollectable ?? old.garbageCollectable,
   };
-  await options.beforeSwap?.(manifest);
+  try {
+    await options.beforeSwap?.(manifest);
+  } catch (err) {
+    // Nothing names the new reflog yet: put the one it replaced back, so it stays in step with the head.
+    await restoreReflog(store, reflog);
+    throw err;
+  }
   try {
     await store.put(MANIFEST_KEY, signManifest(manifest, options.keys.repositoryKeyPem), { ifMatch: head.etag });
   } catch (err) {
@@ -270,10 +281,10 @@ interface ReflogWrite {
 }
 
 /** Adds refs to `.cvmfsreflog` with compare-and-swap and returns the hash that goes into manifest `Y`. */
-async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[], head: Head): Promise<ReflogWrite> {
+async function writeReflog(store: ObjectStore, fqrn: string, refs: ReflogEntry[], head: Head, remove: readonly ContentHash[] = []): Promise<ReflogWrite> {
   for (let attempt = 0; ; attempt++) {
     const current = await store.get(REFLOG_KEY);
-    const bytes = addToReflog(current?.body, fqrn, refs);
+    const bytes = addToReflog(current?.body, fqrn, refs, remove);
     try {
       const put = await store.put(REFLOG_KEY, bytes, current ? { ifMatch: current.etag } : { ifNoneMatch: '*' });
       return { hash: ContentHash.of(head.algorithm, bytes), etag: put.etag, previous: current?.body ?? null };

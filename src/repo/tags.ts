@@ -26,7 +26,8 @@ export interface HeadEditOptions {
  * revision with the tag list `fn` returns (compare-and-swap on the manifest, as every commit).
  */
 export async function commitTagRevision<T>(store: ObjectStore, options: HeadEditOptions, holder: string,
-  plan: (head: Head, tags: Tag[]) => Promise<{ root: ContentHash; tags: (head: RevisionRoot) => Tag[]; result: T }>): Promise<{ manifest: Manifest; result: T }> {
+  plan: (head: Head, tags: Tag[]) => Promise<{ root: ContentHash; tags: (head: RevisionRoot) => Tag[]; result: T;
+    reflogRemove?: ContentHash[]; garbageCollectable?: boolean }>): Promise<{ manifest: Manifest; result: T }> {
   // Nothing is signed on top of a head that fails the check against the configured master key.
   const anchor = { fqrn: options.fqrn, masterPublicKeyPem: options.keys.masterPublicKeyPem };
   assertSigningKeys(await openTrustedHead(store, anchor, { now: options.now, onWarning: options.onWarning }), options.keys);
@@ -41,6 +42,7 @@ export async function commitTagRevision<T>(store: ObjectStore, options: HeadEdit
       const committed = await commitRevision(store, head, tree, {
         keys: options.keys, now: options.now, previousRoot: head.manifest.rootCatalog,
         tags: (_previous, newHead) => planned.tags(newHead),
+        reflogRemove: planned.reflogRemove, garbageCollectable: planned.garbageCollectable,
       });
       return { manifest: committed.manifest, result: planned.result };
     } finally {
