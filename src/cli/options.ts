@@ -126,3 +126,12 @@ export const maxWeightOption = () => new Option('--max-weight <rows>', 'split ca
 export const minWeightOption = () => new Option('--min-weight <rows>', 'merge automatic catalogs below this many entries')
   .argParser((v) => positiveInt(v, '--min-weight')).default(1000);
 export const noAutocatalogsOption = () => new Option('--no-autocatalogs', 'never split or merge catalogs automatically');
+
+/** Store credentials and endpoints the functions need, as a cloud function would get them. */
+export function passThroughEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
+  }
+  return out;
+}

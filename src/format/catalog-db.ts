@@ -1,6 +1,7 @@
 // A file catalog (SQLite, schema 2.5 revision 7) as spec §4 defines it, held in memory or, for the
 // writer's scratch copies, in a file that is removed on close (so memory does not grow with catalog size).
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { md5Path, parentPath, type PathHash } from './md5path.js';
 import { ContentHash, type HashAlgorithm } from './hash.js';
@@ -357,6 +358,22 @@ export class CatalogDb {
         mountpoint: (Number(d.flags) & FLAG.nestedMountpoint) !== 0,
       };
     });
+  }
+
+  /**
+   * A digest of what the catalog says about the tree (entries, chunks, nested catalogs), not of its
+   * properties: two revisions with the same digest in their root catalogs hold the same tree.
+   */
+  treeDigest(): string {
+    const h = createHash('sha256');
+    for (const q of ['SELECT * FROM catalog ORDER BY md5path_1, md5path_2', 'SELECT * FROM chunks ORDER BY md5path_1, md5path_2, offset',
+      'SELECT * FROM nested_catalogs ORDER BY path']) {
+      for (const row of this.db.prepare(q).iterate() as Iterable<Record<string, unknown>>) {
+        h.update(JSON.stringify(row, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+        h.update('\n');
+      }
+    }
+    return h.digest('hex');
   }
 
   rowCount(): number {

@@ -12,7 +12,10 @@ import { ContentHash as Hash } from '../format/hash.js';
 import { fetchCatalog, MissingObjectError } from './objects.js';
 
 export interface RetentionPolicy {
-  /** Keep the head and this many revisions in all, counting back from the head (at least 1). */
+  /**
+   * Keep the head and this many revisions in all, counting back from the head (at least 1); revisions
+   * that repeat the tree of the one before them (tag edits, gc) count with it.
+   */
   keepRevisions?: number;
   /** Keep revisions published at or after this time (unix seconds). */
   keepSince?: number;
@@ -23,6 +26,8 @@ export interface RevisionInfo {
   revision: number;
   /** Publish time (the root catalog's last_modified), unix seconds. */
   timestamp: number;
+  /** The root catalog's treeDigest: tag edits and gc's own revisions repeat their predecessor's tree. */
+  tree?: string;
 }
 
 export interface RetentionPlan {
@@ -56,7 +61,7 @@ export async function listRevisions(store: ObjectReader, manifest: Manifest): Pr
     }
     const { db } = opened;
     const previous = db.property('previous_revision');
-    out.push({ hash, revision: db.revision, timestamp: Number(db.property('last_modified') ?? 0) });
+    out.push({ hash, revision: db.revision, timestamp: Number(db.property('last_modified') ?? 0), tree: db.treeDigest() });
     db.close();
     hash = previous && !/^0*$/.test(previous) ? Hash.fromHex(previous) : null;
   }
@@ -78,10 +83,14 @@ export function planRetention(revisions: readonly RevisionInfo[], tags: readonly
   checkPolicy(policy);
   const kept: RevisionInfo[] = [];
   const dropped: RevisionInfo[] = [];
-  revisions.forEach((r, depth) => {
+  // Depth counts trees, not revisions: a tag edit or gc's own revision repeats the tree before it, and
+  // must not push a revision with content out of the policy.
+  let depth = -1;
+  revisions.forEach((r, i) => {
+    if (i === 0 || r.tree === undefined || r.tree !== revisions[i - 1]!.tree) depth++;
     const tooDeep = policy.keepRevisions !== undefined && depth >= policy.keepRevisions;
     const tooOld = policy.keepSince !== undefined && r.timestamp < policy.keepSince;
-    (depth === 0 || !(tooDeep || tooOld) ? kept : dropped).push(r);
+    (i === 0 || !(tooDeep || tooOld) ? kept : dropped).push(r);
   });
   const keptHex = new Set(kept.map((r) => r.hash.toHex()));
   const keptTags: Tag[] = [];

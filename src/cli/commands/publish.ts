@@ -12,6 +12,7 @@ import { awsInvoker, localInvoker, type LocalInvoker } from '../../runtime/invok
 import { publishDirectory } from '../../publish/publish-directory.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
+import { passThroughEnv } from '../options.js';
 
 export function register(program: Command): void {
   program.command('publish')
@@ -131,11 +132,3 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   }
 }
 
-/** Store credentials and endpoints the functions need, as a cloud function would get them. */
-function passThroughEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
-  }
-  return out;
-}

@@ -1,0 +1,108 @@
+// Garbage collection: what goes and what stays after six publishes, on a directory store; a gc chain
+// killed at every checkpoint and delivered twice; the CLI's dry run and its refusals.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliOk, runCli, tempDir } from './helpers.js';
+import { abortedTransaction, ageObjects, GC_FQRN, HOUR, orphan, sixPublishes } from './gc-helpers.js';
+import { FsStore } from '../src/store/fs-store.js';
+import { readHead } from '../src/repo/repository.js';
+import { readTags } from '../src/repo/revisions.js';
+import { readReflog } from '../src/format/reflog.js';
+import { runGcInline } from '../src/runtime/run-gc.js';
+import type { GcConfig } from '../src/functions/gc.js';
+import { verifyAt } from '../src/client/verify.js';
+import { serveStore } from '../src/serve/http-server.js';
+
+async function fixture() {
+  const work = tempDir('gc');
+  const storeDir = join(work, 'store');
+  const store = new FsStore(storeDir);
+  const repo = await sixPublishes(store, { work });
+  ageObjects(storeDir, 10 * 24 * HOUR);
+  const oldOrphan = await orphan(store, storeDir, 'uploaded by an aborted publish long ago', 48 * HOUR);
+  const youngOrphan = await orphan(store, storeDir, 'uploaded a moment ago by a running publish', 0);
+  const txnFiles = abortedTransaction(storeDir, 'aborted-txn-0001', 48 * HOUR);
+  const config: GcConfig = { store, fqrn: GC_FQRN, keys: repo.keys };
+  return { work, storeDir, store, repo, oldOrphan, youngOrphan, txnFiles, config };
+}
+
+const present = (dir: string, key: string) => existsSync(join(dir, key));
+
+test('gc --keep-revisions 2 with a tag on revision 3: deletes exactly what only revisions 1, 2, 4 and 5 and an aborted upload held; keeps 3, 6 and 7, which verify over HTTP and on the store', async () => {
+  const f = await fixture();
+  const { refs } = f.repo;
+  assert.deepEqual([...refs.keys()].sort(), [1, 2, 3, 4, 5, 6, 7]);
+  const kept = new Set([...refs.get(3)!, ...refs.get(6)!, ...refs.get(7)!]);
+  const onlyDropped = new Set([1, 2, 4, 5].flatMap((r) => [...refs.get(r)!]).filter((k) => !kept.has(k)));
+  assert.ok(onlyDropped.size >= 8, `the fixture must leave objects to collect (${onlyDropped.size})`);
+
+  const run = await runGcInline(f.config, { keepRevisions: 2, graceMs: 24 * HOUR, fenceWaitMs: 0 }, { stepMs: 60_000 });
+  const r = run.result;
+  assert.deepEqual(r.revisionsDropped.sort(), [1, 2, 4, 5]);
+  assert.deepEqual(r.revisionsKept.sort(), [3, 6, 7]);
+  assert.equal(r.gcRevision, 8, 'gc publishes a revision whose history and reflog forget the dropped ones');
+  for (const k of onlyDropped) assert.equal(present(f.storeDir, k), false, `${k} only dropped revisions referenced: deleted`);
+  for (const k of kept) assert.equal(present(f.storeDir, k), true, `${k} a kept revision references: kept`);
+  assert.equal(present(f.storeDir, f.oldOrphan), false, 'an old object nothing references is deleted');
+  assert.equal(present(f.storeDir, f.youngOrphan), true, 'an object younger than the grace period stays');
+  for (const k of f.txnFiles) assert.equal(present(f.storeDir, k), false, `the aborted transaction's ${k} is removed`);
+  assert.equal(r.deleted.objects, onlyDropped.size + 1);
+
+  const head = (await readHead(f.store))!;
+  assert.equal(head.manifest.revision, 8);
+  assert.equal(head.manifest.garbageCollectable, true, 'G=yes: old revisions may now be missing');
+  const tags = await readTags(f.store, head.manifest);
+  assert.ok(tags.some((t) => t.name === 'release' && t.revision === 3), 'the named tag stays');
+  for (const t of tags.filter((t) => t.name.startsWith('generic-'))) assert.ok([6, 7, 8].includes(t.revision), `automatic tag ${t.name} of revision ${t.revision} follows the policy`);
+  const reflog = readReflog(readFileSync(join(f.storeDir, '.cvmfsreflog'))).refs.filter((x) => x.type === 'catalog').map((x) => x.hash.toHex());
+  for (const rev of f.repo.revisions.filter((x) => [1, 2, 4, 5].includes(x.revision))) assert.ok(!reflog.includes(rev.hash.toHex()), `reflog forgets revision ${rev.revision}`);
+
+  const pub = readFileSync(join(f.repo.keysDir, `${GC_FQRN}.pub`), 'utf8');
+  const server = await serveStore(f.store);
+  try {
+    for (const at of [undefined, { revision: 7 }, { revision: 6 }, { tag: 'release' }]) {
+      await verifyAt(f.storeDir, { fqrn: GC_FQRN, publicKeys: [pub], at });
+      await verifyAt(server.url, { fqrn: GC_FQRN, publicKeys: [pub], at });
+    }
+  } finally {
+    await server.close();
+  }
+  await assert.rejects(verifyAt(f.storeDir, { fqrn: GC_FQRN, publicKeys: [pub], at: { revision: 4 } }), /revision 4|missing/, 'a dropped revision is gone');
+
+  const again = await runGcInline(f.config, { keepRevisions: 2, graceMs: 24 * HOUR, fenceWaitMs: 0 });
+  assert.equal(again.result.deleted.objects, 0, 'a second gc with the same policy finds nothing more to delete');
+});
+
+test('gc --dry-run lists what would go and changes nothing; bad options are refused with status 2 or 3', async () => {
+  const f = await fixture();
+  const manifest = readFileSync(join(f.storeDir, '.cvmfspublished'));
+  const dry = await cliOk(['gc', GC_FQRN, '--store', f.storeDir, '--keys', f.repo.keysDir, '--keep-revisions', '2', '--dry-run', '--fence-wait', '0s', '--json', '--runtime', 'inline']);
+  const r = JSON.parse(dry.stdout);
+  assert.equal(r.dryRun, true);
+  assert.ok(r.candidates > 0 && r.wouldDelete.includes(f.oldOrphan));
+  assert.ok(!r.wouldDelete.includes(f.youngOrphan));
+  assert.deepEqual(readFileSync(join(f.storeDir, '.cvmfspublished')), manifest, 'a dry run publishes nothing');
+  for (const k of r.wouldDelete) assert.ok(present(f.storeDir, k), `${k} is still there`);
+
+  const noPolicy = await runCli(['gc', GC_FQRN, '--store', f.storeDir, '--keys', f.repo.keysDir, '--runtime', 'inline']);
+  assert.equal(noPolicy.code, 3);
+  assert.match(noPolicy.stderr, /--keep-revisions|--keep-since/);
+  const zero = await runCli(['gc', GC_FQRN, '--store', f.storeDir, '--keep-revisions', '0']);
+  assert.equal(zero.code, 2);
+  const noKeys = await runCli(['gc', GC_FQRN, '--store', f.storeDir, '--keep-revisions', '2', '--runtime', 'inline']);
+  assert.equal(noKeys.code, 3);
+  assert.match(noKeys.stderr, /keys/);
+  assert.deepEqual(readFileSync(join(f.storeDir, '.cvmfspublished')), manifest);
+});
+
+test('scvmfs gc in function sandboxes of 128 MB prints what it deleted and the requests it made', async () => {
+  const f = await fixture();
+  const out = await cliOk(['gc', GC_FQRN, '--store', f.storeDir, '--keys', f.repo.keysDir, '--keep-revisions', '3', '--fence-wait', '0s', '--fn-memory', '128']);
+  assert.match(out.stdout, /revisions kept: .*dropped: 1, 2, 4/);
+  assert.match(out.stdout, /deleted: \d+ objects/);
+  assert.match(out.stdout, /requests|GET|PUT|LIST/i);
+  const pub = readFileSync(join(f.repo.keysDir, `${GC_FQRN}.pub`), 'utf8');
+  await verifyAt(f.storeDir, { fqrn: GC_FQRN, publicKeys: [pub] });
+});
