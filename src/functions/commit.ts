@@ -297,10 +297,15 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
       const done = part >= header.parts.length;
       /** Stores the tree as it stands and hands over to the next step, with `change` applied to the state. */
       const handOver = async (change: Partial<CommitState> = {}) => {
-        const c = await tree.commit(state.baseRevision + 1, seconds);
-        for (const cat of c.catalogs) await putIfAbsent(store, cat.object);
+        let workRoot = state.workRoot;
+        if (tree.changed || workRoot === null) {
+          // An unchanged tree has nothing dirty: the root is written anyway, so there is a root to resume from.
+          const c = await tree.commit(state.baseRevision + 1, seconds, { previousRoot: head.manifest.rootCatalog });
+          for (const cat of c.catalogs) await putIfAbsent(store, cat.object);
+          workRoot = c.rootHash.toHex();
+        }
         await checkpoint('slice-catalogs-stored');
-        state = { ...state, part, op, workRoot: c.rootHash.toHex(), slices: state.slices + 1, ...change };
+        state = { ...state, part, op, workRoot, slices: state.slices + 1, ...change };
         etag = await writeState(store, keys.state, state, etag);
         await checkpoint('slice-checkpointed');
         return { next: { fn: 'commit' as const, event } };

@@ -18,7 +18,7 @@ import { TXN_PREFIX } from '../format/changeset.js';
 import { ContentHash } from '../format/hash.js';
 import { MAX_LEASE_SECONDS } from '../format/lease.js';
 import { parseManifest } from '../format/manifest.js';
-import { MANIFEST_KEY, readHead } from '../repo/repository.js';
+import { ConcurrentPublishError, MANIFEST_KEY, readHead } from '../repo/repository.js';
 import { fetchCatalog } from '../repo/objects.js';
 import { beginDeleting, endDeleting, protectTransactions, readFence } from '../repo/gc-fence.js';
 import { listRevisions, planRetention, type RetentionPolicy } from '../repo/gc-plan.js';
@@ -174,7 +174,12 @@ export async function handleGcEvent(event: GcEvent, config: GcConfig, context: F
                 root: h.manifest.rootCatalog, result: null, reflogRemove: plan.dropped.map((r) => r.hash), garbageCollectable: true,
                 tags: (newHead) => [...plan.keptTags.filter((t) => !removed.has(t.name) && t.name !== 'trunk'), { ...newHead, name: 'trunk', description: 'current HEAD' }],
               };
+            }).catch((err) => {
+              // A writer committed meanwhile: plan again on its head (the next step).
+              if (err instanceof ConcurrentPublishError) return null;
+              throw err;
             });
+          if (!committed) return next;
           gcRevision = committed.manifest.revision;
           roots = [committed.manifest.rootCatalog, ...roots];
           await checkpoint('gc-revision-published');
@@ -204,10 +209,12 @@ export async function handleGcEvent(event: GcEvent, config: GcConfig, context: F
           if (state.phase === 'remark' && walk.meta('remark-roots') !== String(state.fenceSince)) {
             // After the wait every commit that swaps has seen the fence: what is published by now, and
             // what open transactions name, is all that must be added.
+            // Transactions first, then the head: a commit that lands between the two reads is in the head,
+            // one that lands later was open when listed (a transaction stays open until after its swap).
+            const open = await openTransactions(store);
             const { revision, roots } = await newerRoots(store, state.markedUpTo);
             walk.addRoots(roots.map((hash) => ({ hash })));
             markedUpTo = revision;
-            const open = await openTransactions(store);
             for (const t of open) {
               walk.mark(t.objects);
               walk.addRoots(t.roots.map((hash) => ({ hash })));
@@ -428,15 +435,33 @@ async function openTransactions(store: ObjectStore): Promise<OpenTransaction[]> 
     const objects = new Set<string>();
     for (const k of keys.filter((k) => /\/part-\d+\.json$/.test(k))) {
       const part = await store.get(k);
-      // Every hash the part names, as content and as chunk: marking too much only keeps an object longer.
-      for (const m of part?.body.toString('utf8').matchAll(/"hash":"([0-9a-f]{40}(?:-rmd160|-shake128)?)"/g) ?? []) {
-        const h = ContentHash.fromHex(m[1]!);
+      if (!part) continue;
+      // Every hash the part names, as content and as chunk: marking too much only keeps an object longer,
+      // and a part that does not parse (a hostile writer's) protects nothing: its commit will refuse it.
+      let doc: unknown;
+      try {
+        doc = JSON.parse(part.body.toString('utf8'));
+      } catch {
+        continue;
+      }
+      for (const hex of hashesIn(doc)) {
+        const h = ContentHash.fromHex(hex);
         objects.add(h.objectKey(''));
         objects.add(h.objectKey('P'));
       }
     }
     const roots = [parsed?.workRoot, parsed?.pending?.root].filter((r): r is string => typeof r === 'string').map((r) => ContentHash.fromHex(r));
     out.push({ txnId, objects: [...objects], roots });
+  }
+  return out;
+}
+
+/** Every string under a key 'hash' that is a content hash, anywhere in a parsed document. */
+function hashesIn(value: unknown, out: string[] = [], depth = 0): string[] {
+  if (depth > 16 || value === null || typeof value !== 'object') return out;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (k === 'hash' && typeof v === 'string' && /^[0-9a-f]{40}(?:-rmd160|-shake128)?$/.test(v)) out.push(v);
+    else hashesIn(v, out, depth + 1);
   }
   return out;
 }
