@@ -18,6 +18,9 @@ export const CONTEXT_OPTIONS = [
   'masterKeyInAccount', 'scheduleResign', 'resignEveryDays', 'commitMemoryMB',
 ] as const;
 
+/** Options of earlier versions, refused by readAppSettings with what replaced them. */
+export const RETIRED_OPTIONS = ['nodeVersion'] as const;
+
 /** The stack name without `stackName`: `scvmfs-<fqrn with dashes>`. */
 export function defaultStackName(fqrn: string): string {
   return `scvmfs-${fqrn.replace(/\./g, '-')}`;
