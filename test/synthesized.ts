@@ -59,7 +59,9 @@ export interface Synthesized {
 /** The shared synthesis of SYNTH_CONTEXT (made once per state of the sources). */
 export function synthesized(): Synthesized {
   const hash = createHash('sha256').update(JSON.stringify(SYNTH_CONTEXT));
-  for (const f of sourceFiles().sort()) hash.update(f).update(readFileSync(join(REPO_ROOT, f)));
+  // What the template and the package are made of (tests and docs are not).
+  const inputs = sourceFiles().filter((f) => /^(src|infra|scripts)\//.test(f) || ['package.json', 'package-lock.json', 'cdk.json', 'tsconfig.json'].includes(f));
+  for (const f of inputs.sort()) hash.update(f).update(readFileSync(join(REPO_ROOT, f)));
   const key = hash.digest('hex').slice(0, 16);
   const base = join(tmpdir(), `scvmfs-synth-${key}`);
   const done = join(base, 'done.json');
