@@ -3,8 +3,8 @@
 // refuses an addon that runtime cannot load), then runs the project's own CDK CLI as infra/cdk-plan.ts
 // decides. deploy saves the stack's outputs for `scvmfs … --stack <name>`. docs/aws.md walks through it.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { planCdk, ROOT, type CdkPlan } from './cdk-plan.js';
 import { runtimeNodeMajor } from './lambda-runtime.js';
 import { saveStackOutputs, stackOutputsFromCdk } from '../src/runtime/stack-outputs.js';
@@ -29,6 +29,7 @@ async function main(): Promise<void> {
     ...process.env, SCVMFS_SKIP_TSC: '1',
     SCVMFS_LAMBDA_NODE: String(runtimeNodeMajor(settings.lambdaRuntime)), SCVMFS_LAMBDA_ARCH: settings.architecture,
   }, plan.dryRun);
+  if (plan.outputsFile && !plan.dryRun) mkdirSync(dirname(plan.outputsFile), { recursive: true });
   run(process.execPath, [join(ROOT, 'node_modules', 'aws-cdk', 'bin', 'cdk'), plan.verb, ...plan.cdkArgs], plan.env, plan.dryRun);
   if (plan.verb === 'synth' && !plan.dryRun) {
     console.log(`template: ${join(plan.outputDir, `${settings.stackName}.template.json`)} (${settings.lambdaRuntime}, ${settings.architecture})`);

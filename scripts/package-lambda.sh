@@ -41,8 +41,9 @@ trap 'rm -rf "$check"' EXIT
 cp -R "$out" "$check/pkg"
 (cd "$check/pkg" && node --input-type=module -e "
   const Database = (await import('better-sqlite3')).default; new Database(':memory:').close();
-  for (const fn of ['lease', 'upload-grant', 'commit', 'abort', 'resign']) {
-    const m = await import('./dist/src/runtime/aws-entry/' + fn + '.js');
-    if (typeof m.handler !== 'function') throw new Error(fn + ': no handler export');
+  const { readdirSync } = await import('node:fs');
+  for (const file of readdirSync('./dist/src/runtime/aws-entry').filter((f) => f.endsWith('.js'))) {
+    const m = await import('./dist/src/runtime/aws-entry/' + file);
+    if (typeof m.handler !== 'function') throw new Error(file + ': no handler export');
   }")
 echo "$out: $(du -sh "$out" | cut -f1)"
