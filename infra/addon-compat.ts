@@ -110,8 +110,12 @@ export function addonProblems(req: AddonRequirements, target: LambdaTarget): str
   const problems: string[] = [];
   if (req.arch !== target.arch) problems.push(`it is built for ${req.arch}, the functions run on ${target.arch}`);
   if (req.nodeModuleVersion !== null && req.nodeModuleVersion !== target.nodeModuleVersion) {
-    problems.push(`it is built for NODE_MODULE_VERSION ${req.nodeModuleVersion}, ${target.name} needs ${target.nodeModuleVersion} ` +
-      '(rebuild it with that Node major: npm rebuild better-sqlite3 under that Node)');
+    const builtBy = Object.entries(NODE_MODULE_VERSIONS).find(([, abi]) => abi === req.nodeModuleVersion)?.[0];
+    const wanted = Object.entries(NODE_MODULE_VERSIONS).find(([, abi]) => abi === target.nodeModuleVersion)![0];
+    problems.push(`it is built for NODE_MODULE_VERSION ${req.nodeModuleVersion}${builtBy ? ` (Node ${builtBy})` : ''}, ${target.name} needs `
+      + `${target.nodeModuleVersion} (Node ${wanted}). Build the package under Node ${wanted}: in a checkout run with Node ${wanted}, `
+      + `\`npm ci\` (it builds better-sqlite3 for the Node that runs it), then \`npm run synth -- -c lambdaRuntime=nodejs${wanted}.x …\`; `
+      + `or choose the runtime of the Node that built it${builtBy ? ` (-c lambdaRuntime=nodejs${builtBy}.x)` : ''}`);
   }
   const limits: [RegExp, string, string][] = [[/^GLIBC_([\d.]+)$/, target.glibc, 'glibc'], [/^GLIBCXX_([\d.]+)$/, target.glibcxx, 'libstdc++ (GLIBCXX)'], [/^CXXABI_([\d.]+)$/, target.cxxabi, 'libstdc++ (CXXABI)']];
   for (const [file, names] of req.needs) {

@@ -16,6 +16,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
 import { functionEnvName } from '../src/runtime/aws.js';
+import { functionOutputName, STACK_OUTPUT } from '../src/runtime/stack-outputs.js';
 import { LEASES_KEY } from '../src/repo/leases.js';
 import { POLICY_KEY } from '../src/repo/publisher-policy.js';
 import { HIGH_WATER_KEY } from '../src/repo/high-water.js';
@@ -120,7 +121,8 @@ export interface ScvmfsStackProps extends StackProps {
   functions?: Partial<Record<FunctionName, Partial<FunctionSettings>>>;
   /**
    * Node.js major version of the functions. Default 20 (the project's minimum); Lambda deprecates 20 in
-   * 2026, and 22 or 24 run the same code.
+   * 2026, and 22 or 24 run the same code. The package's native addon must be built by the same major
+   * (infra/check-addon.ts refuses it otherwise); the app's `lambdaRuntime` context chooses both.
    */
   nodeVersion?: 20 | 22 | 24;
   /** Must match the machine that built the native modules in the code directory. Default x86_64. */
@@ -174,7 +176,8 @@ export class ScvmfsStack extends Stack {
     }
     const codeDirectory = props.codeDirectory ?? DEFAULT_CODE_DIRECTORY;
     if (!existsSync(codeDirectory)) {
-      throw new Error(`function code directory ${codeDirectory} does not exist: run scripts/package-lambda.sh first`);
+      throw new Error(`function code directory ${codeDirectory} does not exist: npm run synth (or deploy) builds it,`
+        + ' or build it alone with scripts/package-lambda.sh');
     }
 
     this.bucket = new s3.Bucket(this, 'Repository', {
@@ -261,16 +264,19 @@ export class ScvmfsStack extends Stack {
     }
     if (this.masterKey) this.masterKey.grantRead(this.functions.resign);
 
-    // What the owner needs after `cdk deploy`: where to store keys, what to give clients.
-    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
-    new CfnOutput(this, 'StoreUrl', { value: `s3://${this.bucket.bucketName}/${fqrn}` });
-    new CfnOutput(this, 'ServerUrl', {
-      value: `http://${this.distribution.distributionDomainName}/@fqrn@`,
-      description: 'CVMFS_SERVER_URL for clients',
-    });
-    new CfnOutput(this, 'RepositoryKeySecret', { value: this.repositoryKey.secretName });
-    if (this.masterKey) new CfnOutput(this, 'MasterKeySecret', { value: this.masterKey.secretName });
-    for (const fn of FUNCTION_NAMES) new CfnOutput(this, `${pascal(fn)}FunctionName`, { value: names[fn] });
+    // What the owner needs after `cdk deploy`, under the names src/runtime/stack-outputs.ts reads back
+    // (`npm run deploy` saves them for `--stack <name>`).
+    const outputs: [string, string, string?][] = [
+      [STACK_OUTPUT.repository, fqrn],
+      [STACK_OUTPUT.bucketName, this.bucket.bucketName],
+      [STACK_OUTPUT.storeUrl, `s3://${this.bucket.bucketName}/${fqrn}?region=${this.region}`, '--store of every scvmfs command'],
+      [STACK_OUTPUT.serverUrl, `http://${this.distribution.distributionDomainName}/@fqrn@`, 'CVMFS_SERVER_URL for clients'],
+      [STACK_OUTPUT.region, this.region],
+      [STACK_OUTPUT.repositoryKeySecret, this.repositoryKey.secretName],
+      ...(this.masterKey ? [[STACK_OUTPUT.masterKeySecret, this.masterKey.secretName] as [string, string]] : []),
+      ...FUNCTION_NAMES.map((fn) => [functionOutputName(fn), names[fn]] as [string, string]),
+    ];
+    for (const [id, value, description] of outputs) new CfnOutput(this, id, { value, description });
 
     if (props.scheduleGc) {
       const g = props.scheduleGc;

@@ -6,7 +6,8 @@
 # node_modules is copied from this checkout and pruned of dev dependencies, so it needs no network and
 # ships exactly the tested versions. better-sqlite3 is native: build on the architecture you deploy
 # (x86_64 by default, `-c architecture=arm64` otherwise) under Linux with glibc no newer than Lambda's
-# (Amazon Linux 2023, glibc 2.34).
+# (Amazon Linux 2023, glibc 2.34), with the Node major of the Lambda runtime. `npm run synth` runs this
+# with the runtime and architecture of its context options.
 #
 # SCVMFS_LAMBDA_NODE (20, 22, 24; default 20) and SCVMFS_LAMBDA_ARCH (x86_64 or arm64) name the runtime the
 # package is for; the addon's glibc/libstdc++ symbol versions and Node ABI are checked against it first.
@@ -16,7 +17,8 @@ out=${1:-build/lambda}
 node_major=${SCVMFS_LAMBDA_NODE:-20}
 arch=${SCVMFS_LAMBDA_ARCH:-x86_64}
 
-npx tsc -p tsconfig.json
+# npm run synth|deploy|destroy has just compiled (SCVMFS_SKIP_TSC=1).
+[ "${SCVMFS_SKIP_TSC:-}" = 1 ] || npx tsc -p tsconfig.json
 node dist/infra/check-addon.js node_modules/better-sqlite3/build/Release/better_sqlite3.node "$node_major" "$arch"
 rm -rf "$out"
 mkdir -p "$out/dist"
@@ -39,8 +41,9 @@ trap 'rm -rf "$check"' EXIT
 cp -R "$out" "$check/pkg"
 (cd "$check/pkg" && node --input-type=module -e "
   const Database = (await import('better-sqlite3')).default; new Database(':memory:').close();
-  for (const fn of ['lease', 'upload-grant', 'commit', 'abort', 'resign']) {
-    const m = await import('./dist/src/runtime/aws-entry/' + fn + '.js');
-    if (typeof m.handler !== 'function') throw new Error(fn + ': no handler export');
+  const { readdirSync } = await import('node:fs');
+  for (const file of readdirSync('./dist/src/runtime/aws-entry').filter((f) => f.endsWith('.js'))) {
+    const m = await import('./dist/src/runtime/aws-entry/' + file);
+    if (typeof m.handler !== 'function') throw new Error(file + ': no handler export');
   }")
 echo "$out: $(du -sh "$out" | cut -f1)"

@@ -24,7 +24,7 @@ test('an addon for another Node major or another architecture is refused, naming
   const req = readAddonRequirements(readFileSync(addonPath));
   const node22 = addonProblems(req, lambdaTarget(22, arch));
   assert.equal(node22.length, 1);
-  assert.match(node22[0]!, /NODE_MODULE_VERSION 115, nodejs22\.x .* needs 127/);
+  assert.match(node22[0]!, /NODE_MODULE_VERSION 115 \(Node 20\), nodejs22\.x .* needs 127 \(Node 22\)\. Build the package under Node 22: .*npm ci.*npm run synth -- -c lambdaRuntime=nodejs22\.x/);
   const other = addonProblems(req, lambdaTarget(20, arch === 'arm64' ? 'x86_64' : 'arm64'));
   assert.match(other.join('\n'), /built for .*, the functions run on/);
 });

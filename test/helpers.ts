@@ -59,14 +59,14 @@ export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'c
 export interface CliRun { code: number | null; stdout: string; stderr: string }
 
 /** Runs `scvmfs` as a user would, optionally as another uid/gid; never throws on a failing exit. */
-export function runCli(args: string[], opts: { uid?: number; gid?: number; dropFileCapabilities?: boolean } = {}): Promise<CliRun> {
+export function runCli(args: string[], opts: { uid?: number; gid?: number; dropFileCapabilities?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
-    const { dropFileCapabilities, ...ids } = opts;
+    const { dropFileCapabilities, env, cwd, ...ids } = opts;
     // setpriv (util-linux) drops root's power to ignore file modes, for tests of unreadable input.
     const [cmd, argv] = dropFileCapabilities
       ? ['setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--inh-caps=-all', process.execPath, CLI, ...args]]
       : [process.execPath, [CLI, ...args]];
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...ids });
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env, cwd, ...ids });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });

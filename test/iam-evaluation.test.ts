@@ -1,5 +1,5 @@
 // The functions' store requests, recorded while they publish under the local runtime, against the IAM
-// roles the stack gives them: an IAM policy evaluator (@cloud-copilot/iam-simulate) decides each request
+// roles of the template `npm run synth` writes: an IAM policy evaluator (@cloud-copilot/iam-simulate) decides each request
 // as S3 would, and every permission a role holds must be used by some request (or be justified below).
 // A function that starts touching a key its role does not allow, or a role that grows a permission no
 // function uses, fails here.
@@ -8,9 +8,6 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
-import { App, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { ScvmfsStack } from '../infra/stack.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { signLeaseRequest } from '../src/format/lease.js';
 import { FUNCTION_NAMES, type FunctionName } from '../src/functions/types.js';
@@ -24,8 +21,10 @@ import { LocalRuntime } from '../src/runtime/local.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { parseStoreRecords, type StoreRecord } from '../src/store/recording-store.js';
 import { tempDir } from './helpers.js';
+import { SYNTH_FQRN, synthesized } from './synthesized.js';
 
-const FQRN = 'iam.example.org';
+// The repository of the synthesized template (masterKeyInAccount and scheduleResign on: every role there).
+const FQRN = SYNTH_FQRN;
 const BUCKET = 'scvmfs-iam-test';
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
@@ -98,25 +97,25 @@ function resolve(value: Json, bucketId: string): Json {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v, bucketId)]));
 }
 
-/** The S3 statements of each function's role in the synthesized stack, with concrete ARNs. */
+/**
+ * The S3 statements of each function's role in the template `npm run synth` wrote (test/synthesized.ts,
+ * shared with test/deploy.test.ts), with concrete ARNs.
+ */
 function rolePolicies(): Record<FunctionName, Json[]> {
-  const codeDirectory = tempDir('iam-lambda-code');
-  writeFileSync(join(codeDirectory, 'index.js'), '// stands in for dist + node_modules\n');
-  const stack = new ScvmfsStack(new App(), 'Iam', { fqrn: FQRN, codeDirectory, masterKeyInAccount: true, scheduleResign: true });
-  Validations.of(stack).acknowledge({ id: 'CloudFormation-Validate::W2531', reason: 'Node 20 is the tested default' });
-  const t = Template.fromStack(stack);
-  const [bucketId] = Object.keys(t.findResources('AWS::S3::Bucket'));
-  const functions = t.findResources('AWS::Lambda::Function');
-  const policies = Object.values(t.findResources('AWS::IAM::Policy'));
+  const resources = synthesized().template.Resources as Record<string, Json>;
+  const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+  const [[bucketId]] = ofType('AWS::S3::Bucket') as [[string, Json]];
+  const functions = ofType('AWS::Lambda::Function');
+  const policies = ofType('AWS::IAM::Policy').map(([, p]) => p);
   const out = {} as Record<FunctionName, Json[]>;
   for (const fn of FUNCTION_NAMES) {
-    const [, f] = Object.entries(functions).find(([, r]) => r.Properties.Handler === `dist/src/runtime/aws-entry/${fn}.handler`)!;
+    const [, f] = functions.find(([, r]) => r.Properties.Handler === `dist/src/runtime/aws-entry/${fn}.handler`)!;
     const role = f.Properties.Role['Fn::GetAtt'][0];
     const statements = policies.filter((p) => p.Properties.Roles.some((r: Json) => r.Ref === role))
       .flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
     out[fn] = statements
       .filter((s) => list(s.Action).some((a: string) => a.startsWith('s3:')))
-      .map((s) => resolve(s, bucketId!));
+      .map((s) => resolve(s, bucketId));
   }
   return out;
 }

@@ -285,7 +285,7 @@ test('bad settings are refused at synthesis with a message that names them', () 
     [{ masterKeyInAccount: true, scheduleResign: true, resignEveryDays: 30 }, /resignEveryDays must be .* 1 to 29/],
     [{ functions: { lease: { memoryMB: 64 } } }, /lease: memoryMB must be/],
     [{ functions: { commit: { timeout: Duration.minutes(16) } } }, /commit: timeout must be from 1 s to 15 min/],
-    [{ codeDirectory: `${codeDirectory}/missing` }, /run scripts\/package-lambda.sh first/],
+    [{ codeDirectory: `${codeDirectory}/missing` }, /does not exist: npm run synth \(or deploy\) builds it/],
   ];
   for (const [props, message] of cases) {
     assert.throws(() => new ScvmfsStack(new App(), 'Bad', { fqrn: FQRN, codeDirectory, ...props }), message);

@@ -23,6 +23,7 @@ import { register as registerDiff } from './commands/diff.js';
 import { register as registerExport } from './commands/export.js';
 import { register as registerCost } from './commands/cost.js';
 import { register as registerGc } from './commands/gc.js';
+import { register as registerAws } from './commands/aws.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -61,6 +62,7 @@ registerDiff(program);
 registerExport(program);
 registerCost(program);
 registerGc(program);
+registerAws(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

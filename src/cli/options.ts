@@ -115,9 +115,10 @@ export function entryJson(e: DirectoryEntry, path: string) {
 }
 
 /** `--store`, the same on every command that takes one. */
-export function storeOption(): Option {
-  return new Option('--store <url>', 'where the repository lives: a directory, a file:// URL, or s3://<bucket>/<prefix>?endpoint=<url>')
-    .makeOptionMandatory();
+export function storeOption(opts: { orStack?: boolean } = {}): Option {
+  const option = new Option('--store <url>', 'where the repository lives: a directory, a file:// URL, or s3://<bucket>/<prefix>?endpoint=<url>'
+    + (opts.orStack ? ' (with --stack: the stack\'s StoreUrl)' : ''));
+  return opts.orStack ? option : option.makeOptionMandatory();
 }
 
 /** The balancing options of every command that writes catalogs (owner publish, publisher publish, ingest). */
@@ -134,4 +135,11 @@ export function passThroughEnv(): Record<string, string> {
     if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
   }
   return out;
+}
+
+/** `--stack` / `--stack-outputs` of every command that talks to a deployed stack (runtime/stack-outputs.ts). */
+export function stackOptions(cmd: Command): Command {
+  return cmd
+    .option('--stack <name>', 'the deployed stack (its outputs as saved by npm run deploy or --stack-outputs)')
+    .option('--stack-outputs <file>', 'a `cdk deploy --outputs-file` JSON: read, saved for later --stack, and used');
 }

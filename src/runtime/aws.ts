@@ -148,7 +148,7 @@ export function functionContext(context: LambdaContext): FunctionContext {
 
 // Secret JSON fields are the key file suffixes of a keys directory (spec §7.3), so filling a secret is
 // "put the files' contents under their suffixes", and reading it back is writing those files.
-const SECRET_FIELDS: Record<string, keyof RepositoryKeys> = {
+export const SECRET_FIELDS: Readonly<Record<string, keyof RepositoryKeys>> = {
   masterkey: 'masterKeyPem', pub: 'masterPublicKeyPem', key: 'repositoryKeyPem', crt: 'certificatePem',
 };
 

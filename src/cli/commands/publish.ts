@@ -10,6 +10,10 @@ import { loadPublisherKey } from '../../repo/publishers.js';
 import { publishThroughChain, type FunctionInvoker } from '../../publish/publish-changeset.js';
 import { awsInvoker, localInvoker, type LocalInvoker } from '../../runtime/invokers.js';
 import { publishDirectory } from '../../publish/publish-directory.js';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { RefusedError, UsageError } from '../../errors.js';
+import type { FunctionName } from '../../functions/types.js';
+import { deployedFunctionNames, resolveStack, type StackOutputs } from '../../runtime/stack-outputs.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
@@ -19,14 +23,16 @@ export function register(program: Command): void {
     .description('make the repository (or --path within it) equal to a source directory')
     .argument('<fqrn>', 'repository name')
     .argument('<source-dir>', 'directory tree to publish')
-    .addOption(storeOption())
+    .addOption(storeOption({ orStack: true }))
     .option('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt (where commits are signed)')
     .option('--publisher <keyfile>', 'publish as this publisher (<keys>/<name>.publisher) through a lease and the commit chain')
     .addOption(new Option('--runtime <where>', 'where the functions run (with --publisher)').choices(['local', 'aws']).default('local'))
     .addOption(new Option('--fn-timeout <duration>', 'wall-time limit per function invocation, e.g. 2s or 500ms').argParser(parseDuration).default(3000, '3s'))
     .option('--fn-memory <MB>', 'memory limit per function invocation', (v) => positiveInt(v, '--fn-memory'), 128)
     .option('--fn-strict', 'run each function in its own process with an RSS limit (catches off-heap memory)')
-    .option('--fn-names <json>', 'deployed function names for --runtime aws, e.g. {"lease":"scvmfs-lease",…}')
+    .option('--stack <name>', 'with --runtime aws: the deployed stack (outputs saved by npm run deploy or --stack-outputs)')
+    .option('--stack-outputs <file>', 'with --runtime aws: a `cdk deploy --outputs-file` JSON, read and saved for later --stack')
+    .option('--fn-names <json>', 'deployed function names for --runtime aws without a stack, e.g. {"lease":"scvmfs-lease",…}')
     .addOption(new Option('--upload-via <how>', 'with --publisher: put data objects directly, or PUT them to URLs from the upload-grant function').choices(['direct', 'grants']).default('direct'))
     .option('--path <path>', 'repository sub-path to publish into', '/')
     .option('--tag <name>', 'name this revision')
@@ -40,11 +46,14 @@ export function register(program: Command): void {
     .option('--cache <dir>', 'local copies of catalogs, so unchanged ones are not fetched again', defaultCacheDir())
     .option('--no-cache', 'fetch every catalog from the store')
     .option('-q, --quiet', 'no progress output')
-    .action(async (fqrn: string, source: string, o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean }) => {
+    .action(async (fqrn: string, source: string, o: { store?: string; stack?: string; stackOutputs?: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean }) => {
       if (o.uploadVia === 'grants' && !o.publisher) throw new Error('--upload-via grants needs --publisher (upload grants belong to a lease)');
-      const { store, meter } = openMeteredStore(o.store);
+      const stack = o.stack || o.stackOutputs ? await stackForPublish(fqrn, o) : undefined;
+      if (!o.store && !stack) throw new UsageError("required option '--store <url>' not specified (or --stack with --runtime aws)");
+      const storeSpec = o.store ?? stack!.storeUrl;
+      const { store, meter } = openMeteredStore(storeSpec);
       const progress = new ProgressLine(o.quiet);
-      if (o.publisher) return publishAsPublisher(fqrn, source, store, o, progress, meter);
+      if (o.publisher) return publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter);
       if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const summary = await publishDirectory(store, source, {
@@ -77,15 +86,16 @@ export function register(program: Command): void {
 }
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean },
+  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean },
   progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
   let functions: FunctionInvoker;
   let local: LocalInvoker | undefined;
   if (o.runtime === 'aws') {
-    if (!o.fnNames) throw new Error('--runtime aws needs --fn-names with the deployed function names (see the stack outputs)');
-    functions = awsInvoker({ functionNames: JSON.parse(o.fnNames), store });
+    const functionNames = o.functionNames ?? (o.fnNames ? JSON.parse(o.fnNames) as Record<FunctionName, string> : undefined);
+    if (!functionNames) throw new UsageError('--runtime aws needs --stack <name> (or --stack-outputs <cdk-outputs.json>), or --fn-names');
+    functions = awsInvoker({ functionNames, store, client: new LambdaClient({ region: o.region }) });
   } else {
     if (!o.keys) throw new Error('--runtime local runs the commit function here: give --keys with <fqrn>.key, .crt and .pub');
     const storeSpec = /^[a-z][a-z0-9+.-]*:\/\//i.test(o.store) ? o.store : resolve(o.store);
@@ -132,3 +142,10 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   }
 }
 
+/** The deployed stack of a `--runtime aws` publish, which must hold this repository. */
+async function stackForPublish(fqrn: string, o: { stack?: string; stackOutputs?: string; runtime: string; publisher?: string }): Promise<StackOutputs> {
+  if (o.runtime !== 'aws' || !o.publisher) throw new UsageError('--stack names the deployed functions: it goes with --publisher and --runtime aws');
+  const stack = await resolveStack({ stackName: o.stack, outputsFile: o.stackOutputs });
+  if (stack.fqrn !== fqrn) throw new RefusedError('wrong-stack', `stack ${stack.stackName} serves ${stack.fqrn}, not ${fqrn}`);
+  return stack;
+}
