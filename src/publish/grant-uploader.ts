@@ -34,6 +34,8 @@ export class GrantUploader implements ObjectUploader {
   grantCalls = 0;
   /** Objects this writer put into the store itself: keys granted without a URL. */
   directPuts = 0;
+  /** PUTs to granted URLs the store answered (retries included): requests it bills, made outside the store client. */
+  urlPuts = 0;
   private readonly seen = new Map<string, Promise<void>>();
   private batch: Waiting[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -113,6 +115,7 @@ export class GrantUploader implements ObjectUploader {
       let detail: string;
       try {
         const res = await fetch(grant.url, { method: 'PUT', body, headers: grant.headers ?? {} });
+        this.urlPuts++;
         const text = await res.text();
         if (res.ok) {
           this.uploaded++;

@@ -89,6 +89,10 @@ export interface ChainPublishSummary {
   bytesRead: number;
   objectsUploaded: number;
   objectsAlreadyPresent: number;
+  /** Bytes of the objects the writer stored (the commit function's catalogs are in functionRequests). */
+  bytesStored: number;
+  /** PUTs to upload-grant URLs (with --upload-via grants): store requests made outside `store`. */
+  urlPuts: number;
   slices: number;
   rebases: number;
   /** Rebases done by swapping one catalog reference (the writer's own nested catalog). */
@@ -324,7 +328,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number, grafts = 0): ChainPublishSummary {
       const out: ChainPublishSummary = {
         changed, revision, stats: s, operations: changeset.count, parts: changeset.digests.length, filesCompressed, bytesRead,
-        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases, grafts,
+        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, bytesStored: uploader.bytesUploaded,
+        urlPuts: uploader instanceof GrantUploader ? uploader.urlPuts : 0, slices, rebases, grafts,
         seconds: (Date.now() - started) / 1000,
       };
       const requestsNow = options.functions.requests?.();
