@@ -73,6 +73,15 @@ export interface OperationBill {
   ledger: { recorded: true; id: string; warning?: string } | { recorded: false; reason: string };
 }
 
+/**
+ * Storage added, from the meter of the store the operation wrote through: the content-addressed objects
+ * it created. Right wherever every object goes through the store client (not for a publish into a
+ * directory, whose compress workers write files themselves: use the uploader's counts there).
+ */
+export function storageFromMeter(m: { objectsCreated: number; bytesCreated: number }): Partial<StorageChange> {
+  return { bytesAdded: m.bytesCreated, objectsAdded: m.objectsCreated };
+}
+
 /** Adds --pricing, --no-ledger and --json to a command. */
 export function billOptions(cmd: Command): Command {
   return cmd.addOption(pricingOption()).addOption(noLedgerOption()).addOption(jsonOption());
