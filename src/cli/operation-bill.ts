@@ -82,6 +82,17 @@ export function storageFromMeter(m: { objectsCreated: number; bytesCreated: numb
   return { bytesAdded: m.bytesCreated, objectsAdded: m.objectsCreated };
 }
 
+/**
+ * Storage added by an operation whose objects went partly around the store client: what its meters saw
+ * created (the writer's, the functions'), plus what was stored outside them (uploader.storedOutside).
+ */
+export function storedBy(meters: readonly { objectsCreated: number; bytesCreated: number }[], outside: { objects: number; bytes: number } = { objects: 0, bytes: 0 }): Partial<StorageChange> {
+  return {
+    bytesAdded: meters.reduce((n, m) => n + m.bytesCreated, outside.bytes),
+    objectsAdded: meters.reduce((n, m) => n + m.objectsCreated, outside.objects),
+  };
+}
+
 /** Adds --pricing, --no-ledger and --json to a command. */
 export function billOptions(cmd: Command): Command {
   return cmd.addOption(pricingOption()).addOption(noLedgerOption()).addOption(jsonOption());

@@ -36,6 +36,7 @@ export class GrantUploader implements ObjectUploader {
   directPuts = 0;
   /** PUTs to granted URLs the store answered (retries included): requests it bills, made outside the store client. */
   urlPuts = 0;
+  readonly storedOutside = { objects: 0, bytes: 0 };
   private readonly seen = new Map<string, Promise<void>>();
   private batch: Waiting[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -75,6 +76,8 @@ export class GrantUploader implements ObjectUploader {
     this.uploaded += o.written;
     this.alreadyPresent += o.present;
     this.bytesUploaded += o.bytesWritten;
+    this.storedOutside.objects += o.written;
+    this.storedOutside.bytes += o.bytesWritten;
   }
 
   private flush(): void {
@@ -120,6 +123,8 @@ export class GrantUploader implements ObjectUploader {
         if (res.ok) {
           this.uploaded++;
           this.bytesUploaded += obj.stored.length;
+          this.storedOutside.objects++;
+          this.storedOutside.bytes += obj.stored.length;
           return;
         }
         // The URL is create-only: 412 means the object exists (another writer, or our own earlier attempt

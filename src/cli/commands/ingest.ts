@@ -8,7 +8,7 @@ import { ProgressLine, formatBytes } from '../progress.js';
 import { positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
-import { billOptions, operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
+import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
 
 export function register(program: Command): void {
   billOptions(program.command('ingest'))
@@ -67,7 +67,7 @@ export function register(program: Command): void {
       const requests = meter.snapshot();
       const bill = await reportOperationBill(store, {
         operation: 'ingest', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
-        storage: { bytesAdded: summary.bytesStored, objectsAdded: summary.objectsUploaded },
+        storage: storedBy([requests], summary.storedOutside),
       }, o);
       if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
     });

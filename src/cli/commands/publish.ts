@@ -12,7 +12,7 @@ import { awsInvoker, localInvoker, type AwsInvoker, type LocalInvoker } from '..
 import { publishDirectory } from '../../publish/publish-directory.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
-import { billOptions, operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
+import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
 
 type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean };
 
@@ -80,7 +80,7 @@ export function register(program: Command): void {
       const requests = meter.snapshot();
       const bill = await reportOperationBill(store, {
         operation: 'publish', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
-        storage: { bytesAdded: summary.bytesStored, objectsAdded: summary.objectsUploaded },
+        storage: storedBy([requests], summary.storedOutside),
       }, o);
       if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
     });
@@ -146,10 +146,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
         writer, functionRequests: fnRequests, otherRequests: summary.urlPuts > 0 ? { conditionalPut: summary.urlPuts } : {},
         functions: local?.functionUsage() ?? aws?.functionUsage() ?? [], secretCalls: aws?.secretCalls() ?? 0,
       }),
-      storage: {
-        bytesAdded: summary.bytesStored + (fnRequests?.bytesCreated ?? 0),
-        objectsAdded: summary.objectsUploaded + (fnRequests?.objectsCreated ?? 0),
-      },
+      storage: storedBy(fnRequests ? [writer, fnRequests] : [writer], summary.storedOutside),
     }, o);
     if (o.json) printJson({ fqrn, publisher: publisherKey.name, ...summary, requests: { writer, functions: fnRequests ?? null }, functions: local?.report() ?? null, bill });
   } finally {
