@@ -18,6 +18,9 @@
 //       if (o.json) printJson({ ...summary, bill });
 //     });
 //
+// - A command that already has --json adds only `pricingOption()` and `noLedgerOption()` (options.ts).
+// - Storage added: `storageFromMeter(meter.snapshot())` when every object went through the store client,
+//   `storedBy([meters…], uploader.storedOutside)` when some went around it; gc passes what it removed.
 // - Take `usage` from the meter after the operation and before this call: the ledger's own two requests
 //   (its create-only PUT and one LIST) are added by the ledger itself.
 // - A ledger write that fails never fails the command (the operation has landed): it is a warning on
