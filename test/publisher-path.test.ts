@@ -319,3 +319,44 @@ test('a publisher publish with nothing to change but --tag makes a revision that
   assert.match(again.stderr, /tag 'w1-rel' already exists/);
   assert.ok(readFileSync(join(store, '.cvmfspublished')).equals(before), 'a refused tag changed the manifest');
 });
+
+/** Lambda that also answers a synchronous call's log tail, with the REPORT line Lambda ends it with. */
+class ReportingLambda extends FakeLambda {
+  reports = 0;
+  override async send(command: InvokeCommand): Promise<{ StatusCode: number; FunctionError?: string; Payload?: Uint8Array; LogResult?: string }> {
+    const out = await super.send(command);
+    if (command.input.InvocationType === 'Event') return out;
+    assert.equal(command.input.LogType, 'Tail', 'a synchronous call asks for the log tail');
+    this.reports++;
+    const tail = `START RequestId: r Version: $LATEST\nEND RequestId: r\nREPORT RequestId: r\tDuration: 12.21 ms\tBilled Duration: 13 ms\tMemory Size: 1024 MB\tMax Memory Used: 90 MB\t\n`;
+    return { ...out, LogResult: Buffer.from(tail).toString('base64') };
+  }
+}
+
+test("on Lambda, the writer learns every function's billed time: the REPORT line's billed duration for direct calls, the adapter's measured time for the chain", { timeout: 120_000 }, async () => {
+  const { work, store, keysDir } = await setup('aws-billing', ['w1']);
+  functionEnv(store, keysDir, join(work, 'functions.jsonl'));
+  const src = join(work, 'src');
+  makeTree(src, 'billed', 12);
+  const lambda = new ReportingLambda();
+  const functions = awsInvoker({ functionNames: NAMES, store, client: lambda as never, pollMs: 10 });
+  const started = performance.now();
+  const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher: await loadPublisherKey(keysDir, 'w1'), path: '/w1', functions, uploadVia: 'grants' });
+  const elapsed = performance.now() - started;
+  await Promise.all(lambda.background);
+  assert.equal(s.revision, 2);
+  const usage = functions.functionUsage();
+  const of = (fn: string) => usage.filter((f) => f.fn === fn);
+  for (const fn of ['lease', 'upload-grant']) {
+    assert.equal(of(fn).length, 1, `${fn}: one size`);
+    assert.equal(of(fn)[0]!.memoryMb, 1024, `${fn}: the memory Lambda reported`);
+    assert.equal(of(fn)[0]!.billedMs, 13 * of(fn)[0]!.invocations, `${fn}: Lambda's billed duration, not a measurement`);
+  }
+  assert.equal(lambda.reports, of('lease')[0]!.invocations + of('upload-grant')[0]!.invocations, 'every synchronous call billed once');
+  const commit = of('commit');
+  assert.equal(commit.length, 1);
+  assert.equal(commit[0]!.memoryMb, 512, "the chain's steps at the memory their context says");
+  assert.ok(commit[0]!.invocations >= 1 && commit[0]!.billedMs >= commit[0]!.invocations && commit[0]!.billedMs <= elapsed + commit[0]!.invocations,
+    `the chain's measured time (${commit[0]!.billedMs} ms in ${commit[0]!.invocations} steps, publish took ${elapsed.toFixed(0)} ms)`);
+  assert.equal(functions.secretCalls(), 0, 'keys from a directory: no Secrets Manager calls');
+});

@@ -228,3 +228,23 @@ test("a chain's last step records the chain's outcome and cost; a step that does
   assert.equal(outcome.requests.put, 3 + 1 + 1, "earlier steps' puts, this step's, and the outcome's own");
   assert.equal(outcome.requests.conditionalPut, 2);
 });
+
+test("an answer carries the invocation's billing: its measured time at the context's memory, and the secret reads it made", async () => {
+  const keys = await generateRepositoryKeys(FQRN);
+  const secrets = new FakeSecrets({
+    'repo-secret': JSON.stringify({ key: keys.repositoryKeyPem, crt: keys.certificatePem }),
+    'master-secret': JSON.stringify({ masterkey: keys.masterKeyPem }),
+  });
+  const env = baseEnv({ SCVMFS_KEY_SECRET: 'repo-secret', SCVMFS_MASTER_KEY_SECRET: 'master-secret' });
+  const wrapped = lambdaHandler('resign', async () => { await new Promise((r) => setTimeout(r, 30)); return {}; }, { env, secrets, scratchDir: tempDir('aws-billing') });
+  const first = await wrapped({}, lambdaContext());
+  const second = await wrapped({}, lambdaContext());
+  assert.equal(first.billing?.secretCalls, 2, 'a cold sandbox reads both secrets');
+  assert.equal(second.billing?.secretCalls, 0, 'a warm one reads none');
+  for (const a of [first, second]) {
+    const [f, ...rest] = a.billing!.functions;
+    assert.equal(rest.length, 0);
+    assert.deepEqual([f!.fn, f!.memoryMb, f!.invocations], ['resign', 512, 1]);
+    assert.ok(f!.billedMs >= 30 && f!.billedMs < 5000, `the handler's time, rounded up (${f!.billedMs} ms)`);
+  }
+});

@@ -32,7 +32,7 @@ for (const [name, fresh] of Object.entries(backends)) {
     assert.equal((await store.get('data/00/a'))?.body.toString(), 'alpha');   // requests 2-4 fail, 5 succeeds
     assert.deepEqual(retries, [503, 503, 503]);
     assert.equal(fault.injected, 3);
-    assert.deepEqual(meter.snapshot(), { get: 4, head: 0, put: 1, conditionalPut: 0, list: 0, delete: 0, preconditionFailed: 0, failed: 3, bytesIn: 5, bytesOut: 5 });
+    assert.deepEqual(meter.snapshot(), { get: 4, head: 0, put: 1, conditionalPut: 0, list: 0, delete: 0, preconditionFailed: 0, failed: 3, bytesIn: 5, bytesOut: 5, objectsCreated: 0, bytesCreated: 0 });
   });
 
   test(`${name}: more consecutive failures than attempts surface the transient error`, async () => {
@@ -117,7 +117,7 @@ for (const [name, fresh] of Object.entries(backends)) {
     await meter.delete(['data/00/one', 'data/00/two']);
     await assert.rejects(meter.get('../escape'), /invalid store key/);
     const s = meter.snapshot();
-    assert.deepEqual(s, { get: 4, head: 1, put: 1, conditionalPut: 2, list: 1, delete: 1, preconditionFailed: 1, failed: 1, bytesIn: 110, bytesOut: 150 });
+    assert.deepEqual(s, { get: 4, head: 1, put: 1, conditionalPut: 2, list: 1, delete: 1, preconditionFailed: 1, failed: 1, bytesIn: 110, bytesOut: 150, objectsCreated: 1, bytesCreated: 50 });
     assert.equal(meterSummary(s), 'store requests: 10 (get 4, head 1, put 1, conditional put 2, list 1, delete 1); 1 precondition failed, 1 failed; 150 B out, 110 B in');
     meter.reset();
     assert.equal(meter.snapshot().get, 0);
@@ -138,7 +138,7 @@ test('openMeteredStore meters inside the retries on S3 and keeps the direct work
   assert.equal(directFsRoot(store), undefined);
   await store.put('.cvmfspublished', Buffer.from('m'), { ifNoneMatch: '*' });
   assert.equal(await store.get('.cvmfsnothing'), null);
-  assert.deepEqual(meter.snapshot(), { get: 1, head: 0, put: 0, conditionalPut: 1, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 0, bytesOut: 1 });
+  assert.deepEqual(meter.snapshot(), { get: 1, head: 0, put: 0, conditionalPut: 1, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 0, bytesOut: 1, objectsCreated: 0, bytesCreated: 0 });
   await assert.rejects(createBucketFor(dir), /--create-bucket needs an s3:\/\/ store/);
   await createBucketFor(bucket.url('x')); // already ours: fine
 });

@@ -1,6 +1,7 @@
 // Options shared by several commands, declared once: their parsing, units and defaults are the same
 // everywhere.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +9,9 @@ import { chunkingParameters, type ChunkingParameters } from '../format/chunker.j
 import { openSource } from '../client/sources.js';
 import { RepositoryReader } from '../client/reader.js';
 import type { RevisionSelector } from '../repo/revisions.js';
-import { ScvmfsError } from '../errors.js';
+import { RefusedError, ScvmfsError } from '../errors.js';
 import { FLAG, kindOfMode, type DirectoryEntry } from '../format/catalog-entry.js';
+import { AWS_US_EAST_1, BUILTIN_PRICE_TABLES, builtinPriceTable, parsePriceTable, type PriceTable } from '../cost/prices.js';
 
 export function parseChunkSizes(v: string): ChunkingParameters {
   const parts = v.split(',').map((x) => Number(x.trim()));
@@ -142,4 +144,45 @@ export function stackOptions(cmd: Command): Command {
   return cmd
     .option('--stack <name>', 'the deployed stack (its outputs as saved by npm run deploy or --stack-outputs)')
     .option('--stack-outputs <file>', 'a `cdk deploy --outputs-file` JSON: read, saved for later --stack, and used');
+}
+
+export const PRICING_HELP = `price table: ${BUILTIN_PRICE_TABLES.map((t) => t.name).join(', ')}, or a JSON price file (scvmfs cost pricing <name> prints one)`;
+
+/** A built-in price table by name, or a price file in the same JSON shape. */
+export function readPricing(nameOrFile: string): PriceTable {
+  const builtin = builtinPriceTable(nameOrFile);
+  if (builtin) return builtin;
+  let text: string;
+  try {
+    text = readFileSync(nameOrFile, 'utf8');
+  } catch (err) {
+    throw new RefusedError('bad-pricing', `--pricing '${nameOrFile}' is neither a built-in table (${BUILTIN_PRICE_TABLES.map((t) => t.name).join(', ')}) nor a readable price file: ${(err as Error).message}`);
+  }
+  return parsePriceTable(text, nameOrFile);
+}
+
+/**
+ * `--pricing <name|file>` of every command that ends with its bill: parsed while the options are, so a
+ * bad table is refused before the command changes anything. The value is the PriceTable.
+ */
+export function pricingOption(): Option {
+  return new Option('--pricing <name|file>', `price the operation's bill with this ${PRICING_HELP}`)
+    .argParser((v: string) => {
+      try {
+        return readPricing(v);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    })
+    .default(AWS_US_EAST_1, AWS_US_EAST_1.name);
+}
+
+/** `--no-ledger`: print the bill but do not append it to the cost ledger (a store this user may only read). */
+export function noLedgerOption(): Option {
+  return new Option('--no-ledger', 'do not record this operation in the cost ledger (.scvmfs/ledger/)');
+}
+
+/** `--json` of a command that also prints its bill: the summary and the bill as one JSON document. */
+export function jsonOption(): Option {
+  return new Option('--json', 'print the summary and the bill as JSON (docs/cost.md)');
 }

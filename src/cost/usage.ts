@@ -81,6 +81,9 @@ export interface MeterCounts {
   bytesIn: number;
   /** Bytes written to the store. */
   bytesOut: number;
+  /** Content-addressed objects created, and their bytes (what storage grows by). */
+  objectsCreated?: number;
+  bytesCreated?: number;
 }
 
 /**
@@ -130,4 +133,27 @@ export function scaleUsage(u: Usage, factor: number): Usage {
     functions: u.functions.map((f) => ({ ...f, invocations: f.invocations * factor, billedMs: f.billedMs * factor })),
     secretCalls: u.secretCalls * factor,
   };
+}
+
+/** The meters of one operation: the writer's, and those of the functions it called. */
+export interface OperationMeters {
+  /** The store requests of the process the command runs in. */
+  writer: MeterCounts;
+  /** The writer sits outside the provider's network (default true): what it reads is egress. */
+  writerOutside?: boolean;
+  /** The store requests of every function invocation, summed (functions run beside the bucket: no egress). */
+  functionRequests?: MeterCounts;
+  /** Invocations and billed time per function. */
+  functions?: readonly FunctionUsage[];
+  /** Requests the writer made to the store without its store client (PUTs to presigned upload URLs). */
+  otherRequests?: RequestCounts;
+  /** Secrets Manager calls the functions made. */
+  secretCalls?: number;
+}
+
+/** Everything an operation caused, as one Usage. */
+export function operationUsage(m: OperationMeters): Usage {
+  let u = usageFromMeter(m.writer, m.writerOutside ?? true);
+  if (m.functionRequests) u = addUsage(u, usageFromMeter(m.functionRequests, false));
+  return addUsage(u, { ...emptyUsage(), requests: { ...m.otherRequests }, functions: [...(m.functions ?? [])], secretCalls: m.secretCalls ?? 0 });
 }

@@ -34,6 +34,9 @@ export class GrantUploader implements ObjectUploader {
   grantCalls = 0;
   /** Objects this writer put into the store itself: keys granted without a URL. */
   directPuts = 0;
+  /** PUTs to granted URLs the store answered (retries included): requests it bills, made outside the store client. */
+  urlPuts = 0;
+  readonly storedOutside = { objects: 0, bytes: 0 };
   private readonly seen = new Map<string, Promise<void>>();
   private batch: Waiting[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -73,6 +76,8 @@ export class GrantUploader implements ObjectUploader {
     this.uploaded += o.written;
     this.alreadyPresent += o.present;
     this.bytesUploaded += o.bytesWritten;
+    this.storedOutside.objects += o.written;
+    this.storedOutside.bytes += o.bytesWritten;
   }
 
   private flush(): void {
@@ -113,10 +118,13 @@ export class GrantUploader implements ObjectUploader {
       let detail: string;
       try {
         const res = await fetch(grant.url, { method: 'PUT', body, headers: grant.headers ?? {} });
+        this.urlPuts++;
         const text = await res.text();
         if (res.ok) {
           this.uploaded++;
           this.bytesUploaded += obj.stored.length;
+          this.storedOutside.objects++;
+          this.storedOutside.bytes += obj.stored.length;
           return;
         }
         // The URL is create-only: 412 means the object exists (another writer, or our own earlier attempt

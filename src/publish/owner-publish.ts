@@ -110,13 +110,15 @@ export interface RevisionSummary extends FinishOutcome {
   bytesStored: number;
   objectsUploaded: number;
   objectsAlreadyPresent: number;
+  /** Objects stored without the store client (compress workers writing a directory): no meter saw them. */
+  storedOutside: { objects: number; bytes: number };
   seconds: number;
 }
 
 export function revisionSummary(finished: FinishOutcome, uploader: Uploader, bytesRead: number, started: number): RevisionSummary {
   return {
     ...finished, bytesRead, bytesStored: uploader.bytesUploaded, objectsUploaded: uploader.uploaded,
-    objectsAlreadyPresent: uploader.alreadyPresent, seconds: (Date.now() - started) / 1000,
+    objectsAlreadyPresent: uploader.alreadyPresent, storedOutside: { ...uploader.storedOutside }, seconds: (Date.now() - started) / 1000,
   };
 }
 

@@ -89,6 +89,10 @@ export interface ChainPublishSummary {
   bytesRead: number;
   objectsUploaded: number;
   objectsAlreadyPresent: number;
+  /** Objects the writer stored without its store client (uploader.storedOutside): no meter saw them. */
+  storedOutside: { objects: number; bytes: number };
+  /** PUTs to upload-grant URLs (with --upload-via grants): store requests made outside `store`. */
+  urlPuts: number;
   slices: number;
   rebases: number;
   /** Rebases done by swapping one catalog reference (the writer's own nested catalog). */
@@ -325,7 +329,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     function summary(changed: boolean, revision: number, s: DiffStats, slices: number, rebases: number, grafts = 0): ChainPublishSummary {
       const out: ChainPublishSummary = {
         changed, revision, stats: s, operations: changeset.count, parts: changeset.digests.length, filesCompressed, bytesRead,
-        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, slices, rebases, grafts,
+        objectsUploaded: uploader.uploaded, objectsAlreadyPresent: uploader.alreadyPresent, storedOutside: { ...uploader.storedOutside },
+        urlPuts: uploader instanceof GrantUploader ? uploader.urlPuts : 0, slices, rebases, grafts,
         seconds: (Date.now() - started) / 1000,
       };
       const requestsNow = options.functions.requests?.();

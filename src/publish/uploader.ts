@@ -15,6 +15,11 @@ export interface ObjectUploader {
   readonly uploaded: number;
   readonly alreadyPresent: number;
   readonly bytesUploaded: number;
+  /**
+   * Objects stored without the store client (compress workers writing a directory, PUTs to granted
+   * URLs), so that no meter around the store saw them; the cost ledger adds them to what meters saw.
+   */
+  readonly storedOutside: { objects: number; bytes: number };
 }
 
 /** What compress workers that write into a directory store did. */
@@ -46,6 +51,7 @@ export class Uploader implements ObjectUploader {
   uploaded = 0;
   alreadyPresent = 0;
   bytesUploaded = 0;
+  readonly storedOutside = { objects: 0, bytes: 0 };
   /** Objects found under their key with other bytes, and overwritten. */
   readonly replaced: ReplacedObject[] = [];
   private readonly trustPresent: boolean;
@@ -74,6 +80,8 @@ export class Uploader implements ObjectUploader {
     this.uploaded += o.written;
     this.alreadyPresent += o.present;
     this.bytesUploaded += o.bytesWritten;
+    this.storedOutside.objects += o.written;
+    this.storedOutside.bytes += o.bytesWritten;
     if (o.replaced) this.replaced.push(...o.replaced);
   }
 

@@ -25,6 +25,7 @@ import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import { openInvocationStore } from '../store/open-store.js';
 import type { RepositoryKeys } from '../format/keys.js';
 import { FUNCTION_NAMES, type FunctionContext, type FunctionName, type Handler } from '../functions/types.js';
+import { addUsage, emptyUsage, functionUsage, type FunctionArchitecture, type FunctionUsage } from '../cost/usage.js';
 
 /** The part of Lambda's Node.js context object we use (Lambda passes `memoryLimitInMB` as a string). */
 export interface LambdaContext {
@@ -62,23 +63,47 @@ export interface AwsRuntimeOptions {
   chainOutcome?: { key: (event: any) => string; ends?: (result: unknown) => boolean };
 }
 
+/**
+ * What invocations cost beside their store requests, as the adapter measured it: the time from the
+ * event's arrival to the handler's answer (secrets read included), rounded up to 1 ms, times the
+ * configured memory; and the Secrets Manager calls made. Lambda's own billed duration (the REPORT line,
+ * which a synchronous caller can read from the log tail) also covers the adapter's last few ms and any
+ * billed INIT phase; the writer prefers it where it has it (runtime/invokers.ts).
+ */
+export interface InvocationBilling {
+  functions: FunctionUsage[];
+  secretCalls: number;
+}
+
 /** What a synchronous invocation answers. */
 export interface LambdaAnswer<R = unknown> {
   result: R | null;
   /** The store requests this invocation made. */
   requests: MeterSnapshot;
+  billing?: InvocationBilling;
 }
 
 /** The payload of a chain step after the first: the handler's `next` event and what the chain spent so far. */
 export interface ChainStepPayload {
-  scvmfsChain: { requests: MeterSnapshot; steps: number };
+  scvmfsChain: { requests: MeterSnapshot; steps: number; billing?: InvocationBilling };
   event: unknown;
 }
 
 /** The record of how a chain ended, at `chainOutcomeKey`. */
 export type ChainOutcome =
-  | { status: 'finished'; result: unknown; requests: MeterSnapshot; steps: number }
-  | { status: 'refused'; error: ErrorJSON; requests: MeterSnapshot; steps: number };
+  | { status: 'finished'; result: unknown; requests: MeterSnapshot; steps: number; billing?: InvocationBilling }
+  | { status: 'refused'; error: ErrorJSON; requests: MeterSnapshot; steps: number; billing?: InvocationBilling };
+
+/** Two billings together (functions merged by name, architecture and memory). */
+export function addBilling(a: InvocationBilling | undefined, b: InvocationBilling | undefined): InvocationBilling {
+  const u = addUsage({ ...emptyUsage(), functions: a?.functions ?? [], secretCalls: a?.secretCalls ?? 0 },
+    { ...emptyUsage(), functions: b?.functions ?? [], secretCalls: b?.secretCalls ?? 0 });
+  return { functions: u.functions, secretCalls: u.secretCalls };
+}
+
+function architecture(): FunctionArchitecture {
+  return process.arch === 'arm64' ? 'arm64' : 'x86_64';
+}
 
 /** Where the commit chain of `txnId` records its outcome (beside its checkpoint). */
 export function commitOutcomeKey(txnId: string): string {
@@ -153,10 +178,11 @@ export const SECRET_FIELDS: Readonly<Record<string, keyof RepositoryKeys>> = {
 };
 
 async function readSecretFields(
-  client: SecretClient, secretId: string, required: string[],
+  client: SecretClient, secretId: string, required: string[], counted: () => void,
 ): Promise<Partial<Record<keyof RepositoryKeys, string>>> {
   let text: string | undefined;
   try {
+    counted();
     const out = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
     text = out.SecretString ?? (out.SecretBinary ? Buffer.from(out.SecretBinary).toString('utf8') : undefined);
   } catch (e) {
@@ -188,11 +214,11 @@ async function readSecretFields(
 }
 
 /** Writes the secrets as `<dir>/<fqrn>.<suffix>` files, private to the sandbox's user. */
-async function materializeKeys(client: SecretClient, config: AwsConfig, scratchDir: string): Promise<string> {
+async function materializeKeys(client: SecretClient, config: AwsConfig, scratchDir: string, counted: () => void): Promise<string> {
   const fields: Partial<Record<keyof RepositoryKeys, string>> = {};
-  if (config.keySecret) Object.assign(fields, await readSecretFields(client, config.keySecret, ['key', 'crt']));
+  if (config.keySecret) Object.assign(fields, await readSecretFields(client, config.keySecret, ['key', 'crt'], counted));
   if (config.masterKeySecret) {
-    Object.assign(fields, await readSecretFields(client, config.masterKeySecret, ['masterkey']));
+    Object.assign(fields, await readSecretFields(client, config.masterKeySecret, ['masterkey'], counted));
   }
   const dir = await mkdtemp(join(scratchDir, 'scvmfs-keys-'));
   await chmod(dir, 0o700);
@@ -224,9 +250,13 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
   // A failed read is not cached, so the next invocation tries again.
   let keysDir: Promise<string> | undefined;
   let keysFor: string | undefined;
+  // Lambda runs one invocation at a time per sandbox, so a count per sandbox splits cleanly per invocation.
+  let secretCallsMade = 0;
 
   return async (payload, lambdaContext) => {
-    const chain = isChainStep(payload) ? payload.scvmfsChain : { requests: meterSum([]), steps: 0 };
+    const started = performance.now();
+    const secretCallsBefore = secretCallsMade;
+    const chain: ChainStepPayload['scvmfsChain'] = isChainStep(payload) ? payload.scvmfsChain : { requests: meterSum([]), steps: 0 };
     const event = (isChainStep(payload) ? payload.event : payload) as E;
     const context = functionContext(lambdaContext);
     const config = configFromEnv(env);
@@ -235,7 +265,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
       if (keysDir === undefined || keysFor !== wanted) {
         secrets ??= new SecretsManagerClient({});
         keysFor = wanted;
-        keysDir = materializeKeys(secrets, config, options.scratchDir ?? tmpdir());
+        keysDir = materializeKeys(secrets, config, options.scratchDir ?? tmpdir(), () => { secretCallsMade++; });
         keysDir.catch(() => { if (keysFor === wanted) keysDir = undefined; });
       }
       // Handlers load keys from a keys directory in both runtimes; on AWS this runtime owns SCVMFS_KEYS.
@@ -243,13 +273,17 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
     }
 
     const outcome = await meteringInvocation(() => handler(event, context));
-    const spent = { requests: meterSum([chain.requests, outcome.requests]), steps: chain.steps + 1 };
+    const billing: InvocationBilling = {
+      functions: [functionUsage(fn, [performance.now() - started], context.memoryLimitInMB, architecture())],
+      secretCalls: secretCallsMade - secretCallsBefore,
+    };
+    const spent = { requests: meterSum([chain.requests, outcome.requests]), steps: chain.steps + 1, billing: addBilling(chain.billing, billing) };
     const outcomeKey = options.chainOutcome ? chainOutcomeKeyOf(options.chainOutcome.key, event) : undefined;
     if (!outcome.ok) {
       const refused = isRefusal(outcome.error);
       if (refused && outcomeKey !== undefined) {
         await recordOutcome(config.store, env, fn, outcomeKey, { status: 'refused', error: errorJSON(outcome.error), ...spent });
-        return { result: null, requests: outcome.requests };
+        return { result: null, requests: outcome.requests, billing };
       }
       // The message carries kind and code across Lambda's error payload ({errorType, errorMessage}).
       if (refused || outcome.error instanceof ScvmfsError) {
@@ -284,7 +318,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
     } else if (outcomeKey !== undefined && (options.chainOutcome!.ends?.(answer.result) ?? true)) {
       await recordOutcome(config.store, env, fn, outcomeKey, { status: 'finished', result: answer.result ?? null, ...spent });
     }
-    return { result: answer.result ?? null, requests: outcome.requests };
+    return { result: answer.result ?? null, requests: outcome.requests, billing };
   };
 }
 

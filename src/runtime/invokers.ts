@@ -8,12 +8,22 @@ import { txnKeys } from '../format/changeset.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import type { FunctionName } from '../functions/types.js';
-import { ChainError, FunctionError, LocalRuntime, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
-import { commitOutcomeKey, type ChainOutcome } from './aws.js';
+import { ChainError, FunctionError, LocalRuntime, type InvocationRecord, type LocalRuntimeOptions, type RuntimeReport } from './local.js';
+import { functionUsageFromInvocations, type FunctionUsage } from '../cost/usage.js';
+import { addBilling, commitOutcomeKey, type ChainOutcome, type InvocationBilling } from './aws.js';
 
 export interface LocalInvoker extends FunctionInvoker {
   report(): RuntimeReport;
+  /** Invocations and billed time per function and memory size: each delivery's measured duration rounded up to 1 ms. */
+  functionUsage(): FunctionUsage[];
   close(): Promise<void>;
+}
+
+/** Billed usage of invocation records, grouped by function and configured memory. */
+export function functionUsageOfRecords(records: readonly InvocationRecord[]): FunctionUsage[] {
+  const byMemory = new Map<number, InvocationRecord[]>();
+  for (const r of records) byMemory.set(r.memoryMb, [...(byMemory.get(r.memoryMb) ?? []), r]);
+  return [...byMemory].flatMap(([memoryMb, rs]) => functionUsageFromInvocations(rs, memoryMb));
 }
 
 /** A handler's refusal, as the error it threw: the writer sees its kind and code, as on Lambda. */
@@ -30,13 +40,15 @@ function retryable(error: FunctionError): boolean {
 
 /** Functions in local sandboxes with the limits a cloud function would have. */
 export function localInvoker(options: LocalRuntimeOptions & { env: Record<string, string> }): LocalInvoker {
-  const runtime = new LocalRuntime(options);
+  const records: InvocationRecord[] = [];
+  const runtime = new LocalRuntime({ ...options, onInvocation: (r) => { records.push(r); options.onInvocation?.(r); } });
   const rethrow = (err: unknown): never => { throw handlerErrorOf(err) ?? err; };
   return {
     invoke: async (fn, event) => (await runtime.invoke(fn as FunctionName, event).catch(rethrow)).result,
     runChain: async (fn, event) => (await runtime.runChain(fn as FunctionName, event, { maxSteps: 100_000, retryOn: retryable }).catch(rethrow)).result,
     requests: () => meterSum(Object.values(runtime.report()).map((s) => s!.requests)),
     report: () => runtime.report(),
+    functionUsage: () => functionUsageOfRecords(records),
     close: () => runtime.close(),
   };
 }
@@ -64,20 +76,59 @@ interface CommitCheckpoint {
   grafts?: number;
 }
 
+/** Lambda's own figures from the REPORT line of a log tail: billed milliseconds and configured memory. */
+export function billedFromLogTail(logResult: string | undefined): { billedMs: number; memoryMb: number } | undefined {
+  if (!logResult) return undefined;
+  const text = Buffer.from(logResult, 'base64').toString('utf8');
+  const m = /REPORT RequestId:.*?Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB/.exec(text);
+  return m ? { billedMs: Number(m[1]), memoryMb: Number(m[2]) } : undefined;
+}
+
+export interface AwsInvoker extends FunctionInvoker {
+  /**
+   * Invocations and billed time per function: for synchronous calls Lambda's own billed duration from the
+   * log tail's REPORT line, else (and for the asynchronous commit chain) the adapter's measured time.
+   */
+  functionUsage(): FunctionUsage[];
+  /** Secrets Manager calls the functions made. */
+  secretCalls(): number;
+}
+
 /** Deployed Lambda functions: direct calls answer synchronously, the commit chain is started and watched. */
-export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
+export function awsInvoker(options: AwsInvokerOptions): AwsInvoker {
   const client = options.client ?? new LambdaClient({});
   let spent = meterSum([]);
+  let billed: InvocationBilling = { functions: [], secretCalls: 0 };
   const count = (requests: unknown) => {
     if (typeof requests === 'object' && requests !== null) spent = meterSum([spent, requests as MeterSnapshot]);
+  };
+  const bill = (b: unknown) => {
+    if (typeof b === 'object' && b !== null && Array.isArray((b as InvocationBilling).functions)) billed = addBilling(billed, b as InvocationBilling);
   };
   const call = async (fn: string, event: unknown, type: 'RequestResponse' | 'Event') => {
     const name = options.functionNames[fn as FunctionName];
     if (!name) throw new Error(`no deployed function for '${fn}'`);
-    const out = await client.send(new InvokeCommand({ FunctionName: name, InvocationType: type, Payload: Buffer.from(JSON.stringify(event)) }));
+    const out = await client.send(new InvokeCommand({
+      FunctionName: name, InvocationType: type, Payload: Buffer.from(JSON.stringify(event)),
+      ...(type === 'RequestResponse' ? { LogType: 'Tail' as const } : {}),
+    }));
     const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : 'null';
+    const report = billedFromLogTail((out as { LogResult?: string }).LogResult);
+    const measured = (a: unknown) => (typeof a === 'object' && a !== null && 'billing' in a ? (a as { billing?: InvocationBilling }).billing : undefined);
+    let answer: unknown;
+    try {
+      answer = text === '' ? null : JSON.parse(text) as unknown;
+    } catch {
+      answer = undefined;
+    }
+    if (type === 'RequestResponse') {
+      const m = measured(answer);
+      bill(report
+        ? { functions: [{ fn, arch: m?.functions[0]?.arch ?? 'x86_64', memoryMb: report.memoryMb, invocations: 1, billedMs: report.billedMs }], secretCalls: m?.secretCalls ?? 0 }
+        : m);
+    }
     if (out.FunctionError) throw lambdaError(name, text);
-    const answer = text === '' ? null : JSON.parse(text) as unknown;
+    if (answer === undefined) answer = JSON.parse(text) as unknown; // not JSON: throws as it always did
     // The adapter answers { result, requests } (runtime/aws.ts); a bare value is a result on its own.
     if (typeof answer === 'object' && answer !== null && 'result' in answer && 'requests' in answer) {
       count(answer.requests);
@@ -88,6 +139,8 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
   return {
     invoke: (fn, event) => call(fn, event, 'RequestResponse'),
     requests: () => ({ ...spent }),
+    functionUsage: () => billed.functions.map((f) => ({ ...f })),
+    secretCalls: () => billed.secretCalls,
     async runChain(fn, event) {
       const txnId = (event as { txnId?: string }).txnId;
       if (fn !== 'commit' || !txnId) throw new Error('only the commit chain runs asynchronously on Lambda');
@@ -100,6 +153,7 @@ export function awsInvoker(options: AwsInvokerOptions): FunctionInvoker {
         if (recorded) {
           const outcome = JSON.parse(recorded.body.toString('utf8')) as ChainOutcome;
           count(outcome.requests);
+          bill(outcome.billing);
           if (outcome.status === 'refused') throw isErrorJSON(outcome.error) ? errorFromJSON(outcome.error) : new Error(`commit chain of ${txnId} was refused`);
           return outcome.result;
         }

@@ -209,7 +209,7 @@ export class LocalRuntime {
     this.deliveries.set(fn, index + 1);
     const kill = this.options.killAt?.(fn, index);
     const requestId = randomUUID();
-    const record: InvocationRecord = { fn, index, requestId, outcome: 'ok', cold: false, initMs: 0, durationMs: 0, peakMemoryMb: 0, checkpoints: [] };
+    const record: InvocationRecord = { fn, index, requestId, outcome: 'ok', cold: false, initMs: 0, durationMs: 0, memoryMb: limits.memoryMb, peakMemoryMb: 0, checkpoints: [] };
     let delivery: Delivery;
     let sandbox: Sandbox | undefined;
     try {

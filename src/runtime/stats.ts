@@ -15,6 +15,8 @@ export interface InvocationRecord {
   initMs: number;
   /** Handler time, from the invoke message to the answer (or the kill). */
   durationMs: number;
+  /** The configured memory the invocation ran with (what Lambda bills GB-s by). */
+  memoryMb: number;
   /** Heap+external in worker mode, peak RSS in strict mode (0 when not measurable). */
   peakMemoryMb: number;
   checkpoints: string[];

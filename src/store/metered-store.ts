@@ -30,9 +30,19 @@ export interface MeterSnapshot {
   bytesIn: number;
   /** Bytes written to the store (bodies of puts that succeeded). */
   bytesOut: number;
+  /**
+   * Content-addressed objects (keys under data/) created by a create-only put that succeeded, and their
+   * bytes: what the operation added to the storage the provider bills by the month. A put that replaces
+   * bytes under an existing name adds nothing.
+   */
+  objectsCreated: number;
+  bytesCreated: number;
 }
 
-const ZERO: MeterSnapshot = { get: 0, head: 0, put: 0, conditionalPut: 0, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+/** Where content-addressed objects live (spec: data/<2 hex>/<rest>). */
+const DATA_PREFIX = 'data/';
+
+const ZERO: MeterSnapshot = { get: 0, head: 0, put: 0, conditionalPut: 0, list: 0, delete: 0, preconditionFailed: 0, failed: 0, bytesIn: 0, bytesOut: 0, objectsCreated: 0, bytesCreated: 0 };
 
 export class MeteredStore implements ObjectStore {
   readonly description: string;
@@ -82,6 +92,10 @@ export class MeteredStore implements ObjectStore {
     const conditional = options?.ifNoneMatch !== undefined || options?.ifMatch !== undefined;
     const result = await this.count(conditional ? 'conditionalPut' : 'put', () => this.observed.put(key, body, options));
     this.counts.bytesOut += body.length;
+    if (options?.ifNoneMatch === '*' && key.startsWith(DATA_PREFIX)) {
+      this.counts.objectsCreated++;
+      this.counts.bytesCreated += body.length;
+    }
     return result;
   }
 

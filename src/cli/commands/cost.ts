@@ -2,9 +2,10 @@
 // the built-in price tables, and a baseline for repositories older than their ledger.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
+import { PRICING_HELP, readPricing } from '../options.js';
 import { RefusedError } from '../../errors.js';
 import { formatBill, formatDollars } from '../../cost/bill.js';
-import { BUILTIN_PRICE_TABLES, builtinPriceTable, parsePriceTable, type PriceTable } from '../../cost/prices.js';
+import { BUILTIN_PRICE_TABLES, builtinPriceTable, type PriceTable } from '../../cost/prices.js';
 import { parseCloudFrontLog, parseServeLog, parseAccessLog } from '../../cost/access-log.js';
 import type { ReadSide } from '../../cost/projection.js';
 import { monthCost, projectFromStore, readSideFromLog, type CostProjection, type MonthCost } from '../../repo/cost-report.js';
@@ -14,18 +15,10 @@ import { formatBytes } from '../progress.js';
 
 /** A built-in table by name, or a price file in the same JSON shape. */
 export async function loadPricing(nameOrFile: string): Promise<PriceTable> {
-  const builtin = builtinPriceTable(nameOrFile);
-  if (builtin) return builtin;
-  let text: string;
-  try {
-    text = await readFile(nameOrFile, 'utf8');
-  } catch (err) {
-    throw new RefusedError('bad-pricing', `--pricing '${nameOrFile}' is neither a built-in table (${BUILTIN_PRICE_TABLES.map((t) => t.name).join(', ')}) nor a readable price file: ${(err as Error).message}`);
-  }
-  return parsePriceTable(text, nameOrFile);
+  return readPricing(nameOrFile);
 }
 
-export const PRICING_HELP = `price table: ${BUILTIN_PRICE_TABLES.map((t) => t.name).join(', ')}, or a JSON price file (scvmfs cost pricing <name> prints one)`;
+export { PRICING_HELP };
 
 function fraction(v: string, name: string): number {
   const n = Number(v);

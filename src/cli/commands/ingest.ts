@@ -5,12 +5,13 @@ import { loadKeys } from '../../repo/keys-dir.js';
 import { ingestTarball } from '../../publish/ingest-tarball.js';
 import { openTarballInput } from '../../publish/tar-source.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
+import { positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
+import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
 
 export function register(program: Command): void {
-  program.command('ingest')
+  billOptions(program.command('ingest'))
     .description('publish a tarball into --path straight from its bytes (no unpacking), and/or remove --delete paths, in one revision')
     .argument('<fqrn>', 'repository name')
     .argument('[tarball]', 'file.tar or file.tar.gz; - reads standard input; omit to only --delete')
@@ -24,7 +25,7 @@ export function register(program: Command): void {
     .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
     .addOption(maxWeightOption()).addOption(minWeightOption()).addOption(noAutocatalogsOption())
     .option('-q, --quiet', 'no progress output')
-    .action(async (fqrn: string, tarball: string | undefined, o: { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
+    .action(async (fqrn: string, tarball: string | undefined, o: BillOptions & { store: string; keys: string; path?: string; delete: string[]; catalog?: boolean; tag?: string; tagDescription?: string; workers?: number; maxWeight: number; minWeight: number; autocatalogs: boolean; quiet?: boolean }) => {
       if (tarball === undefined && o.delete.length === 0) throw new UsageError('ingest needs a tarball (or - for standard input), --delete paths, or both');
       if (tarball !== undefined && o.path === undefined) throw new UsageError('ingest needs --path: the repository directory to unpack the tarball into');
       if (tarball === undefined && o.path !== undefined) throw new UsageError('--path without a tarball: name the tarball, or - for standard input');
@@ -42,25 +43,32 @@ export function register(program: Command): void {
           : p.phase === 'upload' ? `finishing uploads: ${p.filesDone}/${p.filesTotal} files` : 'writing catalogs and manifest'),
       });
       progress.done();
+      const out = o.json ? () => {} : (m: string) => console.log(m);
       if (!summary.changed) {
-        console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.entries} entries read in ${summary.seconds.toFixed(1)} s)`);
-        console.log(`  ${meterSummary(meter.snapshot())}`);
-        return;
+        out(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.entries} entries read in ${summary.seconds.toFixed(1)} s)`);
+        out(`  ${meterSummary(meter.snapshot())}`);
+      } else {
+        const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
+        out(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
+        if (summary.tagOnly) out(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
+        if (tarball !== undefined) {
+          out(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
+            `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
+          out(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
+        }
+        if (o.delete.length > 0) out(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
+        out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
+        if (summary.nestedCatalogs.length > 0) out(`  new nested catalogs (markers): ${summary.nestedCatalogs.join(', ')}`);
+        if (summary.catalogsSplit.length > 0) out(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
+        if (summary.catalogsMerged.length > 0) out(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
+        out(`  time: ${summary.seconds.toFixed(2)} s`);
+        out(`  ${meterSummary(meter.snapshot())}`);
       }
-      const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
-      console.log(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
-      if (summary.tagOnly) console.log(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
-      if (tarball !== undefined) {
-        console.log(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
-          `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
-        console.log(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-      }
-      if (o.delete.length > 0) console.log(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
-      console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-      if (summary.nestedCatalogs.length > 0) console.log(`  new nested catalogs (markers): ${summary.nestedCatalogs.join(', ')}`);
-      if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-      if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-      console.log(`  time: ${summary.seconds.toFixed(2)} s`);
-      console.log(`  ${meterSummary(meter.snapshot())}`);
+      const requests = meter.snapshot();
+      const bill = await reportOperationBill(store, {
+        operation: 'ingest', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
+        storage: storedBy([requests], summary.storedOutside),
+      }, o);
+      if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
     });
 }

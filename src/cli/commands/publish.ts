@@ -8,18 +8,21 @@ import { loadKeys } from '../../repo/keys-dir.js';
 import { defaultCacheDir } from '../../repo/object-cache.js';
 import { loadPublisherKey } from '../../repo/publishers.js';
 import { publishThroughChain, type FunctionInvoker } from '../../publish/publish-changeset.js';
-import { awsInvoker, localInvoker, type LocalInvoker } from '../../runtime/invokers.js';
+import { awsInvoker, localInvoker, type AwsInvoker, type LocalInvoker } from '../../runtime/invokers.js';
 import { publishDirectory } from '../../publish/publish-directory.js';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { RefusedError, UsageError } from '../../errors.js';
 import type { FunctionName } from '../../functions/types.js';
 import { deployedFunctionNames, resolveStack, type StackOutputs } from '../../runtime/stack-outputs.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { parseChunkSizes, parseDuration, positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
+import { parseChunkSizes, parseDuration, positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
+import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
+
+type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean };
 
 export function register(program: Command): void {
-  program.command('publish')
+  billOptions(program.command('publish'))
     .description('make the repository (or --path within it) equal to a source directory')
     .argument('<fqrn>', 'repository name')
     .argument('<source-dir>', 'directory tree to publish')
@@ -46,14 +49,16 @@ export function register(program: Command): void {
     .option('--cache <dir>', 'local copies of catalogs, so unchanged ones are not fetched again', defaultCacheDir())
     .option('--no-cache', 'fetch every catalog from the store')
     .option('-q, --quiet', 'no progress output')
-    .action(async (fqrn: string, source: string, o: { store?: string; stack?: string; stackOutputs?: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean }) => {
+    .action(async (fqrn: string, source: string, o: Omit<PublishOptions, 'store'> & { store?: string; stack?: string; stackOutputs?: string }) => {
       if (o.uploadVia === 'grants' && !o.publisher) throw new Error('--upload-via grants needs --publisher (upload grants belong to a lease)');
       const stack = o.stack || o.stackOutputs ? await stackForPublish(fqrn, o) : undefined;
       if (!o.store && !stack) throw new UsageError("required option '--store <url>' not specified (or --stack with --runtime aws)");
       const storeSpec = o.store ?? stack!.storeUrl;
       const { store, meter } = openMeteredStore(storeSpec);
       const progress = new ProgressLine(o.quiet);
-      if (o.publisher) return publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter);
+      // With --json, standard output carries the one JSON document only.
+      const out = o.json ? () => {} : (m: string) => console.log(m);
+      if (o.publisher) return publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter, out);
       if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const summary = await publishDirectory(store, source, {
@@ -69,33 +74,39 @@ export function register(program: Command): void {
       });
       progress.done();
       if (!summary.changed) {
-        console.log(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
-        console.log(`  ${meterSummary(meter.snapshot())}`);
-        return;
+        out(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
+        out(`  ${meterSummary(meter.snapshot())}`);
+      } else {
+        if (summary.tagOnly) out(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
+        else out(`published ${fqrn} revision ${summary.revision}`);
+        out(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
+        out(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
+        out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
+        if (summary.catalogsSplit.length > 0) out(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
+        if (summary.catalogsMerged.length > 0) out(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
+        out(`  time: ${summary.seconds.toFixed(2)} s`);
+        out(`  ${meterSummary(meter.snapshot())}`);
       }
-      if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
-      else console.log(`published ${fqrn} revision ${summary.revision}`);
-      console.log(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
-      console.log(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-      console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-      if (summary.catalogsSplit.length > 0) console.log(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-      if (summary.catalogsMerged.length > 0) console.log(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-      console.log(`  time: ${summary.seconds.toFixed(2)} s`);
-      console.log(`  ${meterSummary(meter.snapshot())}`);
+      const requests = meter.snapshot();
+      const bill = await reportOperationBill(store, {
+        operation: 'publish', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
+        storage: storedBy([requests], summary.storedOutside),
+      }, o);
+      if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
     });
 }
 
-async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>,
-  o: { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean },
-  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }): Promise<void> {
+async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>, o: PublishOptions,
+  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }, out: (m: string) => void): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
   let functions: FunctionInvoker;
   let local: LocalInvoker | undefined;
+  let aws: AwsInvoker | undefined;
   if (o.runtime === 'aws') {
     const functionNames = o.functionNames ?? (o.fnNames ? JSON.parse(o.fnNames) as Record<FunctionName, string> : undefined);
     if (!functionNames) throw new UsageError('--runtime aws needs --stack <name> (or --stack-outputs <cdk-outputs.json>), or --fn-names');
-    functions = awsInvoker({ functionNames, store, client: new LambdaClient({ region: o.region }) });
+    functions = aws = awsInvoker({ functionNames, store, client: new LambdaClient({ region: o.region }) });
   } else {
     if (!o.keys) throw new Error('--runtime local runs the commit function here: give --keys with <fqrn>.key, .crt and .pub');
     const storeSpec = /^[a-z][a-z0-9+.-]*:\/\//i.test(o.store) ? o.store : resolve(o.store);
@@ -113,30 +124,42 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
       // The commit function balances the writer's path with these, within the bounds the owner allows.
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
       onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (m) => { progress.done(); console.log(m); },
+      onProgress: (m) => { progress.done(); if (o.json) console.error(m); else console.log(m); },
     });
     progress.done();
-    if (!summary.changed) {
-      console.log(`no change: ${fqrn} stays at revision ${summary.revision}`);
-      return;
-    }
-    if (summary.tagOnly) console.log(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}' (as '${publisherKey.name}')`);
-    else console.log(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
-    console.log(`  entries: ${summary.stats.scanned} scanned, ${summary.stats.added} added, ${summary.stats.changed} changed, ${summary.stats.removed} removed`);
-    console.log(`  changeset: ${summary.operations} operations in ${summary.parts} parts; commit: ${summary.slices} slices, ${summary.rebases} rebases (${summary.grafts} by graft)`);
-    console.log(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; ${formatBytes(summary.bytesRead)} read`);
-    if (local) {
-      for (const [fn, st] of Object.entries(local.report())) {
-        if (st) console.log(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
-      }
-    }
     const writer = meter.snapshot();
-    console.log(`  writer: ${meterSummary(writer)}`);
-    if (summary.functionRequests) {
-      console.log(`  functions: ${meterSummary(summary.functionRequests)}`);
-      console.log(`  total: ${meterSummary(meterSum([writer, summary.functionRequests]))}`);
+    if (!summary.changed) {
+      out(`no change: ${fqrn} stays at revision ${summary.revision}`);
+    } else {
+      if (summary.tagOnly) out(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}' (as '${publisherKey.name}')`);
+      else out(`published ${fqrn}${o.path === '/' ? '' : o.path} revision ${summary.revision} as '${publisherKey.name}'`);
+      out(`  entries: ${summary.stats.scanned} scanned, ${summary.stats.added} added, ${summary.stats.changed} changed, ${summary.stats.removed} removed`);
+      out(`  changeset: ${summary.operations} operations in ${summary.parts} parts; commit: ${summary.slices} slices, ${summary.rebases} rebases (${summary.grafts} by graft)`);
+      out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; ${formatBytes(summary.bytesRead)} read`);
+      if (local) {
+        for (const [fn, st] of Object.entries(local.report())) {
+          if (st) out(`  function ${fn}: ${st.invocations} invocations, ${st.failures} failed, ${(st.totalDurationMs / 1000).toFixed(2)} s, peak ${st.peakMemoryMb.toFixed(0)} MB`);
+        }
+      }
+      out(`  writer: ${meterSummary(writer)}`);
+      if (summary.functionRequests) {
+        out(`  functions: ${meterSummary(summary.functionRequests)}`);
+        out(`  total: ${meterSummary(meterSum([writer, summary.functionRequests]))}`);
+      }
+      out(`  time: ${summary.seconds.toFixed(2)} s`);
     }
-    console.log(`  time: ${summary.seconds.toFixed(2)} s`);
+    // Everything the publish caused: the writer's requests (and its PUTs to granted URLs), every function
+    // invocation's own requests and billed time, and the objects both sides stored.
+    const fnRequests = summary.functionRequests;
+    const bill = await reportOperationBill(store, {
+      operation: 'publish', fqrn, publisher: publisherKey.name, revision: summary.revision,
+      usage: operationUsage({
+        writer, functionRequests: fnRequests, otherRequests: summary.urlPuts > 0 ? { conditionalPut: summary.urlPuts } : {},
+        functions: local?.functionUsage() ?? aws?.functionUsage() ?? [], secretCalls: aws?.secretCalls() ?? 0,
+      }),
+      storage: storedBy(fnRequests ? [writer, fnRequests] : [writer], summary.storedOutside),
+    }, o);
+    if (o.json) printJson({ fqrn, publisher: publisherKey.name, ...summary, requests: { writer, functions: fnRequests ?? null }, functions: local?.report() ?? null, bill });
   } finally {
     await local?.close();
   }

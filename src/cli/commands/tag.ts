@@ -3,7 +3,8 @@ import { RefusedError, ScvmfsError } from '../../errors.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { ContentHash } from '../../format/hash.js';
 import type { Tag } from '../../format/history.js';
-import { openStore } from '../../store/open-store.js';
+import { openMeteredStore } from '../../store/open-store.js';
+import { billOptions, operationUsage, reportOperationBill, storageFromMeter, type BillOptions } from '../operation-bill.js';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { addTag, removeTags } from '../../repo/tags.js';
 import { openReader, positiveInt, printJson, formatTime, readerOptions, type ReadOptions, storeOption } from '../options.js';
@@ -29,7 +30,7 @@ function table(rows: string[][]): string {
 export function register(program: Command): void {
   const tag = program.command('tag').description('name revisions: add, list, inspect and remove tags (cvmfs_server tag)');
 
-  tag.command('add')
+  billOptions(tag.command('add'))
     .description('tag the head (a new revision with the same tree), or move/add a tag to --revision or --root')
     .argument('<fqrn>', 'repository name')
     .argument('<name>', 'tag name (no blanks; trunk, trunk-previous and generic-* are reserved)')
@@ -38,14 +39,20 @@ export function register(program: Command): void {
     .option('--revision <n>', 'tag this revision instead of the head', (v) => positiveInt(v, '--revision'))
     .option('--root <hash>', 'tag this root catalog instead of the head', parseRoot)
     .option('-m, --description <text>', 'what the tag is for', '')
-    .action(async (fqrn: string, name: string, o: { store: string; keys: string; revision?: number; root?: ContentHash; description: string }) => {
+    .action(async (fqrn: string, name: string, o: BillOptions & { store: string; keys: string; revision?: number; root?: ContentHash; description: string }) => {
       if (o.revision !== undefined && o.root !== undefined) throw new ScvmfsError('usage', 'conflicting-options', 'give --revision or --root, not both');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const target = o.revision !== undefined ? { revision: o.revision } : o.root ? { root: o.root } : undefined;
-      const done = await addTag(openStore(o.store), { fqrn, keys, name, description: o.description, target });
-      if (done.movedFrom) console.log(`moved tag '${name}' from revision ${done.movedFrom.revision} (${done.movedFrom.hash.toHex()}) to revision ${done.tag.revision}`);
-      else console.log(`tagged revision ${done.tag.revision} of ${fqrn} as '${name}' (${done.tag.hash.toHex()})`);
-      console.log(`  head is now revision ${done.manifest.revision}`);
+      const { store, meter } = openMeteredStore(o.store);
+      const done = await addTag(store, { fqrn, keys, name, description: o.description, target });
+      if (!o.json) {
+        if (done.movedFrom) console.log(`moved tag '${name}' from revision ${done.movedFrom.revision} (${done.movedFrom.hash.toHex()}) to revision ${done.tag.revision}`);
+        else console.log(`tagged revision ${done.tag.revision} of ${fqrn} as '${name}' (${done.tag.hash.toHex()})`);
+        console.log(`  head is now revision ${done.manifest.revision}`);
+      }
+      const requests = meter.snapshot();
+      const bill = await reportOperationBill(store, { operation: 'tag', fqrn, revision: done.manifest.revision, usage: operationUsage({ writer: requests }), storage: storageFromMeter(requests) }, o);
+      if (o.json) printJson({ fqrn, tag: tagJson(done.tag), ...(done.movedFrom ? { movedFrom: tagJson(done.movedFrom) } : {}), revision: done.manifest.revision, requests, bill });
     });
 
   readerOptions(tag.command('list')
@@ -78,16 +85,22 @@ export function register(program: Command): void {
         `catalog size: ${t.size} bytes\ndescription:  ${t.description}`);
     });
 
-  tag.command('remove')
+  billOptions(tag.command('remove'))
     .description('remove tags (a new revision; the catalogs they named stay in the store)')
     .argument('<fqrn>', 'repository name')
     .argument('<name...>', 'tag names')
     .addOption(storeOption())
     .requiredOption('--keys <dir>', 'key directory holding <fqrn>.key and <fqrn>.crt')
-    .action(async (fqrn: string, names: string[], o: { store: string; keys: string }) => {
+    .action(async (fqrn: string, names: string[], o: BillOptions & { store: string; keys: string }) => {
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
-      const done = await removeTags(openStore(o.store), { fqrn, keys, names });
-      for (const t of done.removed) console.log(`removed tag '${t.name}' (revision ${t.revision}, ${t.hash.toHex()})`);
-      console.log(`  head is now revision ${done.manifest.revision}`);
+      const { store, meter } = openMeteredStore(o.store);
+      const done = await removeTags(store, { fqrn, keys, names });
+      if (!o.json) {
+        for (const t of done.removed) console.log(`removed tag '${t.name}' (revision ${t.revision}, ${t.hash.toHex()})`);
+        console.log(`  head is now revision ${done.manifest.revision}`);
+      }
+      const requests = meter.snapshot();
+      const bill = await reportOperationBill(store, { operation: 'tag', fqrn, revision: done.manifest.revision, usage: operationUsage({ writer: requests }), storage: storageFromMeter(requests) }, o);
+      if (o.json) printJson({ fqrn, removed: done.removed.map(tagJson), revision: done.manifest.revision, requests, bill });
     });
 }
