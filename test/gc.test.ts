@@ -2,7 +2,7 @@
 // killed at every checkpoint and delivered twice; the CLI's dry run and its refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliOk, runCli, tempDir } from './helpers.js';
 import { abortedTransaction, ageObjects, GC_FQRN, HOUR, orphan, sixPublishes } from './gc-helpers.js';
@@ -150,3 +150,29 @@ function dataKeys(dir: string): Set<string> {
   for (const shard of readdirSync(join(dir, 'data'))) for (const n of readdirSync(join(dir, 'data', shard))) out.add(`data/${shard}/${n}`);
   return out;
 }
+
+test("gc ends with its bill, and the ledger's storage equals the bytes under data/ after publishes and a gc", async () => {
+  const work = tempDir('gc-ledger');
+  const storeDir = join(work, 'store');
+  const keysDir = join(work, 'keys');
+  const src = join(work, 'src');
+  mkdirSync(src, { recursive: true });
+  await cliOk(['init', GC_FQRN, '--store', storeDir, '--keys', keysDir]);
+  for (let i = 0; i < 4; i++) {
+    writeFileSync(join(src, 'changing.txt'), `round ${i}\n`.repeat(100 * (i + 1)));
+    await cliOk(['publish', GC_FQRN, src, '--store', storeDir, '--keys', keysDir, '--no-cache', '-q']);
+  }
+  ageObjects(storeDir, 10 * 24 * HOUR);
+  const out = await cliOk(['gc', GC_FQRN, '--store', storeDir, '--keys', keysDir, '--keep-revisions', '1', '--fence-wait', '0s', '--grace', '1h']);
+  assert.match(out.stdout, /this gc cost \$[0-9.]+ on aws-us-east-1/);
+  const r = JSON.parse((await cliOk(['gc', GC_FQRN, '--store', storeDir, '--keys', keysDir, '--keep-revisions', '1', '--fence-wait', '0s', '--grace', '1h', '--json'])).stdout);
+  assert.ok(r.bill && r.bill.ledger.recorded, 'the JSON carries the bill');
+  const held = JSON.parse((await cliOk(['cost', storeDir, '--json'])).stdout).storage;
+  let bytes = 0;
+  let objects = 0;
+  for (const k of dataKeys(storeDir)) {
+    bytes += statSync(join(storeDir, k)).size;
+    objects++;
+  }
+  assert.deepEqual({ bytes: held.bytesNow, objects: held.objectsNow }, { bytes, objects }, 'no drift after gc');
+});

@@ -5,6 +5,8 @@ import { handleGcEvent, newGcId, type GcConfig, type GcOptions, type GcResult } 
 import type { FunctionContext } from '../functions/types.js';
 import { meterSum, type MeterSnapshot } from '../store/metered-store.js';
 import { LocalRuntime, type Limits } from './local.js';
+import { functionUsageOfRecords } from './invokers.js';
+import type { FunctionUsage } from '../cost/usage.js';
 import type { RuntimeReport } from './local.js';
 
 export interface GcRun {
@@ -13,6 +15,8 @@ export interface GcRun {
   /** Store requests the gc made (every step's own). */
   requests: MeterSnapshot;
   report?: RuntimeReport;
+  /** Invocations and billed time of the gc function (sandboxed runs only). */
+  functions: FunctionUsage[];
 }
 
 /** The chain in sandboxes: `env` configures the function as on Lambda (SCVMFS_STORE, _FQRN, _KEYS). */
@@ -25,7 +29,7 @@ export async function runGcLocal(env: Record<string, string>, options: GcOptions
     steps = out.path.length;
     onStep?.(steps);
     const report = runtime.report();
-    return { result: out.result as GcResult, steps, requests: meterSum(Object.values(report).map((s) => s!.requests)), report };
+    return { result: out.result as GcResult, steps, requests: meterSum(Object.values(report).map((s) => s!.requests)), report, functions: functionUsageOfRecords(out.records) };
   } finally {
     await runtime.close();
   }
@@ -44,7 +48,7 @@ export async function runGcInline(config: GcConfig, options: GcOptions, o: { gcI
     };
     const answer = await handleGcEvent(event, config, context);
     o.onStep?.(steps, answer.result ? 'done' : 'next');
-    if (answer.result) return { result: answer.result, steps, requests: meterSum([]) };
+    if (answer.result) return { result: answer.result, steps, requests: meterSum([]), functions: [] };
     event = answer.next!.event;
   }
 }

@@ -3,9 +3,11 @@ import { resolve } from 'node:path';
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_FENCE_WAIT_MS, DEFAULT_GRACE_MS, DEFAULT_SWEEP_WINDOW_MS, gcConfigFromEnv, type GcOptions, type GcResult } from '../../functions/gc.js';
 import { runGcInline, runGcLocal, type GcRun } from '../../runtime/run-gc.js';
-import { meterSummary } from '../../store/metered-store.js';
+import { meterSum, meterSummary } from '../../store/metered-store.js';
+import { openStore } from '../../store/open-store.js';
+import { operationUsage, reportOperationBill, storageFromMeter, type BillOptions } from '../operation-bill.js';
 import { openInvocationStore } from '../../store/open-store.js';
-import { durationOption, formatDuration, positiveInt, printJson, storeOption } from '../options.js';
+import { durationOption, formatDuration, noLedgerOption, positiveInt, pricingOption, printJson, storeOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
 import { formatBytes } from '../progress.js';
 
@@ -19,7 +21,7 @@ export function keepSinceOption(v: string): number {
   return Math.floor((Date.now() - durationOption('--keep-since', 1, 100 * 365 * 86_400_000)(v)) / 1000);
 }
 
-interface GcCliOptions {
+interface GcCliOptions extends BillOptions {
   store: string; keys?: string; keepRevisions?: number; keepSince?: number; dryRun?: boolean; replica?: boolean;
   grace: number; fenceWait: number; sweepWindow: number; runtime: 'local' | 'inline'; fnMemory: number; fnTimeout: number; json?: boolean; list: number;
 }
@@ -44,7 +46,9 @@ export function register(program: Command): void {
     .addOption(new Option('--fn-timeout <duration>', 'time limit of each gc function invocation')
       .argParser(durationOption('--fn-timeout', 1000, 900_000)).default(60_000, '1m'))
     .option('--list <n>', 'in a dry run, list at most this many keys', (v) => positiveInt(v, '--list'), 50)
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print the result and its bill as JSON')
+    .addOption(pricingOption())
+    .addOption(noLedgerOption())
     .action(async (fqrn: string, o: GcCliOptions) => {
       const options: GcOptions = {
         keepRevisions: o.keepRevisions, keepSince: o.keepSince, dryRun: o.dryRun, replica: o.replica,
@@ -67,8 +71,14 @@ export function register(program: Command): void {
       } else {
         run = await runGcLocal(env, options, { memoryMb: o.fnMemory, timeoutMs: o.fnTimeout });
       }
-      if (o.json) printJson({ ...run.result, steps: run.steps, requests: run.requests });
-      else printResult(fqrn, run);
+      if (!o.json) printResult(fqrn, run);
+      const inline = o.runtime === 'inline';
+      const bill = await reportOperationBill(openStore(storeSpec), {
+        operation: 'gc', fqrn, revision: run.result.gcRevision ?? run.result.headRevision,
+        usage: operationUsage(inline ? { writer: run.requests } : { writer: meterSum([]), functionRequests: run.requests, functions: run.functions }),
+        storage: { ...storageFromMeter(run.requests), bytesRemoved: run.result.deleted.bytes, objectsRemoved: run.result.deleted.objects },
+      }, { ...o, ledger: o.ledger && !run.result.dryRun });
+      if (o.json) printJson({ ...run.result, steps: run.steps, requests: run.requests, bill });
     });
 }
 
