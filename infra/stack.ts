@@ -49,6 +49,7 @@ export interface ObjectAccess {
 const TXN_OBJECTS = `${TXN_PREFIX}*`;
 const GRANTS = `${GRANTS_PREFIX}*`;
 const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
+const REPLICATE_OBJECTS = '.scvmfs/replicate/*';
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
@@ -72,11 +73,21 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Checks the head against the master key before re-signing: manifest, whitelist, certificate objects
   // (data/*X only) and the high-water record, which may be absent (hence list); writes the whitelist.
   resign: { read: ['.cvmfspublished', '.cvmfswhitelist', 'data/*X', HIGH_WATER_KEY], write: ['.cvmfswhitelist'], list: true },
+  // Makes this bucket's repository a replica (stratum 1) of a source it reads over HTTP(S) (the source's
+  // public part, so no grant here): HEADs and writes objects, writes the manifest ensemble, reflog and
+  // stratum 1 markers last, and keeps its chain state and walk log under .scvmfs/replicate/.
+  replicate: {
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', '.cvmfs_status.json', 'data/*', REPLICATE_OBJECTS],
+    write: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfswhitelist.pkcs7', '.cvmfsreflog', '.cvmfs_status.json',
+      '.cvmfs_last_snapshot', '.cvmfs_is_snapshotting', 'data/*', REPLICATE_OBJECTS],
+    delete: ['.cvmfs_is_snapshotting', REPLICATE_OBJECTS],
+    list: true,
+  },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
 export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
-  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [],
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], replicate: ['replicate'],
 };
 
 export interface FunctionSettings {
@@ -91,7 +102,19 @@ export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> =
   commit: { memoryMB: 1024, timeout: Duration.minutes(5) },
   abort: { memoryMB: 256, timeout: Duration.minutes(1) },
   resign: { memoryMB: 256, timeout: Duration.seconds(30) },
+  replicate: { memoryMB: 1024, timeout: Duration.minutes(5) },
 };
+
+/** A schedule that keeps this stack's bucket a replica of `source` (one schedule per replica). */
+export interface ReplicaSchedule {
+  /** http(s) URL of the source repository (stratum 0 or 1). */
+  source: string;
+  /** The source's master public key (PEM): its whitelist must be signed with it. */
+  publicKeyPem: string;
+  /** Time between runs; default 15 minutes. */
+  every?: Duration;
+  allRevisions?: boolean;
+}
 
 /** The event the schedule sends to resign. */
 export const RESIGN_SCHEDULE_EVENT = { trigger: 'schedule' };
@@ -123,6 +146,8 @@ export interface ScvmfsStackProps extends StackProps {
   resignEveryDays?: number;
   /** CloudFront edge locations paid for. Default PRICE_CLASS_100 (North America and Europe). */
   priceClass?: cloudfront.PriceClass;
+  /** Make this bucket a stratum 1 of another repository of the same name, replicated on a schedule. */
+  replicaOf?: ReplicaSchedule;
   /** How long function logs are kept. Default one month. */
   logRetention?: logs.RetentionDays;
 }
@@ -255,6 +280,16 @@ export class ScvmfsStack extends Stack {
     if (this.masterKey) new CfnOutput(this, 'MasterKeySecret', { value: this.masterKey.secretName });
     for (const fn of FUNCTION_NAMES) new CfnOutput(this, `${pascal(fn)}FunctionName`, { value: names[fn] });
 
+    if (props.replicaOf) {
+      const r = props.replicaOf;
+      new events.Rule(this, 'ReplicateSchedule', {
+        description: `Replicate ${fqrn} from ${r.source}`,
+        schedule: events.Schedule.rate(r.every ?? Duration.minutes(15)),
+        targets: [new targets.LambdaFunction(this.functions.replicate, {
+          event: events.RuleTargetInput.fromObject({ source: r.source, fqrn, publicKeys: [r.publicKeyPem], allRevisions: r.allRevisions === true }),
+        })],
+      });
+    }
     if (props.scheduleResign) {
       new events.Rule(this, 'ResignSchedule', {
         description: `Re-sign the whitelist of ${fqrn} every ${resignEveryDays} days (valid 30)`,

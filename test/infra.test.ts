@@ -140,10 +140,10 @@ test('CloudFront: .cvmfs* 61 s, data/ 3 days, no compression, HTTP/1.1, nothing 
   assert.deepEqual(ttls(config.DefaultCacheBehavior), [61, 61, 61]);
 });
 
-test('five functions on Node 20, one entry module each, with default and overridden limits', async () => {
-  plain.resourceCountIs('AWS::Lambda::Function', 5);
+test('six functions on Node 20, one entry module each, with default and overridden limits', async () => {
+  plain.resourceCountIs('AWS::Lambda::Function', 6);
   const expected: Record<FunctionName, [number, number]> = {
-    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30],
+    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], replicate: [1024, 300],
   };
   for (const fn of FUNCTION_NAMES) {
     const p = functionOf(plain, fn)[1].Properties;

@@ -22,6 +22,7 @@ import { register as registerCatalogs } from './commands/catalogs.js';
 import { register as registerDiff } from './commands/diff.js';
 import { register as registerExport } from './commands/export.js';
 import { register as registerCost } from './commands/cost.js';
+import { register as registerReplicate } from './commands/replicate.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -59,6 +60,7 @@ registerCatalogs(program);
 registerDiff(program);
 registerExport(program);
 registerCost(program);
+registerReplicate(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
