@@ -162,7 +162,7 @@ test('six functions on Node 20, one entry module each, with default and overridd
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit chains', () => {
+test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit and replicate chain', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -186,6 +186,10 @@ test('only commit (and resign beside the master key) reads the repository key; o
       assert.equal(invokes.length, 1);
       assert.deepEqual(invokes[0].Action, 'lambda:InvokeFunction');
       assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-commit"/);
+    } else if (fn === 'replicate') {
+      assert.equal(env.SCVMFS_FN_REPLICATE, 'Repo-replicate');
+      assert.equal(invokes.length, 1);
+      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-replicate"/);
     } else {
       assert.equal(invokes.length, 0, `${fn} invokes nothing`);
       assert.ok(!Object.keys(env).some((k) => k.startsWith('SCVMFS_FN_')), `${fn} chains nowhere`);

@@ -238,3 +238,68 @@ test('a replication killed at every checkpoint, every event delivered twice, sti
     }
   }
 });
+
+test('a whitelist re-signed at the source reaches an up-to-date replica', async () => {
+  const s = await ourRepository('rep-resign');
+  const replicaDir = join(s.work, 'replica');
+  await cliOk(['replicate', s.storeDir, '--fqrn', FQRN, '--pubkey', s.pubkey, '--store', replicaDir]);
+  const manifest = readFileSync(join(replicaDir, '.cvmfspublished'));
+  await new Promise((r) => setTimeout(r, 1100));
+  await cliOk(['resign', FQRN, '--store', s.storeDir, '--keys', s.keysDir, '--days', '20']);
+  const out = JSON.parse((await cliOk(['replicate', s.storeDir, '--fqrn', FQRN, '--pubkey', s.pubkey, '--store', replicaDir, '--json'])).stdout);
+  assert.equal(out.status, 'up-to-date');
+  assert.ok(readFileSync(join(replicaDir, '.cvmfswhitelist')).equals(readFileSync(join(s.storeDir, '.cvmfswhitelist'))), 'the new whitelist');
+  assert.ok(readFileSync(join(replicaDir, '.cvmfspublished')).equals(manifest));
+  assert.equal((await verifyOverHttp(replicaDir, FQRN, s.pubkey)).ok, true);
+});
+
+test('a replication racing a publish on the source ends with the whole revision it started from, and the next run takes the new one', async () => {
+  const s = await ourRepository('rep-race');
+  const replicaDir = join(s.work, 'replica');
+  const startManifest = readFileSync(join(s.storeDir, '.cvmfspublished'));
+  let published: Promise<void> | undefined;
+  // The publish starts as the replication copies its first data object, and is finished before it goes on.
+  const racing: ObjectReader = {
+    description: 'racing source',
+    async get(key) {
+      if (!published && /^data\/.*[0-9a-f]$/.test(key)) {
+        published = s.publish({ 'a/raced': 'published during the replication\n', 'b/deep/f0': 'changed during the replication\n' });
+        await published;
+      }
+      return new FsStore(s.storeDir).get(key);
+    },
+  };
+  const event: ReplicateEvent = { source: s.storeDir, fqrn: FQRN, publicKeys: s.publicKeys };
+  const first = await runReplication(event, { replica: new FsStore(replicaDir), source: racing, concurrency: 1 });
+  assert.ok(published, 'the publish ran during the replication');
+  assert.equal(first.revision, 2);
+  assert.ok(readFileSync(join(replicaDir, '.cvmfspublished')).equals(startManifest), 'the revision fetched at the start, whole');
+  assert.equal((await verifyAt(replicaDir, { fqrn: FQRN, publicKeys: s.publicKeys })).revision, 2);
+  const second = await runReplication(event, { replica: new FsStore(replicaDir), source: new FsStore(s.storeDir) });
+  assert.equal(second.revision, 3);
+  assert.equal((await verifyAt(replicaDir, { fqrn: FQRN, publicKeys: s.publicKeys })).revision, 3);
+});
+
+test('replicate --watch keeps a replica current', async () => {
+  const s = await ourRepository('rep-watch');
+  const replicaDir = join(s.work, 'replica');
+  const { spawn } = await import('node:child_process');
+  const { CLI } = await import('./helpers.js');
+  const child = spawn(process.execPath, [CLI, 'replicate', s.storeDir, '--fqrn', FQRN, '--pubkey', s.pubkey, '--store', replicaDir, '--watch', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const revisionOf = () => (existsSync(join(replicaDir, '.cvmfspublished')) ? Number(/^S(\d+)$/m.exec(readFileSync(join(replicaDir, '.cvmfspublished'), 'latin1'))![1]) : 0);
+  const until = async (what: () => boolean, label: string) => {
+    for (let i = 0; i < 300 && !what(); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(what(), `${label}; output: ${out}`);
+  };
+  try {
+    await until(() => revisionOf() === 2, 'first run');
+    await s.publish({ 'a/watched': 'watched\n' });
+    await until(() => revisionOf() === 3, 'a later run took the new revision');
+    await until(() => /up to date at revision 3/.test(out), 'and then found nothing new');
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal((await verifyAt(replicaDir, { fqrn: FQRN, publicKeys: s.publicKeys })).revision, 3);
+});

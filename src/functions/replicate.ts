@@ -16,7 +16,7 @@ import { ContentHash } from '../format/hash.js';
 import { hashOfKey, type WalkRoot } from '../repo/catalog-walk.js';
 import { dropChainWalk, openChainWalk, saveWalkSegment } from '../repo/walk-log.js';
 import {
-  assertNotBehind, copyObject, CopyPool, fetchSourceEnsemble, IS_SNAPSHOTTING_KEY, manifestObjects, recordInReflog,
+  assertNotBehind, copyObject, refreshWhitelist, CopyPool, fetchSourceEnsemble, IS_SNAPSHOTTING_KEY, manifestObjects, recordInReflog,
   replicaHead, replicationLoader, replicationRoots, replicationVisitor, utcDateLine, writeManifestLast,
   writeSnapshotMarkers, type CopyCounts, type ManifestOutcome, type SourceEnsemble,
 } from '../repo/replication.js';
@@ -123,6 +123,7 @@ export async function handleReplicateEvent(event: ReplicateEvent, config: Replic
       assertNotBehind(ensemble, head, event.source);
       if (head?.bytes.equals(ensemble.manifestBytes)) {
         // The manifest is written last, so a replica holding this very manifest holds its whole closure.
+        await refreshWhitelist(replica, ensemble);
         const revision = ensemble.signed.manifest.revision;
         return { result: { status: 'up-to-date', revision, run: loaded?.state.run ?? '', steps: 1, catalogs: 0, copied: 0, present: 0, bytes: 0 } };
       }

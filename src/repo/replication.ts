@@ -260,12 +260,9 @@ export async function writeManifestLast(replica: ObjectStore, ensemble: SourceEn
   for (let attempt = 0; ; attempt++) {
     const head = await replicaHead(replica);
     if (head && head.revision > revision) return 'replica-newer';
-    if (head && head.bytes.equals(ensemble.manifestBytes)) {
-      const wl = await replica.get(WHITELIST_KEY);
-      if (wl?.body.equals(ensemble.whitelistBytes)) return 'unchanged';
-    }
     if (ensemble.pkcs7Bytes) await replica.put(WHITELIST_PKCS7_KEY, ensemble.pkcs7Bytes);
     await replica.put(WHITELIST_KEY, ensemble.whitelistBytes);
+    if (head && head.bytes.equals(ensemble.manifestBytes)) return 'unchanged';
     try {
       await replica.put(MANIFEST_KEY, ensemble.manifestBytes, head ? { ifMatch: head.etag } : { ifNoneMatch: '*' });
       return 'written';
@@ -273,6 +270,19 @@ export async function writeManifestLast(replica: ObjectStore, ensemble: SourceEn
       if (!(err instanceof PreconditionFailedError) || attempt >= 5) throw err;
     }
   }
+}
+
+/**
+ * A replica already serving the source's manifest takes the source's whitelist when it differs: owners
+ * re-sign whitelists without publishing, and a replica must not keep serving one that expires. True
+ * when it wrote one.
+ */
+export async function refreshWhitelist(replica: ObjectStore, ensemble: SourceEnsemble): Promise<boolean> {
+  const wl = await replica.get(WHITELIST_KEY);
+  if (wl?.body.equals(ensemble.whitelistBytes)) return false;
+  if (ensemble.pkcs7Bytes) await replica.put(WHITELIST_PKCS7_KEY, ensemble.pkcs7Bytes);
+  await replica.put(WHITELIST_KEY, ensemble.whitelistBytes);
+  return true;
 }
 
 /** The stock stratum 1's bookkeeping after a snapshot: `.cvmfs_last_snapshot`, `.cvmfs_status.json`. */
