@@ -273,6 +273,16 @@ test('the whitelist schedule exists only when asked for, and then targets resign
   synth({ masterKeyInAccount: true }, 'NoSchedule').resourceCountIs('AWS::Events::Rule', 0);
 });
 
+test('a replica schedule invokes replicate with its source, trust and interval', () => {
+  const replica = synth({ replicaOf: { source: 'https://stratum0.example.org/cvmfs/x', publicKeyPem: 'PEM', every: Duration.minutes(30) } }, 'Replica');
+  const [, rule] = only(replica, 'AWS::Events::Rule');
+  assert.equal(rule.Properties.ScheduleExpression, 'rate(30 minutes)');
+  const [fn] = functionOf(replica, 'replicate');
+  assert.deepEqual(rule.Properties.Targets[0].Arn, { 'Fn::GetAtt': [fn, 'Arn'] });
+  assert.deepEqual(JSON.parse(rule.Properties.Targets[0].Input),
+    { source: 'https://stratum0.example.org/cvmfs/x', fqrn: FQRN, publicKeys: ['PEM'], allRevisions: false });
+});
+
 test('the outputs tell the owner where to store keys and what to give clients', () => {
   const outputs = full.toJSON().Outputs;
   assert.deepEqual(outputs.ServerUrl.Value,
