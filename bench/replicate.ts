@@ -1,7 +1,8 @@
 // The replication figure of `npm run bench`: objects/s and MB/s of `replicate` from a served repository
 // (HTTP, as from a stratum 0) into a directory and into S3, and, where the stock tools are built, stock
 // `cvmfs_swissknife pull` on the same source into a directory.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,7 +15,6 @@ import type { ObjectStore } from '../src/store/object-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
-import { serveStore } from '../src/serve/http-server.js';
 import { HttpSource } from '../src/client/sources.js';
 import { runReplication } from '../src/functions/replicate.js';
 import type { S3Server } from './s3.js';
@@ -38,8 +38,20 @@ export async function replicateBench(work: string, s3: S3Server | undefined, fil
   const keys = await generateRepositoryKeys(FQRN);
   await initRepository(store, { fqrn: FQRN, keys });
   await publishDirectory(store, src, { fqrn: FQRN, keys });
-  const server = await serveStore(store);
-  console.log(`\nreplication: ${files} files served over HTTP (${server.url})`);
+  // `scvmfs serve` in a process of its own, as a stratum 0 would be: the source of both tools.
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'serve', '--store', storeDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /at (http:\/\/\S+?)\/?$/m.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`scvmfs serve exited (${code})`)));
+  });
+  const server = { url, close: async () => { child.kill(); } };
+  console.log(`\nreplication: ${files} files served over HTTP by scvmfs serve (${server.url})`);
   const event = { source: server.url, fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] };
   const once = async (label: string, replica: ObjectStore) => {
     const t0 = process.hrtime.bigint();
