@@ -2,6 +2,7 @@
 // with the same number of worker threads, so the ratio means something on a noisy machine; into a
 // filesystem store and into S3 (bench/s3.ts), with the requests the bucket received per file.
 import { scaleBench } from './scale.js';
+import { replicateBench } from './replicate.js';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -135,4 +136,5 @@ if (s3) {
   }
 }
 
+await replicateBench(work, s3);
 await scaleBench(work);

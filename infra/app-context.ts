@@ -16,6 +16,7 @@ export interface AppSettings {
 export const CONTEXT_OPTIONS = [
   'fqrn', 'stackName', 'bucketName', 'lambdaRuntime', 'architecture', 'codeDirectory',
   'masterKeyInAccount', 'scheduleResign', 'resignEveryDays', 'commitMemoryMB',
+  'gcEveryDays', 'gcKeepRevisions', 'gcKeepSinceDays',
 ] as const;
 
 /** Options of earlier versions, refused by readAppSettings with what replaced them. */
@@ -64,6 +65,8 @@ export function readAppSettings(get: (name: string) => unknown): AppSettings {
       masterKeyInAccount: flag('masterKeyInAccount'),
       scheduleResign: flag('scheduleResign'),
       resignEveryDays: number('resignEveryDays'),
+      scheduleGc: number('gcEveryDays') === undefined ? undefined
+        : { everyDays: number('gcEveryDays')!, keepRevisions: number('gcKeepRevisions'), keepSinceDays: number('gcKeepSinceDays') },
       functions: commitMemory === undefined ? undefined : { commit: { memoryMB: commitMemory } },
     },
   };

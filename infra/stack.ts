@@ -54,6 +54,7 @@ const GRANTS = `${GRANTS_PREFIX}*`;
 const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
 const GC_OBJECTS = `${GC_PREFIX}*`;
 const LOCK_OBJECT = LOCK_KEY;
+const REPLICATE_OBJECTS = '.scvmfs/replicate/*';
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
@@ -86,11 +87,21 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
     delete: ['data/*', TXN_OBJECTS, GC_OBJECTS, LOCK_OBJECT],
     list: true,
   },
+  // Makes this bucket's repository a replica (stratum 1) of a source it reads over HTTP(S) (the source's
+  // public part, so no grant here): HEADs and writes objects, writes the manifest ensemble, reflog and
+  // stratum 1 markers last, and keeps its chain state and walk log under .scvmfs/replicate/.
+  replicate: {
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', '.cvmfs_status.json', 'data/*', REPLICATE_OBJECTS],
+    write: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfswhitelist.pkcs7', '.cvmfsreflog', '.cvmfs_status.json',
+      '.cvmfs_last_snapshot', '.cvmfs_is_snapshotting', 'data/*', REPLICATE_OBJECTS],
+    delete: ['.cvmfs_is_snapshotting', REPLICATE_OBJECTS],
+    list: true,
+  },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
 export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
-  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], gc: ['gc'],
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], gc: ['gc'], replicate: ['replicate'],
 };
 
 export interface FunctionSettings {
@@ -107,7 +118,19 @@ export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> =
   resign: { memoryMB: 256, timeout: Duration.seconds(30) },
   // The walk's state is a scratch SQLite file: 128 MB suffices at any size (docs/performance.md).
   gc: { memoryMB: 256, timeout: Duration.minutes(15) },
+  replicate: { memoryMB: 1024, timeout: Duration.minutes(5) },
 };
+
+/** A schedule that keeps this stack's bucket a replica of `source` (one schedule per replica). */
+export interface ReplicaSchedule {
+  /** http(s) URL of the source repository (stratum 0 or 1). */
+  source: string;
+  /** The source's master public key (PEM): its whitelist must be signed with it. */
+  publicKeyPem: string;
+  /** Time between runs; default 15 minutes. */
+  every?: Duration;
+  allRevisions?: boolean;
+}
 
 /** The event the schedule sends to resign. */
 export const RESIGN_SCHEDULE_EVENT = { trigger: 'schedule' };
@@ -142,6 +165,8 @@ export interface ScvmfsStackProps extends StackProps {
   resignEveryDays?: number;
   /** CloudFront edge locations paid for. Default PRICE_CLASS_100 (North America and Europe). */
   priceClass?: cloudfront.PriceClass;
+  /** Make this bucket a stratum 1 of another repository of the same name, replicated on a schedule. */
+  replicaOf?: ReplicaSchedule;
   /** How long function logs are kept. Default one month. */
   logRetention?: logs.RetentionDays;
 }
@@ -287,6 +312,16 @@ export class ScvmfsStack extends Stack {
         schedule: events.Schedule.rate(Duration.days(g.everyDays)),
         targets: [new targets.LambdaFunction(this.functions.gc, {
           event: events.RuleTargetInput.fromObject({ trigger: 'schedule', options: { keepRevisions: g.keepRevisions, keepSinceDays: g.keepSinceDays } }),
+        })],
+      });
+    }
+    if (props.replicaOf) {
+      const r = props.replicaOf;
+      new events.Rule(this, 'ReplicateSchedule', {
+        description: `Replicate ${fqrn} from ${r.source}`,
+        schedule: events.Schedule.rate(r.every ?? Duration.minutes(15)),
+        targets: [new targets.LambdaFunction(this.functions.replicate, {
+          event: events.RuleTargetInput.fromObject({ source: r.source, fqrn, publicKeys: [r.publicKeyPem], allRevisions: r.allRevisions === true }),
         })],
       });
     }

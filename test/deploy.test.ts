@@ -248,6 +248,7 @@ test('the CLI saves the outputs, stores the keys through the real SDK and publis
       ['secretsmanager', 'PutSecretValue', `scvmfs/${SYNTH_FQRN}/repository-key`],
       ['lambda', 'UpdateFunctionConfiguration', `${SYNTH_STACK}-commit`],
       ['lambda', 'UpdateFunctionConfiguration', `${SYNTH_STACK}-resign`],
+      ['lambda', 'UpdateFunctionConfiguration', `${SYNTH_STACK}-gc`],
     ]);
     assert.deepEqual(Object.keys(JSON.parse(recorder.calls[0]!.body.SecretString)), ['key', 'crt', 'pub']);
 

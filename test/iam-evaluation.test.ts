@@ -48,6 +48,8 @@ interface IamRequest {
 const JUSTIFIED: Record<string, string> = {
   'upload-grant s3:PutObject data/*': 'the pre-signed PUT URLs it hands out carry this role\'s rights; '
     + 'on a directory store no URL is signed, so the local runtime never uses it',
+  'replicate s3:PutObject .cvmfswhitelist.pkcs7': 'written only when the source has a PKCS#7 whitelist, which '
+    + 'repositories rarely do; without it such a replica would serve a whitelist the manifest does not match',
   'resign s3:ListBucket <bucket>': 'a repository made before the high-water record existed has none, and without '
     + 'ListBucket S3 answers the GET of a missing key with 403 instead of 404',
 };
@@ -225,6 +227,18 @@ async function recordPublishes(): Promise<StoreRecord[]> {
     await runtime.invoke('resign', { days: 30 });
   } finally {
     await runtime.close();
+  }
+  // A stratum 1 of this repository in a bucket of its own: the source is read over HTTP in the stack, so
+  // only the replica's requests are recorded (twice: a full copy, then an up-to-date run).
+  const replicas = new LocalRuntime({
+    env: { SCVMFS_STORE: join(work, 'replica'), SCVMFS_STORE_RECORD: recordFile, SCVMFS_REPLICATE_SLICE: '2' },
+    limits: { timeoutMs: 30_000, memoryMb: 256 },
+  });
+  try {
+    const event = { source: store.root, fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] };
+    for (let i = 0; i < 2; i++) await replicas.runChain('replicate', event);
+  } finally {
+    await replicas.close();
   }
   return parseStoreRecords(readFileSync(recordFile, 'utf8'));
 }

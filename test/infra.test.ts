@@ -140,10 +140,10 @@ test('CloudFront: .cvmfs* 61 s, data/ 3 days, no compression, HTTP/1.1, nothing 
   assert.deepEqual(ttls(config.DefaultCacheBehavior), [61, 61, 61]);
 });
 
-test('six functions on Node 20, one entry module each, with default and overridden limits', async () => {
-  plain.resourceCountIs('AWS::Lambda::Function', 6);
+test('seven functions (one per FUNCTION_NAMES entry) on Node 20, one entry module each, with default and overridden limits', async () => {
+  plain.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
   const expected: Record<FunctionName, [number, number]> = {
-    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], gc: [256, 900],
+    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], gc: [256, 900], replicate: [1024, 300],
   };
   for (const fn of FUNCTION_NAMES) {
     const p = functionOf(plain, fn)[1].Properties;
@@ -162,7 +162,7 @@ test('six functions on Node 20, one entry module each, with default and overridd
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit chains', () => {
+test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit and replicate chain', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -186,6 +186,10 @@ test('only commit (and resign beside the master key) reads the repository key; o
       assert.equal(invokes.length, 1);
       assert.deepEqual(invokes[0].Action, 'lambda:InvokeFunction');
       assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-commit"/);
+    } else if (fn === 'replicate') {
+      assert.equal(env.SCVMFS_FN_REPLICATE, 'Repo-replicate');
+      assert.equal(invokes.length, 1);
+      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-replicate"/);
     } else {
       assert.equal(invokes.length, 0, `${fn} invokes nothing`);
       assert.ok(!Object.keys(env).some((k) => k.startsWith('SCVMFS_FN_')), `${fn} chains nowhere`);
@@ -267,6 +271,26 @@ test('the whitelist schedule exists only when asked for, and then targets resign
     Action: 'lambda:InvokeFunction', Principal: 'events.amazonaws.com', FunctionName: { 'Fn::GetAtt': [resign, 'Arn'] },
   });
   synth({ masterKeyInAccount: true }, 'NoSchedule').resourceCountIs('AWS::Events::Rule', 0);
+});
+
+test('a gc schedule invokes gc with its retention; a schedule that keeps nothing named is refused', () => {
+  const scheduled = synth({ scheduleGc: { everyDays: 7, keepRevisions: 20, keepSinceDays: 30 } }, 'Gc');
+  const [, rule] = only(scheduled, 'AWS::Events::Rule');
+  assert.equal(rule.Properties.ScheduleExpression, 'rate(7 days)');
+  const [fn] = functionOf(scheduled, 'gc');
+  assert.deepEqual(rule.Properties.Targets[0].Arn, { 'Fn::GetAtt': [fn, 'Arn'] });
+  assert.deepEqual(JSON.parse(rule.Properties.Targets[0].Input), { trigger: 'schedule', options: { keepRevisions: 20, keepSinceDays: 30 } });
+  assert.throws(() => synth({ scheduleGc: { everyDays: 7 } }, 'GcNothing'), /keepRevisions and\/or keepSinceDays/);
+});
+
+test('a replica schedule invokes replicate with its source, trust and interval', () => {
+  const replica = synth({ replicaOf: { source: 'https://stratum0.example.org/cvmfs/x', publicKeyPem: 'PEM', every: Duration.minutes(30) } }, 'Replica');
+  const [, rule] = only(replica, 'AWS::Events::Rule');
+  assert.equal(rule.Properties.ScheduleExpression, 'rate(30 minutes)');
+  const [fn] = functionOf(replica, 'replicate');
+  assert.deepEqual(rule.Properties.Targets[0].Arn, { 'Fn::GetAtt': [fn, 'Arn'] });
+  assert.deepEqual(JSON.parse(rule.Properties.Targets[0].Input),
+    { source: 'https://stratum0.example.org/cvmfs/x', fqrn: FQRN, publicKeys: ['PEM'], allRevisions: false });
 });
 
 test('the outputs tell the owner where to store keys and what to give clients', () => {

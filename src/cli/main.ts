@@ -24,6 +24,7 @@ import { register as registerExport } from './commands/export.js';
 import { register as registerCost } from './commands/cost.js';
 import { register as registerGc } from './commands/gc.js';
 import { register as registerAws } from './commands/aws.js';
+import { register as registerReplicate } from './commands/replicate.js';
 
 // The package's own version, read next to the build (dist/src/cli → package.json).
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -63,6 +64,7 @@ registerExport(program);
 registerCost(program);
 registerGc(program);
 registerAws(program);
+registerReplicate(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -1,6 +1,7 @@
 // Objects in data/ are zlib streams named by the hash of the compressed bytes (spec §2).
 import { deflateSync, inflateSync, constants } from 'node:zlib';
 import { ContentHash, type HashAlgorithm, type ObjectSuffix } from './hash.js';
+import { MAX_STOCK_DEFLATE_INPUT, stockDeflate } from './stock-deflate.js';
 
 /** The 8-byte zlib stream of empty input that every zero-byte file references. */
 export const EMPTY_OBJECT = Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
@@ -26,8 +27,20 @@ export interface PreparedObject {
   stored: Buffer;
 }
 
+/**
+ * Objects a stock tool rebuilds from their content under their old name: `cvmfs_swissknife pull`
+ * re-compresses the certificate and the meta-info with stock zlib (swissknife_pull.cc, StoreBuffer with
+ * compress=true), so ours must be stock zlib's bytes exactly (stock-deflate.ts).
+ */
+export const STOCK_RECOMPRESSED: ReadonlySet<ObjectSuffix> = new Set<ObjectSuffix>(['X', 'M']);
+
+/** Compressed as stock zlib does it (small objects: certificates, meta-info); Node's zlib beyond that. */
+export function compressStockIdentical(data: Uint8Array): Buffer {
+  return data.length <= MAX_STOCK_DEFLATE_INPUT ? stockDeflate(data) : compressObject(data);
+}
+
 export function prepareObject(algorithm: HashAlgorithm, data: Uint8Array, suffix: ObjectSuffix): PreparedObject {
-  const stored = compressObject(data);
+  const stored = STOCK_RECOMPRESSED.has(suffix) ? compressStockIdentical(data) : compressObject(data);
   const hash = ContentHash.of(algorithm, stored);
   return { hash, suffix, key: hash.objectKey(suffix), stored };
 }

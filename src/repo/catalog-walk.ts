@@ -54,10 +54,18 @@ export interface WalkVisitor {
   again?(ref: ObjectRef): void;
   /** A catalog that could not be read; the walk goes on without what lies below it. */
   unreadable?(hash: ContentHash, mountpoint: string, error: Error): void | Promise<void>;
+  /**
+   * After a catalog's `object()` calls, before the catalog is marked visited: work the visitor started for
+   * those objects (copies in flight) must end here, since a walk resumed later will not offer them again.
+   */
+  settle?(visit: CatalogVisit): Promise<void>;
 }
 
-/** Reads a catalog; throws when it is missing or not a catalog. `file` is a scratch path it may use. */
-export type CatalogLoader = (hash: ContentHash) => Promise<{ db: CatalogDb; size: number }>;
+/**
+ * Reads a catalog; throws when it is missing or not a catalog. Null means the walk need not look at it
+ * nor below it (replication: the replica holds it, with everything below).
+ */
+export type CatalogLoader = (hash: ContentHash) => Promise<{ db: CatalogDb; size: number } | null>;
 
 /** What one call of `step` did, and what is left. */
 export interface WalkProgress {
@@ -137,6 +145,15 @@ export class CatalogWalk {
   /** Up to `limit` marked keys after `after` in byte order (gc compares them with the store's listing). */
   markedAfter(after: string, limit = 1000): string[] {
     return (this.stmt.keysAfter.all(after, limit) as { key: string }[]).map((r) => r.key);
+  }
+
+  /**
+   * Catalogs the walk has opened or skipped, deepest mountpoint first (a nested catalog before the one
+   * that mounts it), `limit` of them from position `offset`: replication stores them in this order.
+   */
+  catalogsDeepestFirst(offset: number, limit: number): { key: string; mountpoint: string }[] {
+    return this.db.prepare(`SELECT key, mountpoint FROM catalogs WHERE visited = 1
+      ORDER BY length(mountpoint) - length(replace(mountpoint, '/', '')) DESC, key LIMIT ? OFFSET ?`).all(limit, offset) as { key: string; mountpoint: string }[];
   }
 
   get markedCount(): number {
@@ -219,7 +236,7 @@ export class CatalogWalk {
   private async visit(key: string, mountpoint: string, expectedSize: number | undefined, load: CatalogLoader,
     visitor: WalkVisitor, progress: WalkProgress): Promise<void> {
     const hash = hashOfKey(key);
-    let opened: { db: CatalogDb; size: number } | undefined;
+    let opened: { db: CatalogDb; size: number } | null | undefined;
     try {
       opened = await load(hash);
     } catch (err) {
@@ -264,6 +281,7 @@ export class CatalogWalk {
         }
       }
       for (const r of fresh) await visitor.object?.(r);
+      await visitor.settle?.({ hash, key, mountpoint, db, size, expectedSize });
       this.finish(key, nested.map((n) => ({ key: n.hash.objectKey('C'), mountpoint: n.path, size: n.size })), fresh.map((r) => r.key));
       progress.catalogs++;
       progress.objects += fresh.length;

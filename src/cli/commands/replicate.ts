@@ -1,0 +1,52 @@
+// scvmfs replicate: make or update a stratum 1 of any CernVM-FS repository in a store (functions/replicate.ts).
+import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { runReplication, type ReplicateResult } from '../../functions/replicate.js';
+import { openStoreSource } from '../../client/sources.js';
+import { openStore } from '../../store/open-store.js';
+import { formatBytes } from '../progress.js';
+import { durationOption, positiveInt, printJson, storeOption } from '../options.js';
+
+interface ReplicateCliOptions {
+  fqrn: string;
+  pubkey: string[];
+  store: string;
+  allRevisions?: boolean;
+  allowExpiredWhitelist?: boolean;
+  watch?: number;
+  concurrency: number;
+  json?: boolean;
+}
+
+function describe(r: ReplicateResult): string {
+  const what = r.status === 'up-to-date' ? 'is up to date at' : r.status === 'replica-newer' ? 'already serves a revision newer than' : 'now serves';
+  return `replica ${what} revision ${r.revision}: ${r.copied} objects copied (${formatBytes(r.bytes)}), ${r.present} already there, ` +
+    `${r.catalogs} catalogs walked in ${r.steps} steps`;
+}
+
+export function register(program: Command): void {
+  program.command('replicate')
+    .description('copy a repository (ours or a stock stratum 0/1) into a store as a stratum 1; incremental')
+    .argument('<source>', 'http(s) URL of the source repository, its directory, or an s3:// store')
+    .requiredOption('--fqrn <fqrn>', 'repository name')
+    .requiredOption('--pubkey <file...>', "master public key(s) (<fqrn>.pub) the source's whitelist must be signed with")
+    .addOption(storeOption())
+    .option('--all-revisions', 'also copy every earlier revision, not only the head and the tagged ones')
+    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .option('--concurrency <n>', 'objects in flight at once', (v) => positiveInt(v, '--concurrency'), 32)
+    .option('--watch <interval>', 'keep replicating, this long after each run ends (e.g. 5m)', durationOption('--watch', 1000, 7 * 86_400_000))
+    .option('--json', 'print each run\'s result as JSON')
+    .action(async (location: string, o: ReplicateCliOptions) => {
+      const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+      const replica = openStore(o.store);
+      const source = openStoreSource(location);
+      const event = { source: location, fqrn: o.fqrn, publicKeys, allRevisions: o.allRevisions, allowExpiredWhitelist: o.allowExpiredWhitelist };
+      for (;;) {
+        const result = await runReplication(event, { replica, source, concurrency: o.concurrency });
+        if (o.json) printJson(result);
+        else console.log(describe(result));
+        if (o.watch === undefined) return;
+        await new Promise((r) => setTimeout(r, o.watch));
+      }
+    });
+}
