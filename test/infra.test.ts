@@ -162,7 +162,7 @@ test('seven functions (one per FUNCTION_NAMES entry) on Node 20, one entry modul
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit and replicate chain', () => {
+test('only commit and gc (and resign beside the master key) read the repository key; only resign reads the master key; only commit, gc and replicate chain', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -176,9 +176,9 @@ test('only commit (and resign beside the master key) reads the repository key; o
     const statements = statementsOf(full, fn);
     const readsSecret = (id: string) => statements.some((s) => list(s.Action).includes('secretsmanager:GetSecretValue')
       && list(s.Resource).some((r) => r.Ref === id));
-    assert.equal(readsSecret(repoKey), fn === 'commit' || fn === 'resign', `${fn} and the repository key`);
+    assert.equal(readsSecret(repoKey), fn === 'commit' || fn === 'gc' || fn === 'resign', `${fn} and the repository key`);
     assert.equal(readsSecret(masterKey), fn === 'resign', `${fn} and the master key`);
-    assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' || fn === 'resign' ? { Ref: repoKey } : undefined);
+    assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' || fn === 'gc' || fn === 'resign' ? { Ref: repoKey } : undefined);
     assert.deepEqual(env.SCVMFS_MASTER_KEY_SECRET, fn === 'resign' ? { Ref: masterKey } : undefined);
     const invokes = statements.filter((s) => list(s.Action).some((a: string) => a.startsWith('lambda:')));
     if (fn === 'commit') {
@@ -186,6 +186,10 @@ test('only commit (and resign beside the master key) reads the repository key; o
       assert.equal(invokes.length, 1);
       assert.deepEqual(invokes[0].Action, 'lambda:InvokeFunction');
       assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-commit"/);
+    } else if (fn === 'gc') {
+      assert.equal(env.SCVMFS_FN_GC, 'Repo-gc');
+      assert.equal(invokes.length, 1);
+      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-gc"/);
     } else if (fn === 'replicate') {
       assert.equal(env.SCVMFS_FN_REPLICATE, 'Repo-replicate');
       assert.equal(invokes.length, 1);

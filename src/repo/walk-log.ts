@@ -8,14 +8,19 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { ObjectStore } from '../store/object-store.js';
 import { CatalogWalk, type WalkDelta } from './catalog-walk.js';
 
 const LOG_META = 'segments';
 
+/**
+ * The sandbox's own file for the walk: two deliveries running at once on one host (as the local runtime
+ * delivers twice) must never share one, or one's save could log away rows the other never reports.
+ */
 function localFile(prefix: string, dir: string): string {
-  return join(dir, `scvmfs-walk-${prefix.replace(/[^A-Za-z0-9_-]+/g, '_')}.db`);
+  return join(dir, `scvmfs-walk-${prefix.replace(/[^A-Za-z0-9_-]+/g, '_')}-${process.pid}-${threadId}.db`);
 }
 
 /**
