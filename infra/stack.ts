@@ -21,6 +21,7 @@ import { POLICY_KEY } from '../src/repo/publisher-policy.js';
 import { HIGH_WATER_KEY } from '../src/repo/high-water.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
 import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
+import { CHECK_PREFIX } from '../src/repo/check-parts.js';
 
 /** Where scripts/package-lambda.sh puts dist/src + production node_modules. */
 export const DEFAULT_CODE_DIRECTORY = fileURLToPath(new URL('../../build/lambda', import.meta.url));
@@ -49,6 +50,7 @@ export interface ObjectAccess {
 const TXN_OBJECTS = `${TXN_PREFIX}*`;
 const GRANTS = `${GRANTS_PREFIX}*`;
 const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
+const CHECK_OBJECTS = `${CHECK_PREFIX}*`;
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
@@ -72,11 +74,17 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Checks the head against the master key before re-signing: manifest, whitelist, certificate objects
   // (data/*X only) and the high-water record, which may be absent (hence list); writes the whitelist.
   resign: { read: ['.cvmfspublished', '.cvmfswhitelist', 'data/*X', HIGH_WATER_KEY], write: ['.cvmfswhitelist'], list: true },
+  // Reads the head, the whitelist, the reflog and every object, lists data/ (existence without a HEAD per
+  // object), and writes and deletes only its own state, walk log and findings under .scvmfs/check/.
+  check: {
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', CHECK_OBJECTS],
+    write: [CHECK_OBJECTS], delete: [CHECK_OBJECTS], list: true,
+  },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
 export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
-  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [],
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], check: ['check'],
 };
 
 export interface FunctionSettings {
@@ -91,6 +99,8 @@ export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> =
   commit: { memoryMB: 1024, timeout: Duration.minutes(5) },
   abort: { memoryMB: 256, timeout: Duration.minutes(1) },
   resign: { memoryMB: 256, timeout: Duration.seconds(30) },
+  // A check slice hands over before half its time: 128 MB holds a slice whatever the repository's size.
+  check: { memoryMB: 128, timeout: Duration.minutes(5) },
 };
 
 /** The event the schedule sends to resign. */

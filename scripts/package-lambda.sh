@@ -39,7 +39,7 @@ trap 'rm -rf "$check"' EXIT
 cp -R "$out" "$check/pkg"
 (cd "$check/pkg" && node --input-type=module -e "
   const Database = (await import('better-sqlite3')).default; new Database(':memory:').close();
-  for (const fn of ['lease', 'upload-grant', 'commit', 'abort', 'resign']) {
+  for (const fn of ['lease', 'upload-grant', 'commit', 'abort', 'resign', 'check']) {
     const m = await import('./dist/src/runtime/aws-entry/' + fn + '.js');
     if (typeof m.handler !== 'function') throw new Error(fn + ': no handler export');
   }")

@@ -143,7 +143,7 @@ test('CloudFront: .cvmfs* 61 s, data/ 3 days, no compression, HTTP/1.1, nothing 
 test('five functions on Node 20, one entry module each, with default and overridden limits', async () => {
   plain.resourceCountIs('AWS::Lambda::Function', 5);
   const expected: Record<FunctionName, [number, number]> = {
-    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30],
+    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], check: [128, 300],
   };
   for (const fn of FUNCTION_NAMES) {
     const p = functionOf(plain, fn)[1].Properties;
@@ -162,7 +162,7 @@ test('five functions on Node 20, one entry module each, with default and overrid
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit chains', () => {
+test('only commit (and resign beside the master key) reads the repository key; only resign reads the master key; only commit and check chain (each in itself)', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -181,11 +181,12 @@ test('only commit (and resign beside the master key) reads the repository key; o
     assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' || fn === 'resign' ? { Ref: repoKey } : undefined);
     assert.deepEqual(env.SCVMFS_MASTER_KEY_SECRET, fn === 'resign' ? { Ref: masterKey } : undefined);
     const invokes = statements.filter((s) => list(s.Action).some((a: string) => a.startsWith('lambda:')));
-    if (fn === 'commit') {
-      assert.equal(env.SCVMFS_FN_COMMIT, 'Repo-commit');
+    if (fn === 'commit' || fn === 'check') {
+      // Each chain continues only in itself.
+      assert.equal(env[`SCVMFS_FN_${fn.toUpperCase()}`], `Repo-${fn}`);
       assert.equal(invokes.length, 1);
       assert.deepEqual(invokes[0].Action, 'lambda:InvokeFunction');
-      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-commit"/);
+      assert.match(JSON.stringify(invokes[0].Resource), new RegExp(`:function:Repo-${fn}"`));
     } else {
       assert.equal(invokes.length, 0, `${fn} invokes nothing`);
       assert.ok(!Object.keys(env).some((k) => k.startsWith('SCVMFS_FN_')), `${fn} chains nowhere`);
