@@ -45,6 +45,8 @@ export interface CheckEvent {
   sliceCatalogs?: number;
   /** LIST pages per slice at most. */
   slicePages?: number;
+  /** Keys per LIST page (at most 1,000, S3's page); smaller only to make many pages in tests. */
+  pageKeys?: number;
 }
 
 export interface CheckConfig {
@@ -243,7 +245,7 @@ async function slice(event: CheckEvent, state: CheckState, etag: string, config:
     let pages = 0;
     while (phase === 'list') {
       if (pages > 0 && (budget.spent() || pages >= (event.slicePages ?? Infinity))) break;
-      const page: ListPage = await source.list!('data/', { after: listAfter ?? undefined, limit: PAGE });
+      const page: ListPage = await source.list!('data/', { after: listAfter ?? undefined, limit: Math.min(event.pageKeys ?? PAGE, PAGE) });
       walk.mark(page.objects.map((o) => LISTED + o.key));
       totals.listed += page.objects.length;
       pages++;

@@ -32,6 +32,7 @@ export interface CheckRunOptions {
   timeoutMs?: number;
   sliceCatalogs?: number;
   slicePages?: number;
+  pageKeys?: number;
   /** Local runtime options for tests (killAt, deliverTwice, …). */
   local?: Partial<LocalRuntimeOptions>;
   onProgress?: (p: CheckProgress) => void;
@@ -74,7 +75,7 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
   const id = checkId(o);
   const event: CheckEvent = {
     id, publicKeys: o.publicKeys, allRevisions: o.allRevisions, full: o.full, allowExpiredWhitelist: o.allowExpiredWhitelist,
-    sliceCatalogs: o.sliceCatalogs, slicePages: o.slicePages,
+    sliceCatalogs: o.sliceCatalogs, slicePages: o.slicePages, pageKeys: o.pageKeys,
   };
   if (o.resume) {
     if (!(await readCheckState(control, id))) {
