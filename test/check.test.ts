@@ -19,6 +19,7 @@ import { CheckFailedError, runCheck, type CheckRunOptions } from '../src/runtime
 import { killAtPlan, killPlansFrom, type InvocationRecord } from '../src/runtime/local.js';
 import type { ByteRange, ObjectStore, ReadRange } from '../src/store/object-store.js';
 import { serveStore } from '../src/serve/http-server.js';
+import { CatalogWalk } from '../src/repo/catalog-walk.js';
 
 const FQRN = 'check.example.org';
 process.env.SCVMFS_SCRATCH = tempDir('check-scratch');
@@ -154,7 +155,7 @@ test('one check run finds and names a deleted object, a corrupted object, a trun
 test('a check killed at every checkpoint of every step, and delivered twice, reports the same problems', { timeout: 900_000 }, async () => {
   const r = await repository('kills');
   const d = await damage(r);
-  const options: CheckRunOptions = { fqrn: FQRN, publicKeys: r.publicKeys, sliceCatalogs: 1, slicePages: 1, pageKeys: 25, timeoutMs: 30_000 };
+  const options: CheckRunOptions = { fqrn: FQRN, publicKeys: r.publicKeys, sliceCatalogs: 1, slicePages: 1, pageKeys: 5, timeoutMs: 30_000 };
   const records: InvocationRecord[] = [];
   const clean = await runCheck(r.store, { ...options, local: { onInvocation: (rec) => records.push(rec) } }).catch((e: CheckFailedError) => e.report);
   const expected = d.expected.filter(([, code, paths]) => !(code === 'corrupt-object' && paths[0] === '/corrupt.txt'));
@@ -240,4 +241,18 @@ test('check over http(s) runs inline with its state in --state-dir and lists a d
   } finally {
     await server.close();
   }
+});
+
+test('a walk reopened after it logged a segment logs every key it adds next (log sequence numbers are never reused)', () => {
+  const file = join(tempDir('walk-log-seq'), 'walk.db');
+  const first = CatalogWalk.open(file);
+  first.mark(['a', 'b']);
+  first.loggedUpTo(first.unloggedDelta().upTo);
+  first.close();
+  // A warm sandbox goes on from the same file: its next segment must hold all three new keys, or a
+  // cold sandbox replaying the segments would miss some (check: objects "missing"; gc: live objects swept).
+  const again = CatalogWalk.open(file);
+  again.mark(['c', 'd', 'e']);
+  assert.deepEqual(again.unloggedDelta().delta.marked, ['c', 'd', 'e']);
+  again.close();
 });
