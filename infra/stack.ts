@@ -1,5 +1,5 @@
 // One repository on AWS: a bucket (public repository part, private control part), a CloudFront
-// distribution with the cache rules of spec §11, the five functions with least-privilege roles, the key
+// distribution with the cache rules of spec §11, the functions with least-privilege roles, the key
 // secrets, and the whitelist re-signing schedule. docs/aws.md says what each piece is for and what it costs.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -140,8 +140,8 @@ test('CloudFront: .cvmfs* 61 s, data/ 3 days, no compression, HTTP/1.1, nothing 
   assert.deepEqual(ttls(config.DefaultCacheBehavior), [61, 61, 61]);
 });
 
-test('five functions on Node 20, one entry module each, with default and overridden limits', async () => {
-  plain.resourceCountIs('AWS::Lambda::Function', 5);
+test('every function on Node 20, one entry module each, with default and overridden limits', async () => {
+  plain.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
   const expected: Record<FunctionName, [number, number]> = {
     lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], check: [128, 300],
   };
