@@ -256,3 +256,22 @@ test('a walk reopened after it logged a segment logs every key it adds next (log
   assert.deepEqual(again.unloggedDelta().delta.marked, ['c', 'd', 'e']);
   again.close();
 });
+
+test('check --all-revisions also checks the revisions behind the head and names the object only an old one lost', async () => {
+  const r = await repository('revisions');
+  const src = join(r.work, 'src');
+  writeFileSync(join(src, 'top.txt'), 'top, second version\n');
+  await cliOk(['publish', FQRN, src, '--store', r.store, '--keys', r.keys, '-q', '--no-cache', '--chunk-sizes', '65536,131072,262144']);
+  // The first version of /top.txt is referenced by revision 2 only.
+  const old = objects(r.store).byContent.get('top\n')!;
+  rmSync(join(r.store, old));
+  const head = JSON.parse((await cliOk(checkArgs(r.store, r.pub, '--json', '--runtime', 'inline'))).stdout);
+  assert.equal(head.revision, 3);
+  assert.equal(head.roots, 1);
+  const all = await runCli(checkArgs(r.store, r.pub, '--json', '--all-revisions', '--runtime', 'inline'));
+  assert.equal(all.code, 3, all.stderr);
+  const report = JSON.parse(all.stdout);
+  assert.deepEqual(problemSet(report.problems), [[old, 'missing-object', ['/top.txt']]]);
+  // Revisions 1, 2 and 3: their root catalogs, and the nested /sub catalog shared by 2 and 3 only once.
+  assert.ok(report.catalogs >= 4 && report.catalogs < 2 * head.catalogs + 1, `${report.catalogs} catalogs`);
+});
