@@ -116,7 +116,7 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
       env: {
         SCVMFS_STORE: storeSpec, SCVMFS_FQRN: o.fqrn,
         ...(o.stateDir ? { SCVMFS_CHECK_STATE: resolve(o.stateDir) } : {}),
-        ...(process.env.SCVMFS_SCRATCH ? { SCVMFS_SCRATCH: process.env.SCVMFS_SCRATCH } : {}),
+        ...storeEnv(),
         ...o.local?.env,
       },
       limits: { memoryMb, timeoutMs },
@@ -149,6 +149,15 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
   };
   if (problems.length > 0) throw new CheckFailedError(report);
   return report;
+}
+
+/** Store credentials and endpoints the sandboxes need, as a cloud function would get them. */
+function storeEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (/^AWS_/.test(k) || k === 'S3_ENDPOINT' || k === 'SCVMFS_SCRATCH')) out[k] = v;
+  }
+  return out;
 }
 
 function zero(): MeterSnapshot {
