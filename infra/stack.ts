@@ -1,5 +1,5 @@
 // One repository on AWS: a bucket (public repository part, private control part), a CloudFront
-// distribution with the cache rules of spec §11, the five functions with least-privilege roles, the key
+// distribution with the cache rules of spec §11, the functions with least-privilege roles, the key
 // secrets, and the whitelist re-signing schedule. docs/aws.md says what each piece is for and what it costs.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import { GC_PREFIX } from '../src/functions/gc.js';
 import { LOCK_KEY } from '../src/repo/publish-lock.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
 import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
+import { CHECK_PREFIX } from '../src/repo/check-parts.js';
 
 /** Where scripts/package-lambda.sh puts dist/src + production node_modules. */
 export const DEFAULT_CODE_DIRECTORY = fileURLToPath(new URL('../../build/lambda', import.meta.url));
@@ -55,6 +56,7 @@ const BAD_OBJECTS = `${REPORTS_PREFIX}*`;
 const GC_OBJECTS = `${GC_PREFIX}*`;
 const LOCK_OBJECT = LOCK_KEY;
 const REPLICATE_OBJECTS = '.scvmfs/replicate/*';
+const CHECK_OBJECTS = `${CHECK_PREFIX}*`;
 export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // Records, renews and releases leases in the lease table; reads the publisher policy to check who signed.
   lease: { read: [LEASES_KEY, POLICY_KEY], write: [LEASES_KEY], list: true },
@@ -97,11 +99,17 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
     delete: ['.cvmfs_is_snapshotting', REPLICATE_OBJECTS],
     list: true,
   },
+  // Reads the head, the whitelist, the reflog and every object, lists data/ (existence without a HEAD per
+  // object), and writes and deletes only its own state, walk log and findings under .scvmfs/check/.
+  check: {
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', CHECK_OBJECTS],
+    write: [CHECK_OBJECTS], delete: [CHECK_OBJECTS], list: true,
+  },
 };
 
 /** Which function may start which as its next step (asynchronous invoke). Commit continues in slices. */
 export const FUNCTION_CHAINS: Record<FunctionName, FunctionName[]> = {
-  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], gc: ['gc'], replicate: ['replicate'],
+  lease: [], 'upload-grant': [], commit: ['commit'], abort: [], resign: [], gc: ['gc'], replicate: ['replicate'], check: ['check'],
 };
 
 export interface FunctionSettings {
@@ -119,6 +127,8 @@ export const DEFAULT_FUNCTION_SETTINGS: Record<FunctionName, FunctionSettings> =
   // The walk's state is a scratch SQLite file: 128 MB suffices at any size (docs/performance.md).
   gc: { memoryMB: 256, timeout: Duration.minutes(15) },
   replicate: { memoryMB: 1024, timeout: Duration.minutes(5) },
+  // A check slice hands over before half its time: 128 MB holds a slice whatever the repository's size.
+  check: { memoryMB: 128, timeout: Duration.minutes(5) },
 };
 
 /** A schedule that keeps this stack's bucket a replica of `source` (one schedule per replica). */

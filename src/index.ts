@@ -42,4 +42,5 @@ export { localInvoker, awsInvoker, type LocalInvoker, type AwsInvokerOptions } f
 export { RepositoryReader, VerificationError, type OpenOptions } from './client/reader.js';
 export { openSource } from './client/sources.js';
 export { verifyRepository, type VerifyReport } from './client/verify.js';
+export { runCheck, CheckFailedError, type CheckReport, type CheckRunOptions } from './runtime/check-run.js';
 export { serveStore, type ServeOptions, type RunningServer } from './serve/http-server.js';

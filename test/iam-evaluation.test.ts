@@ -225,6 +225,9 @@ async function recordPublishes(): Promise<StoreRecord[]> {
     assert.equal((busy.result as { status: string }).status, 'busy');
     await runtime.invoke('lease', { action: 'release', leaseId: lease.leaseId, token: lease.token });
     await runtime.invoke('resign', { days: 30 });
+    // A check chain: reads everything, lists data/, writes and drops its own state and walk log.
+    const checked = await runtime.runChain('check', { id: 'iam', publicKeys: [keys.masterPublicKeyPem], sliceCatalogs: 2, pageKeys: 50 }, { maxSteps: 1000 });
+    assert.equal((checked.result as { status: string }).status, 'clean');
   } finally {
     await runtime.close();
   }

@@ -140,10 +140,10 @@ test('CloudFront: .cvmfs* 61 s, data/ 3 days, no compression, HTTP/1.1, nothing 
   assert.deepEqual(ttls(config.DefaultCacheBehavior), [61, 61, 61]);
 });
 
-test('seven functions (one per FUNCTION_NAMES entry) on Node 20, one entry module each, with default and overridden limits', async () => {
+test('every function on Node 20, one entry module each, with default and overridden limits', async () => {
   plain.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
   const expected: Record<FunctionName, [number, number]> = {
-    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], gc: [256, 900], replicate: [1024, 300],
+    lease: [256, 10], 'upload-grant': [256, 30], commit: [1024, 300], abort: [256, 60], resign: [256, 30], gc: [256, 900], check: [128, 300], replicate: [1024, 300],
   };
   for (const fn of FUNCTION_NAMES) {
     const p = functionOf(plain, fn)[1].Properties;
@@ -162,7 +162,7 @@ test('seven functions (one per FUNCTION_NAMES entry) on Node 20, one entry modul
   assert.equal(functionOf(synth({ nodeVersion: 22 }, 'Node22'), 'lease')[1].Properties.Runtime, 'nodejs22.x');
 });
 
-test('only commit and gc (and resign beside the master key) read the repository key; only resign reads the master key; only commit, gc and replicate chain', () => {
+test('only commit and gc (and resign beside the master key) read the repository key; only resign reads the master key; commit, gc, check and replicate chain, each in itself', () => {
   const [repoKey, secret] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/repository-key` } });
   const [masterKey] = only(full, 'AWS::SecretsManager::Secret', { Properties: { Name: `scvmfs/${FQRN}/master-key` } });
   // Created without a value (no placeholder text, no generated password): the owner stores the keys.
@@ -181,19 +181,12 @@ test('only commit and gc (and resign beside the master key) read the repository 
     assert.deepEqual(env.SCVMFS_KEY_SECRET, fn === 'commit' || fn === 'gc' || fn === 'resign' ? { Ref: repoKey } : undefined);
     assert.deepEqual(env.SCVMFS_MASTER_KEY_SECRET, fn === 'resign' ? { Ref: masterKey } : undefined);
     const invokes = statements.filter((s) => list(s.Action).some((a: string) => a.startsWith('lambda:')));
-    if (fn === 'commit') {
-      assert.equal(env.SCVMFS_FN_COMMIT, 'Repo-commit');
+    if (fn === 'commit' || fn === 'check' || fn === 'gc' || fn === 'replicate') {
+      // Each chain continues only in itself.
+      assert.equal(env[`SCVMFS_FN_${fn.toUpperCase()}`], `Repo-${fn}`);
       assert.equal(invokes.length, 1);
       assert.deepEqual(invokes[0].Action, 'lambda:InvokeFunction');
-      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-commit"/);
-    } else if (fn === 'gc') {
-      assert.equal(env.SCVMFS_FN_GC, 'Repo-gc');
-      assert.equal(invokes.length, 1);
-      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-gc"/);
-    } else if (fn === 'replicate') {
-      assert.equal(env.SCVMFS_FN_REPLICATE, 'Repo-replicate');
-      assert.equal(invokes.length, 1);
-      assert.match(JSON.stringify(invokes[0].Resource), /:function:Repo-replicate"/);
+      assert.match(JSON.stringify(invokes[0].Resource), new RegExp(`:function:Repo-${fn}"`));
     } else {
       assert.equal(invokes.length, 0, `${fn} invokes nothing`);
       assert.ok(!Object.keys(env).some((k) => k.startsWith('SCVMFS_FN_')), `${fn} chains nowhere`);

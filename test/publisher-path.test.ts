@@ -217,7 +217,7 @@ class FakeLambda {
   }
 }
 
-const NAMES = { lease: 'fake-lease', 'upload-grant': 'fake-upload-grant', commit: 'fake-commit', abort: 'fake-abort', resign: 'fake-resign', gc: 'fake-gc', replicate: 'fake-replicate' };
+const NAMES = { lease: 'fake-lease', 'upload-grant': 'fake-upload-grant', commit: 'fake-commit', abort: 'fake-abort', resign: 'fake-resign', gc: 'fake-gc', check: 'fake-check', replicate: 'fake-replicate' };
 
 /** The functions' configuration, as the deployment sets it (the handlers read process.env). */
 function functionEnv(store: FsStore, keysDir: string, recordFile: string): void {

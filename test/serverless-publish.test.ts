@@ -285,7 +285,7 @@ test('on Lambda (a recording client at the cloud edge) the writer calls function
       return { StatusCode: 200, Payload: Buffer.from(JSON.stringify(result)) };
     },
   };
-  const names = { lease: 'scvmfs-lease', 'upload-grant': 'scvmfs-upload-grant', commit: 'scvmfs-commit', abort: 'scvmfs-abort', resign: 'scvmfs-resign', gc: 'scvmfs-gc', replicate: 'scvmfs-replicate' };
+  const names = { lease: 'scvmfs-lease', 'upload-grant': 'scvmfs-upload-grant', commit: 'scvmfs-commit', abort: 'scvmfs-abort', resign: 'scvmfs-resign', gc: 'scvmfs-gc', check: 'scvmfs-check', replicate: 'scvmfs-replicate' };
   const functions = awsInvoker({ functionNames: names, store, client: client as never, pollMs: 20 });
   const s = await publishThroughChain(store, src, { fqrn: FQRN, publisher, path: '/w1', functions });
   await Promise.all(background);

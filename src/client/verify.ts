@@ -340,7 +340,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
  * the two writes, or after an interrupted publish, its checksum is ahead of the manifest's until the
  * next publish. That is only wrong if the reflog lost the published root.
  */
-function checkReflog(got: { body: Buffer } | null, expected: ContentHash, rootCatalog: ContentHash,
+export function checkReflog(got: { body: Buffer } | null, expected: ContentHash, rootCatalog: ContentHash,
   problem: (key: string, code: string, message: string) => unknown, warnings: string[]): void {
   if (!got) {
     problem(REFLOG_KEY, 'bad-reflog', `the manifest names a reflog but ${REFLOG_KEY} is missing`);

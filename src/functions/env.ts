@@ -39,8 +39,8 @@ export async function meteringInvocation<T>(run: () => Promise<T>): Promise<Mete
  * invocation's own. With SCVMFS_STORE_RECORD set (tests), every request is also appended to that file
  * as (function, action, key), which test/iam-evaluation.test.ts checks against the deployed roles.
  */
-export function storeFromEnv(fn: FunctionName): ObjectStore {
-  const { store, meter } = openInvocationStore(requiredEnv(fn, 'SCVMFS_STORE'), {
+export function storeFromEnv(fn: FunctionName, variable = 'SCVMFS_STORE'): ObjectStore {
+  const { store, meter } = openInvocationStore(requiredEnv(fn, variable), {
     recordTo: process.env.SCVMFS_STORE_RECORD || undefined, who: fn,
   });
   invocationMeters.getStore()?.push(meter);

@@ -27,5 +27,5 @@ export interface FunctionResult<R = unknown> {
 export type Handler<E = any, R = unknown> = (event: E, context: FunctionContext) => Promise<FunctionResult<R>>;
 
 /** Every function the runtimes know; module `src/functions/<name>.ts` exports `handler`. */
-export const FUNCTION_NAMES = ['lease', 'upload-grant', 'commit', 'abort', 'resign', 'gc', 'replicate'] as const;
+export const FUNCTION_NAMES = ['lease', 'upload-grant', 'commit', 'abort', 'resign', 'gc', 'check', 'replicate'] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];

@@ -107,7 +107,7 @@ export class CatalogWalk {
       CREATE INDEX IF NOT EXISTS catalogs_pending ON catalogs (visited, key);
       CREATE TABLE IF NOT EXISTS marked (key TEXT PRIMARY KEY) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, mountpoint TEXT, size INTEGER);`);
+      CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, key TEXT NOT NULL, mountpoint TEXT, size INTEGER);`);
     this.stmt = {
       addCatalog: db.prepare('INSERT OR IGNORE INTO catalogs (key, mountpoint, size) VALUES (?, ?, ?)'),
       mark: db.prepare('INSERT OR IGNORE INTO marked (key) VALUES (?)'),

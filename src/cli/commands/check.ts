@@ -1,0 +1,82 @@
+// `scvmfs check`: every catalog and every object of a repository checked once, as a chain of bounded,
+// resumable function steps (functions/check); lists every problem with the paths that reference it.
+import { Command, Option } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { CheckFailedError, runCheck, type CheckProgress, type CheckReport } from '../../runtime/check-run.js';
+import { meterRequests } from '../../store/metered-store.js';
+import { ProgressLine, formatBytes } from '../progress.js';
+import { parseDuration, positiveInt } from '../options.js';
+
+interface CheckCliOptions {
+  fqrn: string;
+  pubkey: string[];
+  allRevisions?: boolean;
+  full?: boolean;
+  resume?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  runtime: 'local' | 'inline';
+  stateDir?: string;
+  fnMemory: number;
+  fnTimeout: number;
+  allowExpiredWhitelist?: boolean;
+}
+
+const rate = (n: number, seconds: number) => (seconds > 0 ? Math.round(n / seconds) : n);
+
+function progressText(p: CheckProgress): string {
+  return `checking (${p.phase}): ${p.catalogs} catalogs, ${p.entries} entries (${rate(p.entries, p.seconds)}/s), ` +
+    `${p.objects} objects (${rate(p.objects, p.seconds)}/s), ${p.listed} keys listed, ${p.requests} requests, ${p.slices} slices`;
+}
+
+function summary(r: CheckReport): string {
+  return `${r.catalogs} catalogs, ${r.entries} entries, ${r.objects} objects (${formatBytes(r.bytes)} read) in ${r.seconds.toFixed(1)} s ` +
+    `(${rate(r.entries, r.seconds)} entries/s, ${rate(r.objects, r.seconds)} objects/s); ${meterRequests(r.requests)} store requests ` +
+    `(${r.requests.list} LIST, ${r.requests.get} GET), ${r.slices} slices` +
+    (r.peakMemoryMb !== null ? `, peak ${r.peakMemoryMb.toFixed(0)} MB per invocation` : '');
+}
+
+export function register(program: Command): void {
+  program.command('check')
+    .description('check every catalog and every object once, in resumable slices; lists every problem with its paths')
+    .argument('<location>', 'the store (directory or s3://), or an http(s) URL of the repository (then --state-dir)')
+    .requiredOption('--fqrn <fqrn>', 'repository name')
+    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
+    .option('--all-revisions', 'every revision the head\'s previous_revision chain and its tags reach, not only the head')
+    .option('--full', 'read every object once and check its hash and size (default: existence from a listing of data/)')
+    .option('--resume', 'go on from the state a killed check left (give the same --all-revisions/--full)')
+    .option('--json', 'print the report as JSON on standard output')
+    .option('-q, --quiet', 'no progress output')
+    .addOption(new Option('--runtime <where>', 'run the steps in local function sandboxes with their limits, or in this process')
+      .choices(['local', 'inline']).default('local'))
+    .option('--state-dir <dir>', 'keep the check\'s state in this directory instead of the store\'s control area (needed for http(s))')
+    .option('--fn-memory <mb>', 'memory of each function invocation, in MB', (v) => positiveInt(v, '--fn-memory'), 128)
+    .option('--fn-timeout <duration>', 'wall-time limit of each invocation (a slice hands over before half of it)', parseDuration, 60_000)
+    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .action(async (location: string, o: CheckCliOptions) => {
+      const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+      const progress = new ProgressLine(o.quiet || o.json);
+      let report: CheckReport;
+      try {
+        report = await runCheck(location, {
+          fqrn: o.fqrn, publicKeys, allRevisions: o.allRevisions, full: o.full, resume: o.resume, allowExpiredWhitelist: o.allowExpiredWhitelist,
+          runtime: o.runtime, stateDir: o.stateDir, memoryMb: o.fnMemory, timeoutMs: o.fnTimeout,
+          onProgress: (p) => progress.update(progressText(p)),
+        });
+      } catch (err) {
+        progress.done();
+        if (err instanceof CheckFailedError) {
+          if (o.json) console.log(JSON.stringify({ ok: false, ...err.report }, null, 2));
+          else console.error(summary(err.report));
+        }
+        throw err;
+      }
+      progress.done();
+      if (o.json) {
+        console.log(JSON.stringify({ ok: true, ...report }, null, 2));
+        return;
+      }
+      console.log(`OK ${o.fqrn} revision ${report.revision}${report.roots > 1 ? ` and ${report.roots - 1} more roots` : ''}: ${summary(report)}`);
+      for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
+    });
+}
