@@ -375,7 +375,7 @@ class SliceVisitor implements WalkVisitor {
       return;
     }
     this.inFlight.push(this.read(ref));
-    if (this.inFlight.length >= PARALLEL_READS) await this.settle();
+    if (this.inFlight.length >= PARALLEL_READS) await this.settleReads();
   }
 
   again(ref: ObjectRef): void {
@@ -391,7 +391,7 @@ class SliceVisitor implements WalkVisitor {
 
   /** Waits for the reads in flight, then adds the paths of later references to bad objects. */
   async drain(): Promise<void> {
-    await this.settle();
+    await this.settleReads();
     for (const a of this.agains) {
       const here = this.badHere.get(a.key);
       if (here) for (const p of here) addPath(p, a.path);
@@ -408,7 +408,7 @@ class SliceVisitor implements WalkVisitor {
     this.agains = [];
   }
 
-  private async settle(): Promise<void> {
+  private async settleReads(): Promise<void> {
     const batch = this.inFlight;
     this.inFlight = [];
     await Promise.all(batch);
