@@ -136,13 +136,16 @@ export class CompressPool {
    */
   private async compressSpread(path: string, size: number, mtimeNs: bigint): Promise<CompressedContent> {
     const pieces: { offset: number; length: number; done: Promise<CompressedContent> }[] = [];
+    const queued = new Set<QueuedFile>();
     let end = 0;
     const piece = (cut: number, suffix: '' | 'P') => {
       const offset = end;
       end = cut;
       const done = new Promise<CompressedContent>((resolve, reject) => {
         if (this.failure) return reject(this.failure);
-        this.pieces.push({ kind: 'file', job: { id: this.nextId++, path, size, mtimeNs, range: { offset, length: cut - offset, suffix } }, resolve, reject });
+        const q: QueuedFile = { kind: 'file', job: { id: this.nextId++, path, size, mtimeNs, range: { offset, length: cut - offset, suffix } }, resolve, reject };
+        queued.add(q);
+        this.pieces.push(q);
       });
       pieces.push({ offset, length: cut - offset, done });
     };
@@ -155,6 +158,13 @@ export class CompressPool {
         },
       }));
     } catch (err) {
+      // The file changed or vanished: pieces not handed out yet are dropped, the others finish first.
+      for (let i = this.pieces.length - 1; i >= 0; i--) {
+        const q = this.pieces[i]!;
+        if (!queued.has(q)) continue;
+        this.pieces.splice(i, 1);
+        q.reject(err as Error);
+      }
       await Promise.allSettled(pieces.map((p) => p.done));
       throw err;
     }
