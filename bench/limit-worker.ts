@@ -1,13 +1,28 @@
 // The machine's own limit: zlib level 6 + SHA-1 over in-memory bytes, no I/O, no bookkeeping.
 import { parentPort, workerData } from 'node:worker_threads';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { putContentAddressedSync } from '../src/store/fs-store.js';
 import { ContentHash } from '../src/format/hash.js';
 
-const files: string[] = workerData.files;
-const buffers = files.map((f) => readFileSync(f));
+/** A whole file, or a piece of one (a large file's share is cut into chunk-sized pieces). */
+export type LimitInput = string | { path: string; offset: number; length: number };
+
+function load(input: LimitInput): Buffer {
+  if (typeof input === 'string') return readFileSync(input);
+  const fd = openSync(input.path, 'r');
+  try {
+    const b = Buffer.allocUnsafe(input.length);
+    for (let got = 0; got < b.length;) got += readSync(fd, b, got, b.length - got, input.offset + got);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const inputs: LimitInput[] = workerData.files;
+const buffers = inputs.map(load);
 parentPort!.postMessage('loaded');
 // 'go': compress and hash only. 'write:<dir>': also store each object as the filesystem store does,
 // which adds what creating one file per object costs on this disk.

@@ -5,7 +5,7 @@ import { scaleBench } from './scale.js';
 import { replicateBench } from './replicate.js';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FsStore } from '../src/store/fs-store.js';
@@ -13,6 +13,7 @@ import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
 import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
 import type { MeterSnapshot } from '../src/store/metered-store.js';
+import { limitSeconds } from './limit.js';
 import { perFile, publishToS3, s3ForBench, totalRequests, type S3Server } from './s3.js';
 
 const workers = availableParallelism();
@@ -45,20 +46,6 @@ function makeTree(root: string, count: number, sizeOf: (i: number) => number): {
   return { files, bytes };
 }
 
-async function limit(files: string[], writeTo?: string): Promise<number> {
-  // A store's root is made by init, never by a put: make it here, outside the timing.
-  if (writeTo) mkdirSync(writeTo, { recursive: true });
-  const shares: string[][] = Array.from({ length: workers }, () => []);
-  files.forEach((f, i) => shares[i % workers]!.push(f));
-  const ws = shares.map((s) => new Worker(new URL('./limit-worker.js', import.meta.url), { workerData: { files: s } }));
-  await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
-  const t0 = process.hrtime.bigint();
-  await Promise.all(ws.map((w) => new Promise((r) => { w.once('message', r); w.postMessage(writeTo ? `write:${writeTo}` : 'go'); })));
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  await Promise.all(ws.map((w) => w.terminate()));
-  return seconds;
-}
-
 async function publishOnce(name: string, src: string, extra: Partial<PublishOptions> = {}): Promise<{ seconds: number; uploaded: number }> {
   const store = new FsStore(join(work, `store-${name}`));
   const keys = await generateRepositoryKeys('bench.example.org');
@@ -80,8 +67,8 @@ async function scenario(name: string, count: number, sizeOf: (i: number) => numb
   variants: { label: string; options: Partial<PublishOptions> }[] = [{ label: '', options: {} }]): Promise<void> {
   const src = join(work, name);
   const { files, bytes } = makeTree(src, count, sizeOf);
-  const lim = await limit(files);
-  const writeLim = await limit(files, join(work, `limit-store-${name}`));
+  const lim = await limitSeconds(files, workers);
+  const writeLim = await limitSeconds(files, workers, join(work, `limit-store-${name}`));
   for (const v of variants) {
     const label = v.label ? `${name} (${v.label})` : name;
     const pub = await publishOnce(`${name}-${rows.length}`, src, v.options);

@@ -1,12 +1,13 @@
 // The S3 part of `npm run bench`: publishes into a bucket on an S3 server (the local Ceph radosgw unless
 // S3_ENDPOINT is set) and counts what the bucket was asked, per published file.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { DeleteBucketCommand } from '@aws-sdk/client-s3';
-import { S3Store } from '../src/store/s3-store.js';
+import { S3Store, type S3StoreOptions } from '../src/store/s3-store.js';
 import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
 import { RetryingStore } from '../src/store/retrying-store.js';
 import { initRepository } from '../src/repo/repository.js';
@@ -63,6 +64,26 @@ export interface S3PublishResult {
   uploaded: number;
   /** Requests the bucket received during the publish alone (init excluded), retries included. */
   requests: MeterSnapshot;
+  /** Share of the publish the main thread's event loop was busy. */
+  mainThreadBusy: number;
+  /** CPU of the publishing process, all threads. */
+  cpuSeconds: number;
+  /** CPU of the local radosgw and OSD processes during the publish (0 when they are not on this machine). */
+  serverCpuSeconds: number;
+}
+
+/** User + system CPU of the local Ceph daemons (radosgw, ceph-osd, ceph-mon), read from /proc. */
+export function serverCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (!/^(radosgw|ceph-osd|ceph-mon)$/.test(comm)) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch { /* gone meanwhile */ }
+  }
+  return ticks / 100;
 }
 
 export function totalRequests(s: MeterSnapshot): number {
@@ -71,7 +92,7 @@ export function totalRequests(s: MeterSnapshot): number {
 
 /** Publishes `src` into a fresh bucket, stacked as `scvmfs publish` stacks an s3:// store; empties the bucket after. */
 export async function publishToS3(server: S3Server, src: string, fqrn: string,
-  keys: RepositoryKeys, extra: Partial<PublishOptions> = {}, storeOptions: { maxInFlight?: number } = {}): Promise<S3PublishResult> {
+  keys: RepositoryKeys, extra: Partial<PublishOptions> = {}, storeOptions: Pick<S3StoreOptions, 'maxInFlight' | 'signedPuts'> = {}): Promise<S3PublishResult> {
   const bucket = `bench-${randomBytes(6).toString('hex')}`;
   const backend = new S3Store({ bucket, prefix: fqrn, endpoint: server.endpoint, region: server.region, ...storeOptions });
   const meter = new MeteredStore(backend);
@@ -80,10 +101,19 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
     await backend.createBucket();
     await initRepository(store, { fqrn, keys });
     meter.reset();
+    const server0 = serverCpuSeconds();
+    const elu0 = performance.eventLoopUtilization();
+    const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const s = await publishDirectory(store, src, { fqrn, keys, ...extra });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    return { seconds, uploaded: s.objectsUploaded, requests: meter.snapshot() };
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      seconds, uploaded: s.objectsUploaded, requests: meter.snapshot(),
+      mainThreadBusy: performance.eventLoopUtilization(elu0).utilization,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      serverCpuSeconds: serverCpuSeconds() - server0,
+    };
   } finally {
     // The local gateway keeps objects in memory: give the space back before the next publish.
     for (;;) {

@@ -252,6 +252,43 @@ test('the pool keeps the bytes handed to a slow upload under its bound, for file
   }
 });
 
+test('one large file is spread over the workers, with the same chunks as one worker reading it whole', async () => {
+  const work = tempDir('spread');
+  const content = randomBytes(12 * MiB);
+  const file = join(work, 'f');
+  writeFileSync(file, content);
+  const uploaded = new Map<string, Buffer>();
+  const upload = async (o: PreparedObject): Promise<void> => { uploaded.set(o.key, o.stored); };
+  const chunking = { minSize: 256 * 1024, avgSize: 512 * 1024, maxSize: MiB };
+  const pool = new CompressPool({ algorithm: 'sha1', workers: 2, chunking, sink: { upload } });
+  try {
+    const st = (await import('node:fs')).statSync(file, { bigint: true });
+    const spread = await pool.compress(file, content.length, st.mtimeNs);
+    // The worker that scans for cuts is busy while the first pieces arrive, so the other one takes them.
+    assert.ok(pool.piecesPerWorker.every((n) => n > 0), `pieces per worker ${pool.piecesPerWorker.join(', ')}`);
+    assert.deepEqual(spread.chunks.slice(1).map((c) => c.offset), cutOffsets(content, chunking));
+    const whole = await pool.compressStream(Readable.from([content]), { expectedSize: content.length });
+    assert.deepEqual(spread.chunks.map((c) => [c.offset, c.size, c.hash.toHex()]), whole.chunks.map((c) => [c.offset, c.size, c.hash.toHex()]));
+    assert.equal(spread.storedBytes, whole.storedBytes);
+    for (const c of spread.chunks) {
+      const stored = uploaded.get(c.hash.objectKey('P'))!;
+      assert.ok(c.hash.equals(ContentHash.of('sha1', stored)));
+      assert.ok(deflateSync(content.subarray(c.offset, c.offset + c.size)).equals(stored));
+    }
+
+    // Over the minimum size but without a cut (zeros never mark one before the maximum): one ordinary object.
+    const zeros = Buffer.alloc(MiB - 1);
+    writeFileSync(join(work, 'z'), zeros);
+    const zst = (await import('node:fs')).statSync(join(work, 'z'), { bigint: true });
+    const plain = await pool.compress(join(work, 'z'), zeros.length, zst.mtimeNs);
+    assert.deepEqual(plain.chunks, []);
+    assert.ok(plain.hash?.equals(ContentHash.of('sha1', deflateSync(zeros))));
+    assert.ok(uploaded.has(plain.hash!.objectKey('')));
+  } finally {
+    await pool.close();
+  }
+});
+
 test('chunking can be switched off and tuned through the publish options', async () => {
   const { work, fs, keys } = await setup('chunk-options');
   const src = join(work, 'src');

@@ -6,7 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { freshBucket } from './s3-env.js';
 import { raceProcesses, tempDir } from './helpers.js';
-import { PreconditionFailedError, RangeNotSatisfiableError, StoreError } from '../src/store/object-store.js';
+import { PreconditionFailedError, RangeNotSatisfiableError, StoreError, TransientStoreError } from '../src/store/object-store.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { S3Store, unquoteEtag } from '../src/store/s3-store.js';
 import { openStore, parseS3Url } from '../src/store/open-store.js';
 import { RetryingStore } from '../src/store/retrying-store.js';
@@ -166,6 +168,77 @@ test('public keys are readable anonymously with the stock headers; the control p
   await control.arrayBuffer();
   // ...but the owner reads it.
   assert.equal((await store.get('.scvmfs/x'))?.body.toString(), 'lease');
+});
+
+test('new data objects go up by a signed PUT, not the SDK, with the same headers, ACL, 412 and refusal of wrong keys', async () => {
+  const sdkPuts: string[] = [];
+  const count = (store: S3Store) => store.client.middlewareStack.add((next, context) => async (args) => {
+    if (context.commandName === 'PutObjectCommand') sdkPuts.push((args.input as { Key: string }).Key);
+    return next(args);
+  }, { step: 'initialize' });
+  const lean = bucket.store('signed/lean');
+  const plain = bucket.store('signed/sdk', { signedPuts: false });
+  count(lean);
+  count(plain);
+  const key = `data/5e/${'a'.repeat(38)}`;
+  const body = randomBytes(3000);
+  for (const store of [lean, plain]) {
+    assert.equal((await store.put(key, body, { ifNoneMatch: '*' })).etag, md5(body));
+    await assert.rejects(store.put(key, Buffer.from('other'), { ifNoneMatch: '*' }), PreconditionFailedError);
+    assert.ok((await store.get(key))!.body.equals(body), 'a refused put left the object as it was');
+  }
+  assert.deepEqual(sdkPuts, [`signed/sdk/${key}`, `signed/sdk/${key}`], 'only the store without signed PUTs used the SDK');
+  const seen = [];
+  for (const prefix of ['signed/lean', 'signed/sdk']) {
+    const res = await fetch(`${bucket.publicUrl(prefix)}/${key}`);
+    assert.equal(res.status, 200, 'public-read, readable anonymously');
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(body));
+    seen.push([res.headers.get('content-type'), res.headers.get('cache-control'), res.headers.get('etag')]);
+  }
+  assert.deepEqual(seen[0], seen[1]);
+  assert.deepEqual(seen[0]!.slice(0, 2), ['application/octet-stream', 'max-age=259200']);
+  // Mutable keys and non-data keys still go through the SDK.
+  await lean.put('.cvmfspublished', Buffer.from('m'));
+  assert.equal(sdkPuts.length, 3);
+
+  const wrong = bucket.store('signed/lean', { credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID!, secretAccessKey: 'not-the-secret' } });
+  await assert.rejects(wrong.put(`data/5e/${'b'.repeat(38)}`, body, { ifNoneMatch: '*' }), (err: unknown) =>
+    err instanceof StoreError && !(err instanceof TransientStoreError) && /403/.test(err.message) && /data\/5e\//.test(err.message));
+  assert.equal(await lean.head(`data/5e/${'b'.repeat(38)}`), null, 'a refused request wrote nothing');
+});
+
+test('a signed PUT maps server answers as the SDK path does: 5xx and 429 transient, 403 and 409 not, one request each', async () => {
+  const answers = [
+    { status: 503, code: 'SlowDown' }, { status: 500, code: 'InternalError' }, { status: 429, code: 'TooManyRequests' },
+    { status: 403, code: 'AccessDenied' }, { status: 409, code: 'ConditionalRequestConflict' }, { status: 412, code: 'PreconditionFailed' },
+  ];
+  let next = 0;
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    req.on('end', () => {
+      const a = answers[next++]!;
+      res.writeHead(a.status, { 'content-type': 'application/xml' });
+      res.end(`<?xml version="1.0"?><Error><Code>${a.code}</Code><Message>said ${a.code}</Message></Error>`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const store = new S3Store({ bucket: 'fake-bucket', endpoint, credentials: { accessKeyId: 'AK', secretAccessKey: 'SK' } });
+  try {
+    const put = () => store.put(`data/00/${'c'.repeat(38)}`, Buffer.from('x'), { ifNoneMatch: '*' });
+    for (const status of [503, 500, 429]) {
+      await assert.rejects(put(), (err: unknown) => err instanceof TransientStoreError && err.message.includes(String(status)));
+    }
+    await assert.rejects(put(), (err: unknown) => err instanceof StoreError && !(err instanceof TransientStoreError) && /AccessDenied 403: said AccessDenied/.test(err.message));
+    await assert.rejects(put(), PreconditionFailedError);
+    await assert.rejects(put(), PreconditionFailedError);
+    assert.equal(requests, answers.length, 'one request per put, no retries inside the store');
+  } finally {
+    store.close();
+    server.close();
+  }
 });
 
 test('a store on a bucket that does not exist fails with a StoreError naming the key', async () => {

@@ -1,5 +1,5 @@
 // Catalog rows are keyed by MD5 of the repository path, split into two little-endian int64 (spec §4.3).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export interface PathHash {
   h1: bigint;
@@ -7,7 +7,8 @@ export interface PathHash {
 }
 
 export function md5Path(path: string): PathHash {
-  const d = createHash('md5').update(path, 'utf8').digest();
+  // One-shot hash: a Hash object per row cost more than the digest itself on big publishes.
+  const d = hash('md5', path, 'buffer');
   return { h1: d.readBigInt64LE(0), h2: d.readBigInt64LE(8) };
 }
 

@@ -1,5 +1,7 @@
 // A pool of compress workers. Files are fed in batches (per-message overhead would otherwise dominate
-// for the small files that make up most software trees); a stream gets a worker to itself. Objects go
+// for the small files that make up most software trees); a stream gets a worker to itself. A file
+// large enough to be chunked is first scanned for its cuts by one worker, and its chunks are handed
+// out as they are found, ahead of other files, so that one huge file keeps every core compressing. Objects go
 // either straight into a filesystem store (the workers write them) or back here to an upload function,
 // with backpressure so that no worker runs more than a bounded number of bytes ahead of the uploads.
 import { Worker } from 'node:worker_threads';
@@ -57,9 +59,12 @@ type QueuedStream = {
   /** Why reading the stream failed; reported instead of the worker's 'aborted'. */
   readError?: Error;
 } & Settle;
-type Queued = QueuedFile | QueuedStream;
+/** A large file's cut scan; each report of cuts becomes chunk pieces for any worker. */
+type QueuedScan = { kind: 'scan'; job: FileJob; onCuts: (cuts: number[]) => void } & Settle;
+type Queued = QueuedFile | QueuedStream | QueuedScan;
 
 interface Slot {
+  index: number;
   worker: Worker;
   /** Stream input sent to the worker and not yet taken in. */
   inputOutstanding: number;
@@ -78,6 +83,11 @@ export class CompressPool {
   private readonly slots: Slot[] = [];
   private readonly idle: Slot[] = [];
   private readonly queue: Queued[] = [];
+  /** Pieces of scanned files: dispatched before the queue, so a started file finishes first. */
+  private readonly pieces: QueuedFile[] = [];
+  private readonly chunking: ChunkingParameters | null;
+  /** Pieces of large files each worker compressed (shows that one file's chunks spread). */
+  readonly piecesPerWorker: number[];
   private readonly running = new Map<number, Queued>();
   /** Uploads started per job: a job is done only when its objects are stored. */
   private readonly uploads = new Map<number, Promise<void>[]>();
@@ -94,6 +104,8 @@ export class CompressPool {
     this.size = options.workers ?? availableParallelism();
     if (!Number.isInteger(this.size) || this.size < 1) throw new Error(`worker count must be a positive integer, got ${this.size}`);
     const chunking = options.chunking === false ? null : chunkingParameters(options.chunking ?? {});
+    this.chunking = chunking;
+    this.piecesPerWorker = new Array<number>(this.size).fill(0);
     const setup: WorkerSetup = {
       algorithm: this.algorithm,
       chunking,
@@ -103,7 +115,7 @@ export class CompressPool {
     };
     const url = new URL('./compress-worker.js', import.meta.url);
     for (let i = 0; i < this.size; i++) {
-      const slot: Slot = { worker: new Worker(url, { workerData: setup }), inputOutstanding: 0, inputWaiter: null };
+      const slot: Slot = { index: i, worker: new Worker(url, { workerData: setup }), inputOutstanding: 0, inputWaiter: null };
       slot.worker.on('message', (reply: WorkerReply) => this.onReply(slot, reply));
       slot.worker.on('error', (err) => this.fail(err));
       slot.worker.unref();
@@ -114,7 +126,68 @@ export class CompressPool {
 
   /** Compresses a file the scan saw with this size and mtime; it fails if the file changes meanwhile. */
   compress(path: string, size: number, mtimeNs: bigint): Promise<CompressedContent> {
+    if (this.chunking && size > this.chunking.minSize) return this.compressSpread(path, size, mtimeNs);
     return this.enqueue((settle) => ({ kind: 'file', job: { id: this.nextId++, path, size, mtimeNs }, ...settle }));
+  }
+
+  /**
+   * A file that may be chunked: one worker scans it for cuts (the same xor32 cuts as reading it whole),
+   * and each chunk becomes a piece that any worker reads and compresses on its own.
+   */
+  private async compressSpread(path: string, size: number, mtimeNs: bigint): Promise<CompressedContent> {
+    const pieces: { offset: number; length: number; done: Promise<CompressedContent> }[] = [];
+    const queued = new Set<QueuedFile>();
+    let end = 0;
+    const piece = (cut: number, suffix: '' | 'P') => {
+      const offset = end;
+      end = cut;
+      const done = new Promise<CompressedContent>((resolve, reject) => {
+        if (this.failure) return reject(this.failure);
+        const q: QueuedFile = { kind: 'file', job: { id: this.nextId++, path, size, mtimeNs, range: { offset, length: cut - offset, suffix } }, resolve, reject };
+        queued.add(q);
+        this.pieces.push(q);
+      });
+      pieces.push({ offset, length: cut - offset, done });
+    };
+    try {
+      await this.enqueue((settle) => ({
+        kind: 'scan', job: { id: this.nextId++, path, size, mtimeNs }, ...settle,
+        onCuts: (cuts) => {
+          for (const c of cuts) piece(c, 'P');
+          this.dispatch();
+        },
+      }));
+    } catch (err) {
+      // The file changed or vanished: pieces not handed out yet are dropped, the others finish first.
+      for (let i = this.pieces.length - 1; i >= 0; i--) {
+        const q = this.pieces[i]!;
+        if (!queued.has(q)) continue;
+        this.pieces.splice(i, 1);
+        q.reject(err as Error);
+      }
+      await Promise.allSettled(pieces.map((p) => p.done));
+      throw err;
+    }
+    // No cut at all: the file is one ordinary object (spec §3.1 step 3).
+    piece(size, pieces.length > 0 ? 'P' : '');
+    this.dispatch();
+    const settled = await Promise.allSettled(pieces.map((p) => p.done));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const parts = settled.map((r) => (r as PromiseFulfilledResult<CompressedContent>).value);
+    const objects: WorkerObjects = { written: 0, present: 0, bytesWritten: 0, replaced: [] };
+    for (const p of parts) {
+      objects.written += p.objects.written;
+      objects.present += p.objects.present;
+      objects.bytesWritten += p.objects.bytesWritten;
+      objects.replaced!.push(...(p.objects.replaced ?? []));
+    }
+    const storedBytes = parts.reduce((n, p) => n + p.storedBytes, 0);
+    if (parts.length === 1) return { hash: parts[0]!.hash, chunks: [], size, storedBytes, objects };
+    return {
+      hash: null, size, storedBytes, objects,
+      chunks: pieces.map((p, i) => ({ offset: p.offset, size: p.length, hash: parts[i]!.hash! })),
+    };
   }
 
   /**
@@ -138,14 +211,28 @@ export class CompressPool {
 
   /** Busy workers let the queue grow, so batches fill up by themselves under load. */
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
+    while (this.idle.length > 0 && (this.pieces.length > 0 || this.queue.length > 0)) {
       const slot = this.idle.pop()!;
       slot.worker.ref();
+      if (this.pieces.length > 0) {
+        // One piece per message: pieces are chunk-sized, and each should go to the next free worker.
+        const q = this.pieces.shift()!;
+        this.running.set(q.job.id, q);
+        this.piecesPerWorker[slot.index]!++;
+        this.post(slot, { type: 'files', jobs: [q.job] });
+        continue;
+      }
       const head = this.queue[0]!;
       if (head.kind === 'stream') {
         this.queue.shift();
         this.running.set(head.id, head);
         void this.pump(slot, head);
+        continue;
+      }
+      if (head.kind === 'scan') {
+        this.queue.shift();
+        this.running.set(head.job.id, head);
+        this.post(slot, { type: 'scan', job: head.job });
         continue;
       }
       const jobs: FileJob[] = [];
@@ -198,6 +285,11 @@ export class CompressPool {
       case 'objects':
         this.uploadObjects(slot, reply.objects, reply.bytes);
         return;
+      case 'cuts': {
+        const q = this.running.get(reply.id);
+        if (q?.kind === 'scan') q.onCuts(reply.cuts);
+        return;
+      }
       case 'consumed': {
         slot.inputOutstanding -= reply.bytes;
         const w = slot.inputWaiter;
@@ -241,7 +333,7 @@ export class CompressPool {
     this.running.delete(r.id);
     const uploads = this.uploads.get(r.id) ?? [];
     this.uploads.delete(r.id);
-    const what = q.kind === 'file' ? q.job.path : q.what;
+    const what = q.kind === 'stream' ? q.what : q.job.path;
     if (q.kind === 'stream' && q.readError) {
       q.reject(q.readError);
       return;
@@ -262,9 +354,10 @@ export class CompressPool {
 
   private fail(err: Error): void {
     this.failure = new Error(`compression worker failed: ${err.message}`);
-    for (const q of [...this.running.values(), ...this.queue]) q.reject(this.failure);
+    for (const q of [...this.running.values(), ...this.queue, ...this.pieces]) q.reject(this.failure);
     this.running.clear();
     this.queue.length = 0;
+    this.pieces.length = 0;
     for (const s of this.slots) s.inputWaiter?.();
   }
 

@@ -8,7 +8,7 @@ import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { compressObject } from '../format/zlib-object.js';
 import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
-import { ChunkSplitter, type ChunkingParameters } from '../format/chunker.js';
+import { ChunkSplitter, Xor32Chunker, type ChunkingParameters } from '../format/chunker.js';
 import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
 
 export interface WorkerSetup {
@@ -32,10 +32,17 @@ export interface FileJob {
   /** Size and mtime seen by the scan: a file that differs when read is changing under us. */
   size: number;
   mtimeNs: bigint;
+  /**
+   * Only these bytes of the file, as one object with this suffix: a piece of a large file whose cuts a
+   * scan found, so that one file's chunks compress on every worker.
+   */
+  range?: { offset: number; length: number; suffix: '' | 'P' };
 }
 
 export type WorkerRequest =
   | { type: 'files'; jobs: FileJob[] }
+  /** Finds a large file's chunk cuts (reported as 'cuts' while it reads) without compressing anything. */
+  | { type: 'scan'; job: FileJob }
   | { type: 'stream-start'; id: number }
   | { type: 'stream-data'; id: number; bytes: Uint8Array }
   | { type: 'stream-end'; id: number; abort?: boolean }
@@ -68,6 +75,8 @@ export type WorkerReply =
   | { type: 'objects'; objects: EmittedObject[]; bytes: number }
   /** Input bytes of a stream taken in, so the pool may send more. */
   | { type: 'consumed'; id: number; bytes: number }
+  /** Cut offsets a scan found in the block it just read, ascending. */
+  | { type: 'cuts'; id: number; cuts: number[] }
   | { type: 'done'; results: (ContentOutcome | { id: number; error: string })[] };
 
 const READ_BLOCK = 2 << 20;
@@ -121,29 +130,30 @@ class ContentJob {
     }
     for (const chunk of this.splitter.push(block)) {
       const size = chunk.pieces.reduce((n, p) => n + p.length, 0);
-      const digest = await this.store(chunk.pieces, 'P');
+      const digest = await this.storeObject(chunk.pieces, 'P');
       this.outcome.chunks.push({ offset: chunk.offset, size, digest });
     }
   }
 
   async finish(): Promise<ContentOutcome> {
     if (!this.splitter) {
-      this.outcome.digest = await this.store(this.whole, '');
+      this.outcome.digest = await this.storeObject(this.whole, '');
     } else {
       const last = this.splitter.finish();
       if (!last.chunked) {
         // One piece: an ordinary object (spec §3.1 step 3).
-        this.outcome.digest = await this.store(last.pieces, '');
+        this.outcome.digest = await this.storeObject(last.pieces, '');
       } else {
         const size = last.pieces.reduce((n, p) => n + p.length, 0);
-        const digest = await this.store(last.pieces, 'P');
+        const digest = await this.storeObject(last.pieces, 'P');
         this.outcome.chunks.push({ offset: last.offset, size, digest });
       }
     }
     return this.outcome;
   }
 
-  private async store(pieces: Uint8Array[], suffix: '' | 'P'): Promise<Uint8Array> {
+  /** Compresses and hashes one object, then writes it (filesystem store) or queues it for the pool. */
+  async storeObject(pieces: Uint8Array[], suffix: '' | 'P'): Promise<Uint8Array> {
     const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
     const stored = compressObject(data);
     const digest = createHasher(setup.algorithm).update(stored).digest();
@@ -175,26 +185,67 @@ class ContentJob {
 async function compressFile(job: FileJob): Promise<ContentOutcome> {
   const fd = openSync(job.path, 'r');
   try {
-    const before = fstatSync(fd, { bigint: true });
-    if (before.size !== BigInt(job.size) || before.mtimeNs !== job.mtimeNs) throw new Error('file changed after it was scanned');
+    // A piece's file was read once already, by the scan of its cuts.
+    checkUnchanged(fd, job, job.range ? 'file changed while it was read' : 'file changed after it was scanned');
+    if (job.range) return await compressRange(fd, job, job.range);
     const content = new ContentJob(job.id, job.size);
     let off = 0;
     while (off < job.size) {
       // A fresh block each time: finished chunks may still hold slices of the previous ones.
       const want = Math.min(READ_BLOCK, job.size - off);
       const block = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const n = readSync(fd, block, got, want - got, off + got);
-        if (n === 0) throw new Error('file changed while it was read (it became shorter)');
-        got += n;
-      }
+      readFully(fd, block, off);
       off += want;
       await content.push(block);
     }
-    const after = fstatSync(fd, { bigint: true });
-    if (after.size !== BigInt(job.size) || after.mtimeNs !== job.mtimeNs) throw new Error('file changed while it was read');
+    checkUnchanged(fd, job, 'file changed while it was read');
     return await content.finish();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkUnchanged(fd: number, job: FileJob, message: string): void {
+  const st = fstatSync(fd, { bigint: true });
+  if (st.size !== BigInt(job.size) || st.mtimeNs !== job.mtimeNs) throw new Error(message);
+}
+
+function readFully(fd: number, into: Uint8Array, position: number): void {
+  for (let got = 0; got < into.length;) {
+    const n = readSync(fd, into, got, into.length - got, position + got);
+    if (n === 0) throw new Error('file changed while it was read (it became shorter)');
+    got += n;
+  }
+}
+
+/** One piece of a large file (at most the maximum chunk size) as one object; the scan read it before. */
+async function compressRange(fd: number, job: FileJob, range: NonNullable<FileJob['range']>): Promise<ContentOutcome> {
+  const bytes = Buffer.allocUnsafe(range.length);
+  readFully(fd, bytes, range.offset);
+  checkUnchanged(fd, job, 'file changed while it was read');
+  const content = new ContentJob(job.id, 0);
+  content.outcome.size = range.length;
+  content.outcome.digest = await content.storeObject([bytes], range.suffix);
+  return content.outcome;
+}
+
+/** Reads a file through the chunker alone: the cuts go back as they are found, for the pool to hand out. */
+function scanFile(job: FileJob): ContentOutcome {
+  const fd = openSync(job.path, 'r');
+  try {
+    checkUnchanged(fd, job, 'file changed after it was scanned');
+    const chunker = new Xor32Chunker(setup.chunking!);
+    // One block reused: the chunker keeps no reference to the bytes.
+    const block = Buffer.allocUnsafe(Math.min(READ_BLOCK, job.size));
+    for (let off = 0; off < job.size;) {
+      const piece = block.subarray(0, Math.min(block.length, job.size - off));
+      readFully(fd, piece, off);
+      off += piece.length;
+      const cuts = chunker.push(piece);
+      if (cuts.length > 0) port.postMessage({ type: 'cuts', id: job.id, cuts } satisfies WorkerReply);
+    }
+    checkUnchanged(fd, job, 'file changed while it was read');
+    return { id: job.id, size: job.size, digest: null, chunks: [], storedBytes: 0, written: 0, present: 0, bytesWritten: 0, replaced: [] };
   } finally {
     closeSync(fd);
   }
@@ -228,6 +279,16 @@ async function handle(msg: WorkerRequest): Promise<void> {
   switch (msg.type) {
     case 'files':
       return compressFiles(msg.jobs);
+    case 'scan': {
+      let result: ContentOutcome | { id: number; error: string };
+      try {
+        result = scanFile(msg.job);
+      } catch (err) {
+        result = { id: msg.job.id, error: describe(err) };
+      }
+      port.postMessage({ type: 'done', results: [result] } satisfies WorkerReply);
+      return;
+    }
     case 'stream-start':
       streams.set(msg.id, { content: new ContentJob(msg.id), error: null });
       return;

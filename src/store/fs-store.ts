@@ -30,8 +30,12 @@ const LOCK_DIR = `${CONTROL_PREFIX}locks`;
  */
 const TEMP_PREFIX = '.tmp-';
 
+/** Unique to this process and thread (random once, so a reused pid cannot meet an old leftover), plus a counter. */
+const tempStem = `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}-`;
+let tempCount = 0;
+
 function tempNameFor(target: string): string {
-  return path.join(path.dirname(target), `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
+  return path.join(path.dirname(target), `${tempStem}${(tempCount++).toString(36)}`);
 }
 
 const RESERVED = [`${TMP_DIR}/`, `${LOCK_DIR}/`];
