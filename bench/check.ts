@@ -1,7 +1,8 @@
-// `npm run bench:check`: check of a generated repository (default 10^6 entries, 1,000 distinct contents;
-// SCVMFS_BENCH_ENTRIES overrides) on the local runtime at 128 MB per invocation, listing and --full:
-// entries/s, store requests, slices and the peak memory of one invocation.
-import { mkdtempSync, rmSync } from 'node:fs';
+// `npm run bench:check`: check and gc of a generated repository (default 10^6 entries, 1,000 distinct
+// contents; SCVMFS_BENCH_ENTRIES overrides) on the local runtime at 128 MB per invocation. Check, listing
+// and --full; then a second revision with other contents in 1,000 files, and gc keeping one revision:
+// entries/s, store requests, slices or steps, and the peak memory of one invocation.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateTree } from './generate-tree.js';
@@ -11,6 +12,8 @@ import { initRepository } from '../src/repo/repository.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
 import { meterSummary } from '../src/store/metered-store.js';
 import { runCheck, type CheckReport } from '../src/runtime/check-run.js';
+import { runGcLocal } from '../src/runtime/run-gc.js';
+import { writeKeys } from '../src/repo/keys-dir.js';
 
 const entries = Number(process.env.SCVMFS_BENCH_ENTRIES ?? 1_000_000);
 const memoryMb = Number(process.env.SCVMFS_BENCH_MEMORY ?? 128);
@@ -40,3 +43,19 @@ for (const full of [false, true]) {
   if (report.problems.length > 0) throw new Error(`the generated repository has problems: ${JSON.stringify(report.problems.slice(0, 3))}`);
   console.log(line(full ? '--full' : 'listing', report));
 }
+
+// A second revision: 1,000 files get contents of their own, so the first revision's become garbage.
+for (let i = 0; i < Math.min(1000, Math.floor(entries * 0.06)); i++) writeFileSync(join(work, 'src', 'flat', `file${i}`), `changed content ${i}\n`);
+t = Date.now();
+await publishDirectory(store, join(work, 'src'), { fqrn, keys, xattrs: null });
+console.log(`gc bench: second revision (1,000 changed files) published in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+const keysDir = join(work, 'keys');
+await writeKeys(keysDir, fqrn, keys);
+t = Date.now();
+const gc = await runGcLocal({ SCVMFS_STORE: store.root, SCVMFS_FQRN: fqrn, SCVMFS_KEYS: keysDir, SCVMFS_SCRATCH: work },
+  { keepRevisions: 1, graceMs: 0, fenceWaitMs: 0 }, { memoryMb, timeoutMs: 120_000 });
+const seconds = (Date.now() - t) / 1000;
+const peak = gc.report?.gc?.peakMemoryMb;
+console.log(`gc bench: ${tree.entries} entries marked in ${seconds.toFixed(1)} s (${Math.round(tree.entries / seconds)} entries/s), ` +
+  `${gc.result.listed} keys listed, ${gc.result.deleted.objects} objects deleted (${gc.result.deleted.bytes} bytes), ${gc.steps} steps, ` +
+  `peak ${peak?.toFixed(0)} MB per invocation (limit ${memoryMb} MB); ${meterSummary(gc.requests)}`);

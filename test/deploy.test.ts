@@ -202,7 +202,7 @@ test('put-keys stores the keys in the secrets the functions read them from, and 
   const plan = await putKeys(stack, dir, { masterKey: true, secrets, lambda });
   assert.deepEqual([...stored.keys()], [`scvmfs/${SYNTH_FQRN}/repository-key`, `scvmfs/${SYNTH_FQRN}/master-key`]);
   assert.deepEqual(updated.map((u) => u.FunctionName), [`${SYNTH_STACK}-commit`, `${SYNTH_STACK}-resign`, `${SYNTH_STACK}-gc`]);
-  assert.equal(plan.retire.length, 2);
+  assert.equal(plan.retire.length, 3);
 
   // What was stored is what the deployed adapter reads back into a keys directory.
   const reader = { send: async (c: GetSecretValueCommand) => ({ SecretString: stored.get(c.input.SecretId!) }) };

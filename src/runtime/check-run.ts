@@ -2,6 +2,9 @@
 // inline in this process, and reads its report from the control area. Over an http(s) URL there is no
 // control area (and no listing): the chain runs inline with its state in a local directory store, the
 // same code path as `--state-dir` for a store.
+import type { FunctionUsage } from '../cost/usage.js';
+import { functionUsageOfRecords } from './invokers.js';
+import type { InvocationRecord } from './stats.js';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { RefusedError } from '../errors.js';
@@ -53,6 +56,8 @@ export interface CheckReport extends VerifyReport {
   seconds: number;
   /** Store requests of the whole chain (the repository's store and the state's). */
   requests: MeterSnapshot;
+  /** Invocations and billed time of the check function (none inline). */
+  functions: FunctionUsage[];
   /** The largest memory one invocation reached (local runtime); null inline. */
   peakMemoryMb: number | null;
 }
@@ -88,6 +93,7 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
   const memoryMb = o.memoryMb ?? 128;
   const timeoutMs = o.timeoutMs ?? 60_000;
   let peakMemoryMb: number | null = null;
+  const invocations: InvocationRecord[] = [];
   let requests: () => MeterSnapshot;
   const progress = async (spent: MeterSnapshot) => {
     const s = o.onProgress && await readCheckState(control, id).catch(() => null);
@@ -122,6 +128,7 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
       limits: { memoryMb, timeoutMs },
       onInvocation: (r) => {
         peakMemoryMb = Math.max(peakMemoryMb ?? 0, r.peakMemoryMb);
+        invocations.push(r);
         if (r.requests) spent = meterSum([spent, r.requests]);
         void progress(meterSum([spent, controlMeter.snapshot()]));
         o.local?.onInvocation?.(r);
@@ -145,7 +152,7 @@ export async function runCheck(location: string, o: CheckRunOptions): Promise<Ch
     id, runtime, fqrn: state.fqrn, location: state.location, revision: state.revision, tags: state.tags, warnings: state.warnings,
     problems, truncated: false, catalogs: state.totals.catalogs, entries: state.totals.entries, objects: state.totals.objects,
     bytes: state.totals.bytes, listed: state.totals.listed, slices: state.totals.slices, roots: state.roots,
-    seconds: (Date.now() - started) / 1000, requests: requests(), peakMemoryMb,
+    seconds: (Date.now() - started) / 1000, requests: requests(), peakMemoryMb, functions: functionUsageOfRecords(invocations),
   };
   if (problems.length > 0) throw new CheckFailedError(report);
   return report;

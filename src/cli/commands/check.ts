@@ -1,13 +1,16 @@
 // `scvmfs check`: every catalog and every object of a repository checked once, as a chain of bounded,
 // resumable function steps (functions/check); lists every problem with the paths that reference it.
+import { meterSum } from '../../store/metered-store.js';
+import { openStore } from '../../store/open-store.js';
+import { operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
 import { Command, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { CheckFailedError, runCheck, type CheckProgress, type CheckReport } from '../../runtime/check-run.js';
 import { meterRequests } from '../../store/metered-store.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { parseDuration, positiveInt } from '../options.js';
+import { noLedgerOption, parseDuration, positiveInt, pricingOption } from '../options.js';
 
-interface CheckCliOptions {
+interface CheckCliOptions extends BillOptions {
   fqrn: string;
   pubkey: string[];
   allRevisions?: boolean;
@@ -53,6 +56,8 @@ export function register(program: Command): void {
     .option('--fn-memory <mb>', 'memory of each function invocation, in MB', (v) => positiveInt(v, '--fn-memory'), 128)
     .option('--fn-timeout <duration>', 'wall-time limit of each invocation (a slice hands over before half of it)', parseDuration, 60_000)
     .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .addOption(pricingOption())
+    .addOption(noLedgerOption())
     .action(async (location: string, o: CheckCliOptions) => {
       const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
       const progress = new ProgressLine(o.quiet || o.json);
@@ -66,17 +71,32 @@ export function register(program: Command): void {
       } catch (err) {
         progress.done();
         if (err instanceof CheckFailedError) {
-          if (o.json) console.log(JSON.stringify({ ok: false, ...err.report }, null, 2));
+          // A check that found problems cost as much as one that found none.
+          const bill = await checkBill(location, err.report, o);
+          if (o.json) console.log(JSON.stringify({ ok: false, ...err.report, bill }, null, 2));
           else console.error(summary(err.report));
         }
         throw err;
       }
       progress.done();
-      if (o.json) {
-        console.log(JSON.stringify({ ok: true, ...report }, null, 2));
-        return;
+      if (!o.json) {
+        console.log(`OK ${o.fqrn} revision ${report.revision}${report.roots > 1 ? ` and ${report.roots - 1} more roots` : ''}: ${summary(report)}`);
+        for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
       }
-      console.log(`OK ${o.fqrn} revision ${report.revision}${report.roots > 1 ? ` and ${report.roots - 1} more roots` : ''}: ${summary(report)}`);
-      for (const w of report.warnings) console.error(`scvmfs: warning: ${w}`);
+      const bill = await checkBill(location, report, o);
+      if (o.json) console.log(JSON.stringify({ ok: true, ...report, bill }, null, 2));
     });
+}
+
+/**
+ * The check's bill: in the store's ledger, except over http(s), where there is no store to write to.
+ * Steps in sandboxes run beside the bucket (no egress); inline, this process read the objects.
+ */
+async function checkBill(location: string, r: CheckReport, o: CheckCliOptions) {
+  const url = /^https?:\/\//i.test(location);
+  const usage = r.runtime === 'inline' || url
+    ? operationUsage({ writer: r.requests, functions: r.functions })
+    : operationUsage({ writer: meterSum([]), functionRequests: r.requests, functions: r.functions });
+  return reportOperationBill(url ? openStore(o.stateDir ?? '.') : openStore(location), { operation: 'check', fqrn: o.fqrn, revision: r.revision, usage },
+    { pricing: o.pricing, ledger: o.ledger && !url, json: o.json });
 }

@@ -4,10 +4,12 @@ import { readFile } from 'node:fs/promises';
 import { runReplication, type ReplicateResult } from '../../functions/replicate.js';
 import { openStoreSource } from '../../client/sources.js';
 import { openStore } from '../../store/open-store.js';
+import { MeteredStore } from '../../store/metered-store.js';
+import { operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
 import { formatBytes } from '../progress.js';
-import { durationOption, positiveInt, printJson, storeOption } from '../options.js';
+import { durationOption, noLedgerOption, positiveInt, pricingOption, printJson, storeOption } from '../options.js';
 
-interface ReplicateCliOptions {
+interface ReplicateCliOptions extends BillOptions {
   fqrn: string;
   pubkey: string[];
   store: string;
@@ -35,16 +37,25 @@ export function register(program: Command): void {
     .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
     .option('--concurrency <n>', 'objects in flight at once', (v) => positiveInt(v, '--concurrency'), 32)
     .option('--watch <interval>', 'keep replicating, this long after each run ends (e.g. 5m)', durationOption('--watch', 1000, 7 * 86_400_000))
-    .option('--json', 'print each run\'s result as JSON')
+    .option('--json', 'print each run\'s result and its bill as JSON')
+    .addOption(pricingOption())
+    .addOption(noLedgerOption())
     .action(async (location: string, o: ReplicateCliOptions) => {
       const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
-      const replica = openStore(o.store);
+      const target = openStore(o.store);
       const source = openStoreSource(location);
       const event = { source: location, fqrn: o.fqrn, publicKeys, allRevisions: o.allRevisions, allowExpiredWhitelist: o.allowExpiredWhitelist };
       for (;;) {
+        // Each run is metered and billed on its own: the replica's requests and the objects it now holds.
+        const replica = new MeteredStore(target);
         const result = await runReplication(event, { replica, source, concurrency: o.concurrency });
-        if (o.json) printJson(result);
-        else console.log(describe(result));
+        if (!o.json) console.log(describe(result));
+        const bill = await reportOperationBill(target, {
+          operation: 'replicate', fqrn: o.fqrn, revision: result.revision,
+          usage: operationUsage({ writer: replica.snapshot() }),
+          storage: { bytesAdded: result.bytes, objectsAdded: result.copied },
+        }, o);
+        if (o.json) printJson({ ...result, bill });
         if (o.watch === undefined) return;
         await new Promise((r) => setTimeout(r, o.watch));
       }
