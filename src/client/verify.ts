@@ -11,6 +11,8 @@ import { decompressObject, verifyObject } from '../format/zlib-object.js';
 import { readHistory } from '../format/history.js';
 import { readReflog } from '../format/reflog.js';
 import { CachedSource } from '../repo/object-cache.js';
+import { CatalogWalk, type CatalogLoader, type WalkVisitor } from '../repo/catalog-walk.js';
+import { ScratchSpace } from '../repo/scratch.js';
 import { MANIFEST_KEY, REFLOG_KEY } from '../repo/repository.js';
 import { RepositoryReader, VerificationError, type OpenOptions } from './reader.js';
 import { openStoreSource } from './sources.js';
@@ -80,6 +82,13 @@ export function describeProblem(p: VerifyProblem): string {
 
 /** Thrown through the walk once the problem limit is reached. */
 class Stop extends Error {}
+
+/** Why a catalog could not be opened: the problem code and message its report gets. */
+class CatalogUnreadable extends Error {
+  constructor(readonly code: 'missing-object' | 'corrupt-object' | 'bad-catalog', message: string) {
+    super(message);
+  }
+}
 
 function sameCounters(a: Counters, b: Counters): string | null {
   for (const n of COUNTER_NAMES) if (a[n] !== b[n]) return `${n} is ${b[n]}, expected ${a[n]}`;
@@ -223,28 +232,45 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
     stopIfDone();
   };
 
-  /** Verifies one catalog and those below it; returns its stored totals, or null when it could not be read. */
-  const verifyCatalog = async (hash: ContentHash, mountpoint: string, expectedSize: number | undefined): Promise<Counters | null> => {
-    const key = hash.objectKey('C');
-    const stored = await fetchVerified(hash, 'C', [shown(mountpoint)]);
+  // The catalogs are visited by the shared walk (repo/catalog-walk.ts), each catalog and object once,
+  // its state in a scratch file. Subtree statistics are compared at the end, from each catalog's totals.
+  const totals = new Map<string, { mountpoint: string; stored: Counters; subtree: Counters; children: string[] }>();
+  const unreadableKeys = new Set<string>();
+  const catalogDefect = (key: string, mountpoint: string, msg: string, path = mountpoint) => {
+    problem(key, 'bad-catalog', `catalog of '${shown(mountpoint)}': ${msg}`, [shown(path)]);
     stopIfDone();
-    if (!stored) return null;
-    let db: CatalogDb;
-    let size: number;
+  };
+  const load: CatalogLoader = async (hash) => {
+    const key = hash.objectKey('C');
+    const got = await source.get(key);
+    if (!got) throw new CatalogUnreadable('missing-object', 'missing from the store');
     try {
-      const bytes = decompressObject(stored, `catalog ${key}`);
-      size = bytes.length;
-      db = CatalogDb.fromBytes(bytes);
+      verifyObject(key, hash, got.body);
     } catch (err) {
-      problem(key, 'bad-catalog', `catalog of '${shown(mountpoint)}': ${(err as Error).message}`, [shown(mountpoint)]);
-      stopIfDone();
-      return null;
+      throw new CatalogUnreadable('corrupt-object', (err as Error).message);
     }
-    const defect = (msg: string, path = mountpoint) => {
-      problem(key, 'bad-catalog', `catalog of '${shown(mountpoint)}': ${msg}`, [shown(path)]);
-      stopIfDone();
-    };
     try {
+      const bytes = decompressObject(got.body, `catalog ${key}`);
+      return { db: CatalogDb.fromBytes(bytes), size: bytes.length };
+    } catch (err) {
+      throw new CatalogUnreadable('bad-catalog', (err as Error).message);
+    }
+  };
+  const visitor: WalkVisitor = {
+    unreadable: (hash, mountpoint, err) => {
+      const key = hash.objectKey('C');
+      unreadableKeys.add(key);
+      if (!(err instanceof CatalogUnreadable)) {
+        // A store or network failure is not a finding about the repository: verification cannot go on.
+        fatal ??= err;
+        throw err;
+      }
+      if (err.code === 'bad-catalog') catalogDefect(key, mountpoint, err.message);
+      else problem(key, err.code, err.message, [shown(mountpoint)]);
+      stopIfDone();
+    },
+    catalog: ({ key, db, mountpoint, size, expectedSize }) => {
+      const defect = (msg: string, path = mountpoint) => catalogDefect(key, mountpoint, msg, path);
       if (expectedSize !== undefined && size !== expectedSize) defect(`uncompressed size is ${size}, its parent says ${expectedSize}`);
       if (db.property('schema') !== '2.5') defect(`schema is '${db.property('schema')}', expected 2.5`);
       if (db.rootPrefix !== mountpoint) defect(`root_prefix is '${db.rootPrefix}'`);
@@ -257,59 +283,65 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
       const counters = db.readCounters();
       const selfProblem = sameCounters(db.computeSelfCounters(), counters.self);
       if (selfProblem) defect(`statistics self_${selfProblem}`);
-      progress.catalogs++;
-
       const nestedRefs = new Map(db.nestedCatalogs().map((r) => [r.path, r]));
+      for (const ref of nestedRefs.values()) {
+        const entry = db.lookup(ref.path);
+        if (!entry || !(entry.extraFlags & FLAG.nestedMountpoint)) defect(`nested catalog ${ref.path} has no mountpoint entry`, ref.path);
+      }
       for (const { path, entry } of db.walk()) {
         progress.entries++;
         if (entry.extraFlags & FLAG.nestedMountpoint && !nestedRefs.has(path)) defect(`mountpoint ${path} has no nested catalog reference`, path);
         if (kindOfMode(entry.mode) !== 'file' || entry.extraFlags & FLAG.external) continue;
         if (entry.extraFlags & FLAG.chunked) {
           let offset = 0;
-          for (const c of db.chunks(path, entry.chunkAlgorithm ?? hash.algorithm)) {
+          for (const c of db.chunks(path, entry.chunkAlgorithm ?? manifest.rootCatalog.algorithm)) {
             if (c.offset !== offset) defect(`chunks of ${path} are not contiguous at ${offset}`, path);
             offset = c.offset + c.size;
-            await queue(checkObject(c.hash, 'P', c.size, entry.compression, path));
           }
           if (offset !== entry.size) defect(`chunks of ${path} cover ${offset} bytes, the file has ${entry.size}`, path);
-          // A legacy bulk object (CVMFS_GENERATE_LEGACY_BULK_CHUNKS) must hold the whole file too.
-          if (entry.hash) await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
-        } else if (entry.hash) {
-          await queue(checkObject(entry.hash, '', entry.size, entry.compression, path));
-        } else {
+        } else if (!entry.hash) {
           defect(`regular file ${path} has no content hash`, path);
         }
-        if (progress.entries % 2000 === 0) onProgress?.({ ...progress });
       }
+      totals.set(key, {
+        mountpoint, stored: addCounters(counters.self, counters.subtree), subtree: counters.subtree,
+        children: [...nestedRefs.values()].map((r) => r.hash.objectKey('C')),
+      });
+      progress.catalogs++;
+    },
+    object: (ref) => queue(checkObject(ref.hash, ref.suffix, ref.size, ref.compression, ref.path)),
+    again: (ref) => {
+      const known = bad.get(ref.key);
+      if (known) addPath(known, ref.path);
+      else pendingPaths.get(ref.key)?.push(ref.path);
+    },
+    settle: async () => {
       await Promise.all(inFlight.splice(0));
       stopIfDone();
-
-      let subtree: Counters | null = zeroCounters();
-      for (const ref of nestedRefs.values()) {
-        const entry = db.lookup(ref.path);
-        if (!entry || !(entry.extraFlags & FLAG.nestedMountpoint)) defect(`nested catalog ${ref.path} has no mountpoint entry`, ref.path);
-        const below = await verifyCatalog(ref.hash, ref.path, ref.size);
-        // Totals of a subtree that could not be read cannot be compared; its problem is already listed.
-        subtree = below && subtree ? addCounters(subtree, below) : null;
-      }
-      const subtreeProblem = subtree && sameCounters(subtree, counters.subtree);
-      if (subtreeProblem) defect(`statistics subtree_${subtreeProblem}`);
       onProgress?.({ ...progress });
-      return addCounters(counters.self, counters.subtree);
-    } catch (err) {
-      if (err instanceof Stop || err === fatal) throw err;
-      // A catalog whose rows cannot be read (a damaged database) is listed; the rest goes on.
-      defect((err as Error).message);
-      return null;
-    } finally {
-      db.close();
+    },
+  };
+  const scratch = ScratchSpace.create();
+  const walk = CatalogWalk.open(scratch.file());
+  const walkCatalogs = async () => {
+    walk.addRoots([{ hash: reader.rootHash, size: atHead ? manifest.rootCatalogSize : undefined }]);
+    await walk.step(load, visitor);
+    for (const [key, t] of totals) {
+      // Totals of a subtree with a catalog that could not be read cannot be compared; its problem is listed.
+      let sum: Counters | null = zeroCounters();
+      for (const child of t.children) {
+        const c = totals.get(child);
+        sum = c && sum ? addCounters(sum, c.stored) : null;
+      }
+      const subtreeProblem = sum && sameCounters(sum, t.subtree);
+      if (subtreeProblem) catalogDefect(key, t.mountpoint, `statistics subtree_${subtreeProblem}`);
     }
   };
 
   let tags: string[] = [];
   const warnings: string[] = [];
   try {
-    await verifyCatalog(reader.rootHash, '', atHead ? manifest.rootCatalogSize : undefined);
+    await walkCatalogs();
     if (manifest.history) {
       const key = manifest.history.objectKey('H');
       const stored = await fetchVerified(manifest.history, 'H', []);
@@ -328,6 +360,8 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
   } finally {
     // Checks still running record nothing that matters now, but must not outlive the call.
     await Promise.all(inFlight.splice(0));
+    walk.close();
+    scratch.dispose();
   }
 
   const report: VerifyReport = { ...progress, fqrn: manifest.fqrn, location: source.description, revision: atHead ? manifest.revision : reader.revision, tags, warnings, problems, truncated };

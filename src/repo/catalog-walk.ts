@@ -273,14 +273,17 @@ export class CatalogWalk {
       const nested = db.nestedCatalogs();
       const fresh: ObjectRef[] = [];
       const seen = new Set<string>();
+      const repeats: ObjectRef[] = [];
       for (const r of refs) {
-        if (seen.has(r.key) || this.has(r.key)) visitor.again?.(r);
+        if (seen.has(r.key) || this.has(r.key)) repeats.push(r);
         else {
           seen.add(r.key);
           fresh.push(r);
         }
       }
       for (const r of fresh) await visitor.object?.(r);
+      // After the first references: a repeat within this catalog then finds its object already met.
+      for (const r of repeats) visitor.again?.(r);
       await visitor.settle?.({ hash, key, mountpoint, db, size, expectedSize });
       this.finish(key, nested.map((n) => ({ key: n.hash.objectKey('C'), mountpoint: n.path, size: n.size })), fresh.map((r) => r.key));
       progress.catalogs++;
