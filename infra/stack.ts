@@ -21,6 +21,7 @@ import { LEASES_KEY } from '../src/repo/leases.js';
 import { POLICY_KEY } from '../src/repo/publisher-policy.js';
 import { HIGH_WATER_KEY } from '../src/repo/high-water.js';
 import { GC_PREFIX } from '../src/functions/gc.js';
+import { FENCE_KEY } from '../src/repo/gc-fence.js';
 import { LOCK_KEY } from '../src/repo/publish-lock.js';
 import { TXN_PREFIX } from '../src/format/changeset.js';
 import { GRANTS_PREFIX, REPORTS_PREFIX } from '../src/repo/object-verification.js';
@@ -64,13 +65,13 @@ export const FUNCTION_ACCESS: Record<FunctionName, ObjectAccess> = {
   // rights, so PutObject on data/* is exactly what a writer can be granted through it. It records each
   // grant under grants/ (who may have uploaded a key, for the commit's report of a bad object).
   'upload-grant': { read: ['data/*', LEASES_KEY, GRANTS], write: ['data/*', GRANTS], list: true },
-  // Reads changesets, the policy, the lease, grant records and catalogs, and the whitelist and high-water
-  // record to check the head against the master key; writes catalogs and objects, manifest, reflog, the
+  // Reads changesets, the policy, the lease, grant records and catalogs, the gc fence, and the whitelist
+  // and high-water record to check the head against the master key; writes catalogs and objects, manifest, reflog, the
   // high-water record, its checkpoint, bad-object reports and the lease table (it releases the lease). It
   // deletes only data objects whose bytes do not match their name (so that their writer can upload the
   // right bytes with a create-only grant) and the grant records of objects it checked.
   commit: {
-    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY, GRANTS, HIGH_WATER_KEY],
+    read: ['.cvmfspublished', '.cvmfswhitelist', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, POLICY_KEY, GRANTS, HIGH_WATER_KEY, FENCE_KEY],
     write: ['.cvmfspublished', '.cvmfsreflog', 'data/*', TXN_OBJECTS, LEASES_KEY, BAD_OBJECTS, HIGH_WATER_KEY],
     delete: ['data/*', GRANTS],
     list: true,

@@ -228,6 +228,9 @@ async function recordPublishes(): Promise<StoreRecord[]> {
     // A check chain: reads everything, lists data/, writes and drops its own state and walk log.
     const checked = await runtime.runChain('check', { id: 'iam', publicKeys: [keys.masterPublicKeyPem], sliceCatalogs: 2, pageKeys: 50 }, { maxSteps: 1000 });
     assert.equal((checked.result as { status: string }).status, 'clean');
+    // A gc that publishes its revision, marks, fences, sweeps and removes finished transactions.
+    const collected = await runtime.runChain('gc', { gcId: 'gc-iam-run', options: { keepRevisions: 1, graceMs: 0, fenceWaitMs: 0 } }, { maxSteps: 1000 });
+    assert.ok((collected.result as { deleted: { objects: number } }).deleted.objects > 0);
   } finally {
     await runtime.close();
   }
