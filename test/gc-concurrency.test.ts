@@ -4,7 +4,7 @@
 // double delivery, and 4 writers publish while gc runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setupRepo, FQRN, type Repo } from './txn-helpers.js';
 import { invoker } from './chain-invoker.js';
@@ -15,6 +15,7 @@ import { runGcInline } from '../src/runtime/run-gc.js';
 import { verifyAt } from '../src/client/verify.js';
 import { prepareObject } from '../src/format/zlib-object.js';
 import type { ObjectStore } from '../src/store/object-store.js';
+import { FsStore } from '../src/store/fs-store.js';
 import type { GcConfig } from '../src/functions/gc.js';
 
 const SHARED = 'bytes that only a dropped revision holds, until a writer publishes them again\n';
@@ -36,6 +37,16 @@ async function fixture(name: string): Promise<Repo & { storeDir: string; gcConfi
   ageObjects(storeDir, 10 * 24 * HOUR);
   return { ...s, storeDir, gcConfig: { store: s.store, fqrn: FQRN, keys: s.config.keys } };
 }
+
+/** A copy of a fixture's store, so that each interleaving starts from the same repository without publishing it again. */
+function copyOf(base: Fixture, label: string): Fixture {
+  const storeDir = join(base.work, `store-${label}`);
+  cpSync(base.storeDir, storeDir, { recursive: true, preserveTimestamps: true });
+  const store = new FsStore(storeDir);
+  return { ...base, store, storeDir, config: { ...base.config, store }, gcConfig: { ...base.gcConfig, store } };
+}
+
+type Fixture = Awaited<ReturnType<typeof fixture>>;
 
 function bobTree(s: Repo, label: string): string {
   const dir = join(s.work, `bob-${label}`);
@@ -73,8 +84,9 @@ function atCheckpoint(at: number, matches: (name: string) => boolean, inner: () 
 }
 
 test('a whole gc inside every checkpoint of a commit whose writer skipped uploading an object only a dropped revision held: the publish lands and the object stays', async () => {
+  const base = await fixture('gc-in-commit');
   for (let at = 0; ; at++) {
-    const s = await fixture(`gc-in-commit-${at}`);
+    const s = copyOf(base, `at-${at}`);
     const bob = await loadPublisherKey(s.keysDir, 'bob');
     const hook = atCheckpoint(at, (n) => !n.startsWith('gc-'), async () => { await runGcInline(s.gcConfig, GC_OPTIONS); });
     try {
@@ -92,8 +104,9 @@ test('a whole gc inside every checkpoint of a commit whose writer skipped upload
 });
 
 test('a whole publish inside every checkpoint of a gc: the publish lands, the gc finishes, nothing the head names is gone', async () => {
+  const base = await fixture('commit-in-gc');
   for (let at = 0; ; at++) {
-    const s = await fixture(`commit-in-gc-${at}`);
+    const s = copyOf(base, `at-${at}`);
     const bob = await loadPublisherKey(s.keysDir, 'bob');
     // The publish starts at the checkpoint and runs alongside the rest of the gc (a commit that meets the
     // gc deleting waits for it to end, so it cannot finish inside the gc's step).
