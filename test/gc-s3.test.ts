@@ -47,7 +47,8 @@ test('s3: gc --keep-revisions 2 with a tag on revision 3 deletes exactly what on
   // One DeleteObjects for the data objects, and one each for the publish lock, the walk log and the
   // candidate runs: never one per object.
   assert.ok(run.result.deleted.objects > 10 && counts.delete <= 4, `deletes go in batches (${counts.delete} delete requests for ${run.result.deleted.objects} objects)`);
-  assert.equal(counts.head, 0, 'no HEAD per object: the listing says what exists');
+  // The listing says what exists: no HEAD per object (the one HEAD is the gc revision's publish).
+  assert.ok(counts.head <= 1, `no HEAD per object (${counts.head} HEADs for ${run.result.listed} objects listed)`);
 
   const pub = readFileSync(join(repo.keysDir, `${GC_FQRN}.pub`), 'utf8');
   const server = await serveStore(store);
