@@ -72,7 +72,7 @@ export async function replicateBench(work: string, s3: S3Server | undefined, fil
           if (page.objects.length === 0) break;
           await backend.delete(page.objects.map((o) => o.key));
         }
-        await backend.client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+        await (await backend.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
         backend.close();
       }
     }

@@ -172,14 +172,14 @@ test('public keys are readable anonymously with the stock headers; the control p
 
 test('new data objects go up by a signed PUT, not the SDK, with the same headers, ACL, 412 and refusal of wrong keys', async () => {
   const sdkPuts: string[] = [];
-  const count = (store: S3Store) => store.client.middlewareStack.add((next, context) => async (args) => {
+  const count = async (store: S3Store) => (await store.sdk()).client.middlewareStack.add((next, context) => async (args) => {
     if (context.commandName === 'PutObjectCommand') sdkPuts.push((args.input as { Key: string }).Key);
     return next(args);
   }, { step: 'initialize' });
   const lean = bucket.store('signed/lean');
   const plain = bucket.store('signed/sdk', { signedPuts: false });
-  count(lean);
-  count(plain);
+  await count(lean);
+  await count(plain);
   const key = `data/5e/${'a'.repeat(38)}`;
   const body = randomBytes(3000);
   for (const store of [lean, plain]) {

@@ -1,8 +1,9 @@
 // What a repository's owner does to a deployed stack after `npm run deploy` (docs/aws.md): store the keys
 // in the stack's secrets, and give clients their configuration. The SDK clients are passed in so that
 // tests record at the cloud edge.
-import { PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
-import { UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import type { PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+import type { UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import { lambdaSdk, secretsSdk } from './aws-sdk.js';
 import { RefusedError } from '../errors.js';
 import { loadKeys } from '../repo/keys-dir.js';
 import type { RepositoryKeys } from '../format/keys.js';
@@ -52,6 +53,8 @@ export async function putKeys(outputs: StackOutputs, keysDir: string, opts: {
   const plan = { secrets: writes, retire };
   if (opts.dryRun) return plan;
   if (!opts.secrets || !opts.lambda) throw new Error('putKeys needs a Secrets Manager and a Lambda client');
+  const { PutSecretValueCommand } = await secretsSdk();
+  const { UpdateFunctionConfigurationCommand } = await lambdaSdk();
   for (const w of writes) {
     await opts.secrets.send(new PutSecretValueCommand({ SecretId: w.secretId, SecretString: secretJson(keys, w.fields) }));
   }

@@ -15,8 +15,9 @@
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { lambdaSdk, secretsSdk } from './aws-sdk.js';
 import { describeError, ScvmfsError, type ErrorJSON } from '../errors.js';
 import { txnKeys } from '../format/changeset.js';
 import { meteringInvocation } from '../functions/env.js';
@@ -183,6 +184,7 @@ async function readSecretFields(
   let text: string | undefined;
   try {
     counted();
+    const { GetSecretValueCommand } = await secretsSdk();
     const out = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
     text = out.SecretString ?? (out.SecretBinary ? Buffer.from(out.SecretBinary).toString('utf8') : undefined);
   } catch (e) {
@@ -263,7 +265,7 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
     if (config.keySecret || config.masterKeySecret) {
       const wanted = `${config.keySecret ?? ''}\n${config.masterKeySecret ?? ''}\n${config.fqrn}`;
       if (keysDir === undefined || keysFor !== wanted) {
-        secrets ??= new SecretsManagerClient({});
+        secrets ??= new (await secretsSdk()).SecretsManagerClient({});
         keysFor = wanted;
         keysDir = materializeKeys(secrets, config, options.scratchDir ?? tmpdir(), () => { secretCallsMade++; });
         keysDir.catch(() => { if (keysFor === wanted) keysDir = undefined; });
@@ -303,8 +305,9 @@ export function lambdaHandler<E, R>(fn: FunctionName, handler: Handler<E, R>, op
         throw new Error(`${fn} wants to continue with ${nextFn}, but ${functionEnvName(nextFn)} is not set:`
           + ' this deployment does not let it chain there');
       }
-      lambda ??= new LambdaClient({});
-      const out = await lambda.send(new InvokeCommand({
+      const sdk = await lambdaSdk();
+      lambda ??= new sdk.LambdaClient({});
+      const out = await lambda.send(new sdk.InvokeCommand({
         FunctionName: target,
         InvocationType: 'Event',
         Payload: Buffer.from(JSON.stringify({ scvmfsChain: spent, event: nextEvent ?? null } satisfies ChainStepPayload)),

@@ -1,6 +1,7 @@
 // The writer's view of the functions (publish/FunctionInvoker) over each runtime: the local runner, or
 // deployed Lambda functions called through the AWS API.
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import { lambdaSdk } from './aws-sdk.js';
 import { errorFromJSON, isErrorJSON } from '../errors.js';
 import type { FunctionInvoker } from '../publish/publish-changeset.js';
 import { badObjectsKey } from '../repo/object-verification.js';
@@ -59,6 +60,8 @@ export interface AwsInvokerOptions {
   /** The chain runs asynchronously on Lambda; the writer watches its outcome and checkpoint in the store. */
   store: ObjectStore;
   client?: Pick<LambdaClient, 'send'>;
+  /** Region of the Lambda client made here when `client` is not given. */
+  region?: string;
   pollMs?: number;
   timeoutMs?: number;
   /**
@@ -96,7 +99,9 @@ export interface AwsInvoker extends FunctionInvoker {
 
 /** Deployed Lambda functions: direct calls answer synchronously, the commit chain is started and watched. */
 export function awsInvoker(options: AwsInvokerOptions): AwsInvoker {
-  const client = options.client ?? new LambdaClient({});
+  let client: Promise<Pick<LambdaClient, 'send'>> | undefined;
+  const lambda = () => (client ??= options.client ? Promise.resolve(options.client)
+    : lambdaSdk().then((sdk) => new sdk.LambdaClient({ region: options.region })));
   let spent = meterSum([]);
   let billed: InvocationBilling = { functions: [], secretCalls: 0 };
   const count = (requests: unknown) => {
@@ -108,7 +113,8 @@ export function awsInvoker(options: AwsInvokerOptions): AwsInvoker {
   const call = async (fn: string, event: unknown, type: 'RequestResponse' | 'Event') => {
     const name = options.functionNames[fn as FunctionName];
     if (!name) throw new Error(`no deployed function for '${fn}'`);
-    const out = await client.send(new InvokeCommand({
+    const { InvokeCommand } = await lambdaSdk();
+    const out = await (await lambda()).send(new InvokeCommand({
       FunctionName: name, InvocationType: type, Payload: Buffer.from(JSON.stringify(event)),
       ...(type === 'RequestResponse' ? { LogType: 'Tail' as const } : {}),
     }));

@@ -7,21 +7,18 @@ import { Slots } from './slots.js';
 import { Agent } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent as HttpsAgent } from 'node:https';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type ObjectCannedACL,
-} from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ObjectCannedACL, S3Client } from '@aws-sdk/client-s3';
+
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+let sdkLoading: Promise<S3Sdk> | undefined;
+let presignerLoading: Promise<typeof import('@aws-sdk/s3-request-presigner')> | undefined;
+/**
+ * The SDK is loaded on the first request, not with the module: it takes about a second to load, and
+ * every command on a directory store (most of them) would pay for it at start-up.
+ */
+function s3Sdk(): Promise<S3Sdk> {
+  return (sdkLoading ??= import('@aws-sdk/client-s3'));
+}
 import {
   PreconditionFailedError,
   RangeNotSatisfiableError,
@@ -160,7 +157,9 @@ export class S3Store implements ObjectStore, PresigningStore {
   readonly description: string;
   readonly bucket: string;
   readonly prefix: string;
-  readonly client: S3Client;
+  private made: S3Client | null;
+  private making: Promise<{ client: S3Client; sdk: S3Sdk }> | null = null;
+  private readonly clientConfig: NonNullable<ConstructorParameters<S3Sdk['S3Client']>[0]>;
   private readonly region: string;
   private readonly limiter: Slots;
   private readonly multipartThreshold: number;
@@ -194,7 +193,8 @@ export class S3Store implements ObjectStore, PresigningStore {
     const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: maxInFlight });
     this.agents = [httpAgent, httpsAgent];
     const forcePathStyle = options.forcePathStyle ?? options.endpoint !== undefined;
-    this.client = options.client ?? new S3Client({
+    this.made = options.client ?? null;
+    this.clientConfig = {
       endpoint: options.endpoint,
       region: this.region,
       forcePathStyle,
@@ -204,12 +204,12 @@ export class S3Store implements ObjectStore, PresigningStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { requestTimeout: requestTimeoutMs, connectionTimeout: 10_000, httpAgent, httpsAgent },
-    });
+    };
     const signedAt = (options.signedPuts ?? options.client === undefined) ? this.signedPutOrigin(options.endpoint, forcePathStyle) : null;
     this.signed = signedAt === null ? null : new SignedPutter({
       ...signedAt, region: this.region, requestTimeoutMs,
       agent: signedAt.origin.startsWith('https:') ? httpsAgent : httpAgent,
-      credentials: () => this.client.config.credentials(),
+      credentials: async () => (await this.sdk()).client.config.credentials(),
     });
   }
 
@@ -220,6 +220,14 @@ export class S3Store implements ObjectStore, PresigningStore {
     // A dotted bucket name does not match a wildcard TLS certificate: path style then, as the SDK does.
     if (pathStyle || (url.protocol === 'https:' && this.bucket.includes('.'))) return { origin: url.origin, basePath: `/${this.bucket}` };
     return { origin: `${url.protocol}//${this.bucket}.${url.host}`, basePath: '' };
+  }
+
+  /** The SDK and this store's client, made on first use. */
+  sdk(): Promise<{ client: S3Client; sdk: S3Sdk }> {
+    return (this.making ??= s3Sdk().then((sdk) => {
+      this.made ??= new sdk.S3Client(this.clientConfig);
+      return { client: this.made, sdk };
+    }));
   }
 
   /** The object key in the bucket of repository key `key`. */
@@ -236,11 +244,12 @@ export class S3Store implements ObjectStore, PresigningStore {
   }
 
   async get(key: string, range?: ByteRange): Promise<GetResult | null> {
+    const { client, sdk } = await this.sdk();
     validateKey(key);
     if (range) checkRange(range);
     try {
       return await this.send('get', key, async () => {
-        const res = await this.client.send(new GetObjectCommand({
+        const res = await client.send(new sdk.GetObjectCommand({
           Bucket: this.bucket,
           Key: this.objectKey(key),
           Range: range ? `bytes=${range.start}-${range.end ?? ''}` : undefined,
@@ -267,6 +276,7 @@ export class S3Store implements ObjectStore, PresigningStore {
    * so at most maxInFlight connections are busy, streaming or not.
    */
   async getStream(key: string, range?: ReadRange): Promise<StreamResult | null> {
+    const { client, sdk } = await this.sdk();
     validateKey(key);
     if (range) checkReadRange(range);
     if (range && 'suffix' in range && range.suffix === 0) {
@@ -278,7 +288,7 @@ export class S3Store implements ObjectStore, PresigningStore {
     const header = !range ? undefined : 'suffix' in range ? `bytes=-${range.suffix}` : `bytes=${range.start}-${range.end ?? ''}`;
     const release = await this.limiter.acquire();
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: header }))
+      const res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: header }))
         .catch((err: unknown) => { throw mapError('get', key, err); });
       const body = res.Body as Readable | undefined;
       const length = res.ContentLength ?? 0;
@@ -320,10 +330,11 @@ export class S3Store implements ObjectStore, PresigningStore {
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
+    const { client, sdk } = await this.sdk();
     validateKey(key);
     try {
       return await this.send('head', key, async () => {
-        const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+        const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
         return { key, size: res.ContentLength ?? 0, etag: unquoteEtag(res.ETag), lastModified: res.LastModified ?? new Date(0) };
       });
     } catch (err) {
@@ -352,12 +363,14 @@ export class S3Store implements ObjectStore, PresigningStore {
    * it and the object stays private) and `If-None-Match: *` (no overwriting what exists).
    */
   async presignPut(key: string, expiresInSeconds: number): Promise<string> {
+    const { client, sdk } = await this.sdk();
     validateKey(key);
     if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600) {
       throw new Error(`presigned URLs last 1 s to 7 days, not ${expiresInSeconds} s`);
     }
-    const command = new PutObjectCommand({ ...this.objectHeaders(key), IfNoneMatch: '*' });
-    return getSignedUrl(this.client, command, {
+    const command = new sdk.PutObjectCommand({ ...this.objectHeaders(key), IfNoneMatch: '*' });
+    const { getSignedUrl } = await (presignerLoading ??= import('@aws-sdk/s3-request-presigner'));
+    return getSignedUrl(client, command, {
       expiresIn: expiresInSeconds,
       signableHeaders: new Set(['content-type', 'cache-control']),
       unhoistableHeaders: new Set(['x-amz-acl']),
@@ -373,6 +386,7 @@ export class S3Store implements ObjectStore, PresigningStore {
   }
 
   async put(key: string, body: Uint8Array, options: PutOptions = {}): Promise<{ etag: string }> {
+    const { client, sdk } = await this.sdk();
     validateKey(key);
     if (options.ifNoneMatch !== undefined && options.ifMatch !== undefined) {
       throw new Error(`put '${key}': ifNoneMatch and ifMatch cannot be combined`);
@@ -391,7 +405,7 @@ export class S3Store implements ObjectStore, PresigningStore {
       return this.send('put', key, async () => ({ etag: unquoteEtag(await signed.put(common.Key, body, headers)) }));
     }
     return this.send('put', key, async () => {
-      const res = await this.client.send(new PutObjectCommand({ ...common, ...conditions, Body: body, ContentLength: body.length }));
+      const res = await client.send(new sdk.PutObjectCommand({ ...common, ...conditions, Body: body, ContentLength: body.length }));
       return { etag: unquoteEtag(res.ETag) };
     });
   }
@@ -404,6 +418,7 @@ export class S3Store implements ObjectStore, PresigningStore {
   private async putMultipart(key: string, body: Uint8Array, options: PutOptions,
     common: { Bucket: string; Key: string; ContentType?: string; CacheControl?: string; ACL?: ObjectCannedACL },
     conditions: { IfNoneMatch?: string; IfMatch?: string }): Promise<{ etag: string }> {
+    const { client, sdk } = await this.sdk();
     if (options.ifNoneMatch !== undefined || options.ifMatch !== undefined) {
       const current = await this.head(key);
       if (options.ifNoneMatch !== undefined && current) throw new PreconditionFailedError(key, 'the object already exists');
@@ -411,7 +426,7 @@ export class S3Store implements ObjectStore, PresigningStore {
         throw new PreconditionFailedError(key, current ? `its etag is ${current.etag}, not ${options.ifMatch}` : 'the object does not exist');
       }
     }
-    const { UploadId } = await this.send('put', key, () => this.client.send(new CreateMultipartUploadCommand(common)));
+    const { UploadId } = await this.send('put', key, () => client.send(new sdk.CreateMultipartUploadCommand(common)));
     if (!UploadId) throw new StoreError('put', key, new Error('CreateMultipartUpload returned no upload id'));
     try {
       const count = Math.ceil(body.length / this.partSize);
@@ -421,14 +436,14 @@ export class S3Store implements ObjectStore, PresigningStore {
         while (nextPart < count) {
           const i = nextPart++;
           const chunk = body.subarray(i * this.partSize, Math.min(body.length, (i + 1) * this.partSize));
-          const res = await this.send('put', key, () => this.client.send(new UploadPartCommand({
+          const res = await this.send('put', key, () => client.send(new sdk.UploadPartCommand({
             Bucket: this.bucket, Key: common.Key, UploadId, PartNumber: i + 1, Body: chunk, ContentLength: chunk.length,
           })));
           parts[i] = { PartNumber: i + 1, ETag: res.ETag };
         }
       };
       await Promise.all(Array.from({ length: Math.min(PART_UPLOADS_AT_ONCE, count) }, uploadParts));
-      const res = await this.send('put', key, () => this.client.send(new CompleteMultipartUploadCommand({
+      const res = await this.send('put', key, () => client.send(new sdk.CompleteMultipartUploadCommand({
         Bucket: this.bucket, Key: common.Key, UploadId, MultipartUpload: { Parts: parts }, ...conditions,
       })));
       const etag = unquoteEtag(res.ETag);
@@ -438,12 +453,13 @@ export class S3Store implements ObjectStore, PresigningStore {
       if (!info) throw new StoreError('put', key, new Error('the object is missing right after its multipart upload completed'));
       return { etag: info.etag };
     } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: common.Key, UploadId })).catch(() => {});
+      await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: common.Key, UploadId })).catch(() => {});
       throw err;
     }
   }
 
   async list(prefix: string, options: { after?: string; limit?: number } = {}): Promise<ListPage> {
+    const { client, sdk } = await this.sdk();
     if (prefix !== '') validateKey(prefix.endsWith('/') ? `${prefix}x` : prefix);
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1) throw new Error(`list limit must be a positive integer, got ${limit}`);
@@ -452,7 +468,7 @@ export class S3Store implements ObjectStore, PresigningStore {
     for (;;) {
       // One more than asked for tells whether a next page exists without a further request.
       const want = Math.min(1000, limit + 1 - objects.length);
-      const res = await this.send('list', prefix, () => this.client.send(new ListObjectsV2Command({
+      const res = await this.send('list', prefix, () => client.send(new sdk.ListObjectsV2Command({
         Bucket: this.bucket,
         Prefix: this.objectKey(prefix),
         StartAfter: token === undefined && options.after !== undefined ? this.objectKey(options.after) : undefined,
@@ -473,10 +489,11 @@ export class S3Store implements ObjectStore, PresigningStore {
   }
 
   async delete(keys: string[]): Promise<void> {
+    const { client, sdk } = await this.sdk();
     keys.forEach(validateKey);
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      const res = await this.send('delete', batch[0]!, () => this.client.send(new DeleteObjectsCommand({
+      const res = await this.send('delete', batch[0]!, () => client.send(new sdk.DeleteObjectsCommand({
         Bucket: this.bucket,
         Delete: { Objects: batch.map((k) => ({ Key: this.objectKey(k) })), Quiet: true },
       })));
@@ -492,8 +509,9 @@ export class S3Store implements ObjectStore, PresigningStore {
 
   /** Creates the bucket; an existing bucket of ours is fine. */
   async createBucket(): Promise<void> {
+    const { client, sdk } = await this.sdk();
     try {
-      await this.send('create bucket', this.bucket, () => this.client.send(new CreateBucketCommand({
+      await this.send('create bucket', this.bucket, () => client.send(new sdk.CreateBucketCommand({
         Bucket: this.bucket,
         // us-east-1 is the one region that refuses an explicit location constraint.
         CreateBucketConfiguration: this.region !== 'us-east-1' ? { LocationConstraint: this.region as never } : undefined,
@@ -507,7 +525,7 @@ export class S3Store implements ObjectStore, PresigningStore {
 
   /** Closes idle sockets so a process can exit promptly. */
   close(): void {
-    this.client.destroy();
+    this.made?.destroy();
     for (const a of this.agents) a.destroy();
   }
 }

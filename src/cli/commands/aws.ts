@@ -2,8 +2,7 @@
 // its secrets, print a stock client's configuration.
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { LambdaClient } from '@aws-sdk/client-lambda';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { lambdaSdk, secretsSdk } from '../../runtime/aws-sdk.js';
 import { RefusedError } from '../../errors.js';
 import { clientConfig, putKeys } from '../../runtime/aws-owner.js';
 import { FUNCTION_NAMES } from '../../functions/types.js';
@@ -54,7 +53,8 @@ export function register(program: Command): void {
     .action(async (o: { stack?: string; stackOutputs?: string; keys: string; masterKey?: boolean; dryRun?: boolean }) => {
       const outputs = await resolveStack({ stackName: o.stack, outputsFile: o.stackOutputs });
       const clients = o.dryRun ? {} : {
-        secrets: new SecretsManagerClient({ region: outputs.region }), lambda: new LambdaClient({ region: outputs.region }),
+        secrets: new (await secretsSdk()).SecretsManagerClient({ region: outputs.region }),
+        lambda: new (await lambdaSdk()).LambdaClient({ region: outputs.region }),
       };
       const plan = await putKeys(outputs, o.keys, { masterKey: o.masterKey, dryRun: o.dryRun, ...clients });
       const verb = o.dryRun ? 'would store' : 'stored';

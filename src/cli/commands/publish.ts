@@ -10,7 +10,6 @@ import { loadPublisherKey } from '../../repo/publishers.js';
 import { publishThroughChain, type FunctionInvoker } from '../../publish/publish-changeset.js';
 import { awsInvoker, localInvoker, type AwsInvoker, type LocalInvoker } from '../../runtime/invokers.js';
 import { publishDirectory } from '../../publish/publish-directory.js';
-import { LambdaClient } from '@aws-sdk/client-lambda';
 import { RefusedError, UsageError } from '../../errors.js';
 import type { FunctionName } from '../../functions/types.js';
 import { deployedFunctionNames, resolveStack, type StackOutputs } from '../../runtime/stack-outputs.js';
@@ -106,7 +105,7 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
   if (o.runtime === 'aws') {
     const functionNames = o.functionNames ?? (o.fnNames ? JSON.parse(o.fnNames) as Record<FunctionName, string> : undefined);
     if (!functionNames) throw new UsageError('--runtime aws needs --stack <name> (or --stack-outputs <cdk-outputs.json>), or --fn-names');
-    functions = aws = awsInvoker({ functionNames, store, client: new LambdaClient({ region: o.region }) });
+    functions = aws = awsInvoker({ functionNames, store, region: o.region });
   } else {
     if (!o.keys) throw new Error('--runtime local runs the commit function here: give --keys with <fqrn>.key, .crt and .pub');
     const storeSpec = /^[a-z][a-z0-9+.-]*:\/\//i.test(o.store) ? o.store : resolve(o.store);
