@@ -76,6 +76,10 @@ const ENTRY_COLUMNS = 'hardlinks, hash, size, mode, mtime, mtimens, flags, name,
 
 export class CatalogDb {
   private readonly statements = new Map<string, Database.Statement>();
+  /** Mountpoints of nested catalogs: asked for every prefix of every path a publish touches. */
+  private mountpoints: Set<string> | null = null;
+  /** Recent path hashes: a file's row and its siblings' share the parent's, and lookup precedes put. */
+  private readonly hashes = new Map<string, PathHash>();
 
   private constructor(private readonly db: Database.Database, private readonly file?: string) {
     // A scratch file is rebuilt from the store after any crash: durability would only cost time.
@@ -168,8 +172,18 @@ export class CatalogDb {
     return Number(this.property('schema_revision') ?? 0);
   }
 
+  private hashOf(path: string): PathHash {
+    let h = this.hashes.get(path);
+    if (!h) {
+      if (this.hashes.size >= 256) this.hashes.clear();
+      h = md5Path(path);
+      this.hashes.set(path, h);
+    }
+    return h;
+  }
+
   lookup(path: string): DirectoryEntry | null {
-    const h = md5Path(path);
+    const h = this.hashOf(path);
     const row = this.sql(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?`)
       .safeIntegers(true).get(h.h1, h.h2) as CatalogRow | undefined;
     return row ? entryFromRow(row) : null;
@@ -177,19 +191,19 @@ export class CatalogDb {
 
   /** Entries whose parent is `dirPath`, by name. */
   children(dirPath: string): DirectoryEntry[] {
-    const h = md5Path(dirPath);
+    const h = this.hashOf(dirPath);
     const rows = this.sql(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ?`)
       .safeIntegers(true).all(h.h1, h.h2) as CatalogRow[];
     return rows.map(entryFromRow).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   hasChildren(dirPath: string): boolean {
-    const h = md5Path(dirPath);
+    const h = this.hashOf(dirPath);
     return this.sql('SELECT 1 FROM catalog WHERE parent_1 = ? AND parent_2 = ? LIMIT 1').get(h.h1, h.h2) !== undefined;
   }
 
   countChildDirectories(dirPath: string): number {
-    const h = md5Path(dirPath);
+    const h = this.hashOf(dirPath);
     const row = this.sql(`SELECT count(*) AS n FROM catalog WHERE parent_1 = ? AND parent_2 = ? AND (mode & ${S_IFMT}) = ${S_IFDIR}`)
       .get(h.h1, h.h2) as { n: number };
     return row.n;
@@ -207,27 +221,31 @@ export class CatalogDb {
     if (this.db.inTransaction) this.db.exec('COMMIT');
   }
 
-  /** Inserts or updates the row of `path`; an update keeps the rowid (the client's inode). */
-  put(path: string, entry: DirectoryEntry): void {
+  /**
+   * Inserts or updates the row of `path`; an update keeps the rowid (the client's inode). `exists`: what
+   * the caller's lookup just found, which saves the update attempt for a new row (most rows of a publish).
+   */
+  put(path: string, entry: DirectoryEntry, exists?: boolean): void {
     this.writing();
-    const h = md5Path(path);
-    const p: PathHash = path === '' ? { h1: 0n, h2: 0n } : md5Path(parentPath(path));
+    const h = this.hashOf(path);
+    const p: PathHash = path === '' ? { h1: 0n, h2: 0n } : this.hashOf(parentPath(path));
     const values = [hardlinksValue(entry), entry.hash ? entry.hash.digest : null, entry.size, entry.mode, entry.mtime,
       entry.mtimeNs, entryFlags(entry), entry.name, entry.symlink, entry.uid, entry.gid,
       entry.xattr && entry.xattr.length > 0 ? entry.xattr : null];
-    const updated = this.sql(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
+    const updated = exists === false ? 0 : this.sql(`UPDATE catalog SET parent_1 = ?, parent_2 = ?, hardlinks = ?, hash = ?, size = ?,
       mode = ?, mtime = ?, mtimens = ?, flags = ?, name = ?, symlink = ?, uid = ?, gid = ?, xattr = ?
-      WHERE md5path_1 = ? AND md5path_2 = ?`).run(p.h1, p.h2, ...values, h.h1, h.h2);
-    if (updated.changes === 0) {
+      WHERE md5path_1 = ? AND md5path_2 = ?`).run(p.h1, p.h2, ...values, h.h1, h.h2).changes;
+    if (updated === 0) {
       this.sql(`INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, ${ENTRY_COLUMNS})
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(h.h1, h.h2, p.h1, p.h2, ...values);
     }
-    this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
+    // A row that did not exist has no chunk rows (delete() removes them with it).
+    if (exists !== false) this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
   }
 
   /** Chunk list of a chunked file, by offset; the hashes name `P` objects. */
   chunks(path: string, algorithm: HashAlgorithm): FileChunk[] {
-    const h = md5Path(path);
+    const h = this.hashOf(path);
     const rows = this.sql('SELECT offset, size, hash FROM chunks WHERE md5path_1 = ? AND md5path_2 = ? ORDER BY offset')
       .all(h.h1, h.h2) as { offset: number; size: number; hash: Buffer }[];
     return rows.map((r) => ({ offset: Number(r.offset), size: Number(r.size), hash: new ContentHash(algorithm, r.hash) }));
@@ -235,7 +253,7 @@ export class CatalogDb {
 
   setChunks(path: string, chunks: FileChunk[]): void {
     this.writing();
-    const h = md5Path(path);
+    const h = this.hashOf(path);
     this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
     const stmt = this.sql('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
     for (const c of chunks) stmt.run(h.h1, h.h2, c.offset, c.size, c.hash.digest);
@@ -244,7 +262,7 @@ export class CatalogDb {
   /** Removes the row of `path` with its chunk list (chunk rows first: they reference the row). */
   delete(path: string): void {
     this.writing();
-    const h = md5Path(path);
+    const h = this.hashOf(path);
     this.sql('DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
     this.sql('DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?').run(h.h1, h.h2);
   }
@@ -261,12 +279,19 @@ export class CatalogDb {
     return r ? { path: r.path, hash: ContentHash.fromHex(r.sha1), size: Number(r.size) } : null;
   }
 
+  hasNestedCatalog(path: string): boolean {
+    this.mountpoints ??= new Set((this.sql('SELECT path FROM nested_catalogs').all() as { path: string }[]).map((r) => r.path));
+    return this.mountpoints.has(path);
+  }
+
   setNestedCatalog(ref: NestedCatalogRef): void {
+    this.mountpoints?.add(ref.path);
     this.sql('INSERT OR REPLACE INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)')
       .run(ref.path, ref.hash.toHex(), ref.size);
   }
 
   removeNestedCatalog(path: string): void {
+    this.mountpoints?.delete(path);
     this.sql('DELETE FROM nested_catalogs WHERE path = ?').run(path);
   }
 

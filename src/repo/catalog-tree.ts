@@ -75,6 +75,11 @@ function pathPrefixes(path: string): string[] {
 
 export class CatalogTree {
   private readonly handles = new Map<string, CatalogHandle>();
+  /**
+   * The directory last found to exist, so that the files of one directory need not look their parent
+   * up one by one. Forgotten by every edit that can remove or move rows (only upsert keeps it).
+   */
+  private knownDir: string | null = null;
   private readonly touchedDirs = new Set<string>();
   private committed = false;
 
@@ -133,7 +138,7 @@ export class CatalogTree {
     for (;;) {
       let next: string | null = null;
       for (let i = from; i < prefixes.length; i++) {
-        if (handle.db.nestedCatalog(prefixes[i]!)) {
+        if (handle.db.hasNestedCatalog(prefixes[i]!)) {
           next = prefixes[i]!;
           from = i + 1;
           break;
@@ -176,8 +181,12 @@ export class CatalogTree {
   async upsert(path: string, entry: DirectoryEntry, chunks: FileChunk[] = []): Promise<void> {
     this.assertOpen();
     if (path !== '') {
-      const parent = await this.lookup(parentPath(path));
-      if (!parent || !isDir(parent)) throw new Error(`cannot add '${path}': parent is not a directory in the repository`);
+      const dir = parentPath(path);
+      if (dir !== this.knownDir) {
+        const parent = await this.lookup(dir);
+        if (!parent || !isDir(parent)) throw new Error(`cannot add '${path}': parent is not a directory in the repository`);
+        this.knownDir = dir;
+      }
     }
     const loc = await this.locate(path);
     const existing = loc.handle.db.lookup(path);
@@ -203,7 +212,7 @@ export class CatalogTree {
       this.markDirty(nested);
     } else {
       const keep = path === '' ? 0 : (existing?.extraFlags ?? 0) & FLAG.nestedRoot;
-      loc.handle.db.put(path, { ...row, extraFlags: (row.extraFlags & ~(FLAG.nestedMountpoint | FLAG.nestedRoot)) | keep });
+      loc.handle.db.put(path, { ...row, extraFlags: (row.extraFlags & ~(FLAG.nestedMountpoint | FLAG.nestedRoot)) | keep }, existing !== null);
       if (chunks.length > 0) loc.handle.db.setChunks(path, chunks);
     }
     this.markDirty(loc.handle);
@@ -211,6 +220,7 @@ export class CatalogTree {
 
   /** Removes `path` and everything below it, nested catalogs included. Missing paths are fine. */
   async remove(path: string): Promise<void> {
+    this.knownDir = null;
     this.assertOpen();
     if (path === '') throw new Error('the repository root cannot be removed');
     const loc = await this.locate(path);
@@ -250,6 +260,7 @@ export class CatalogTree {
 
   /** Makes directory `path` the root of a new nested catalog, moving its subtree there. */
   async createNested(path: string): Promise<void> {
+    this.knownDir = null;
     this.assertOpen();
     if (path === '') throw new Error('the root catalog already covers the repository root');
     const loc = await this.locate(path);
@@ -273,6 +284,7 @@ export class CatalogTree {
 
   /** Merges the nested catalog at `path` back into the catalog above it. */
   async removeNested(path: string): Promise<void> {
+    this.knownDir = null;
     this.assertOpen();
     const loc = await this.locate(path);
     if (!loc.mountpoint) return;
@@ -338,6 +350,7 @@ export class CatalogTree {
    * there): the rebase of a writer whose changes all lie below `path`, at the cost of one reference.
    */
   async graftNested(path: string, source: { ref: NestedCatalogRef; row: DirectoryEntry; totals: Counters }): Promise<void> {
+    this.knownDir = null;
     this.assertOpen();
     const loc = await this.locate(path);
     if (!loc.mountpoint) throw new Error(`cannot graft at '${path}': not a nested catalog mountpoint`);
@@ -357,6 +370,7 @@ export class CatalogTree {
 
   /** The catalogs loaded so far, for the balancer. */
   loadedCatalogs(): { mountpoint: string; db: CatalogDb; dirty: boolean }[] {
+    this.knownDir = null;
     return [...this.handles.values()].map((h) => ({ mountpoint: h.mountpoint, db: h.db, dirty: h.dirty }));
   }
 
@@ -378,6 +392,7 @@ export class CatalogTree {
    * gets `revision` (the manifest's S); other changed catalogs their own revision + 1.
    */
   async commit(revision: number, now: number, options: { previousRoot?: ContentHash } = {}): Promise<CommitResult> {
+    this.knownDir = null;
     this.assertOpen();
     await this.fixDirectoryLinkcounts();
     for (const h of this.handles.values()) {
