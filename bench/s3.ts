@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { S3Store, type S3StoreOptions } from '../src/store/s3-store.js';
 import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
@@ -13,6 +13,7 @@ import { RetryingStore } from '../src/store/retrying-store.js';
 import { initRepository } from '../src/repo/repository.js';
 import type { RepositoryKeys } from '../src/format/keys.js';
 import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
+import { countBucketRequests, rgwLogOffset, rgwLogSettled, type ServerCounts } from './rgw-log.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -70,6 +71,8 @@ export interface S3PublishResult {
   cpuSeconds: number;
   /** CPU of the local radosgw and OSD processes during the publish (0 when they are not on this machine). */
   serverCpuSeconds: number;
+  /** What radosgw's own log says the bucket received during the publish (local Ceph only). */
+  serverRequests?: ServerCounts;
 }
 
 /** User + system CPU of the local Ceph daemons (radosgw, ceph-osd, ceph-mon), read from /proc. */
@@ -101,6 +104,7 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
     await backend.createBucket();
     await initRepository(store, { fqrn, keys });
     meter.reset();
+    const offset = rgwLogOffset();
     const server0 = serverCpuSeconds();
     const elu0 = performance.eventLoopUtilization();
     const cpu0 = process.cpuUsage();
@@ -108,11 +112,23 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
     const s = await publishDirectory(store, src, { fqrn, keys, ...extra });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
+    const serverCpu = serverCpuSeconds() - server0;
+    let serverRequests: ServerCounts | undefined;
+    if (offset !== null) {
+      const marker = `marker-${randomUUID()}`;
+      await backend.head(marker);
+      // Another S3 server than the local Ceph never logs the marker: then there is nothing to count.
+      const log = await rgwLogSettled(offset, marker, 5_000).catch(() => null);
+      if (log !== null) {
+        serverRequests = countBucketRequests(log, bucket);
+        serverRequests.head--;
+      }
+    }
     return {
       seconds, uploaded: s.objectsUploaded, requests: meter.snapshot(),
       mainThreadBusy: performance.eventLoopUtilization(elu0).utilization,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      serverCpuSeconds: serverCpuSeconds() - server0,
+      serverCpuSeconds: serverCpu, serverRequests,
     };
   } finally {
     // The local gateway keeps objects in memory: give the space back before the next publish.
@@ -121,7 +137,7 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
       if (page.objects.length === 0) break;
       await backend.delete(page.objects.map((o) => o.key));
     }
-    await backend.client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+    await (await backend.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
     backend.close();
   }
 }
