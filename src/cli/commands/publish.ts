@@ -18,6 +18,7 @@ import { ProgressLine, formatBytes } from '../progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
 import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
+import { reportOwnerRevision } from '../owner-report.js';
 
 type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean };
 
@@ -73,26 +74,15 @@ export function register(program: Command): void {
           : 'writing catalogs and manifest'),
       });
       progress.done();
-      if (!summary.changed) {
-        out(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
-        out(`  ${meterSummary(meter.snapshot())}`);
-      } else {
-        if (summary.tagOnly) out(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
-        else out(`published ${fqrn} revision ${summary.revision}`);
-        out(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
-        out(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-        out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-        if (summary.catalogsSplit.length > 0) out(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-        if (summary.catalogsMerged.length > 0) out(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-        out(`  time: ${summary.seconds.toFixed(2)} s`);
-        out(`  ${meterSummary(meter.snapshot())}`);
-      }
-      const requests = meter.snapshot();
-      const bill = await reportOperationBill(store, {
-        operation: 'publish', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
-        storage: storedBy([requests], summary.storedOutside),
-      }, o);
-      if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
+      await reportOwnerRevision(summary, meter, store, o, {
+        operation: 'publish', fqrn, noChange: `${summary.scanned} entries scanned`,
+        head: [
+          summary.tagOnly ? `no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`
+            : `published ${fqrn} revision ${summary.revision}`,
+          `  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`,
+          `  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`,
+        ],
+      });
     });
 }
 
