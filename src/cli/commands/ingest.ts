@@ -3,7 +3,9 @@ import { openMeteredStore } from '../../store/open-store.js';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { ingestTarball } from '../../publish/ingest-tarball.js';
 import { openTarballInput } from '../../publish/tar-source.js';
-import { ProgressLine, formatBytes } from '../progress.js';
+import { formatBytes } from '../progress.js';
+import { ingestProgress } from '../publish-progress.js';
+import { stat } from 'node:fs/promises';
 import { positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
@@ -32,17 +34,21 @@ export function register(program: Command): void {
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const { store, meter } = openMeteredStore(o.store);
       const input = tarball === undefined ? null : await openTarballInput(tarball);
-      const progress = new ProgressLine(o.quiet);
-      const summary = await ingestTarball(store, input, {
-        fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
-        autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-        tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-        onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-        onProgress: (p) => progress.update(p.phase === 'read'
-          ? `reading: ${p.entries} entries, ${p.filesDone}/${p.filesTotal} files stored, ${formatBytes(p.bytesRead)}`
-          : p.phase === 'upload' ? `finishing uploads: ${p.filesDone}/${p.filesTotal} files` : 'writing catalogs and manifest'),
-      });
-      progress.done();
+      const tarStat = tarball === undefined || tarball === '-' ? undefined : await stat(tarball);
+      const inputSize = tarStat?.isFile() ? tarStat.size : undefined;
+      const progress = ingestProgress({ quiet: o.quiet, inputSize });
+      let summary;
+      try {
+        summary = await ingestTarball(store, input, {
+          fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
+          autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
+          tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+          onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        progress.done();
+      }
       const head = [`${tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`];
       if (summary.tagOnly) head.push(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
       if (tarball !== undefined) {

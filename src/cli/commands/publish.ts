@@ -14,7 +14,10 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { RefusedError, UsageError } from '../../errors.js';
 import type { FunctionName } from '../../functions/types.js';
 import { deployedFunctionNames, resolveStack, type StackOutputs } from '../../runtime/stack-outputs.js';
-import { ProgressLine, formatBytes } from '../progress.js';
+import { formatBytes } from '../progress.js';
+import { publishProgress } from '../publish-progress.js';
+import type { PhaseProgress } from '../phase-progress.js';
+import type { PublishProgress as PublishFigures } from '../../publish/progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
 import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
@@ -56,24 +59,32 @@ export function register(program: Command): void {
       if (!o.store && !stack) throw new UsageError("required option '--store <url>' not specified (or --stack with --runtime aws)");
       const storeSpec = o.store ?? stack!.storeUrl;
       const { store, meter } = openMeteredStore(storeSpec);
-      const progress = new ProgressLine(o.quiet);
       // With --json, standard output carries the one JSON document only.
       const out = o.json ? () => {} : (m: string) => console.log(m);
-      if (o.publisher) return publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter, out);
+      if (o.publisher) {
+        const progress = publishProgress({ quiet: o.quiet, commitLabel: 'committing through the commit chain' });
+        try {
+          return await publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter, out);
+        } finally {
+          progress.done();
+        }
+      }
       if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
-      const summary = await publishDirectory(store, source, {
-        fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
-        autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
-        cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
-        tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-        onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-        onProgress: (p) => progress.update(p.phase === 'scan'
-          ? `scanning: ${p.scanned} entries`
-          : p.phase === 'upload' ? `compressing and uploading: ${p.filesDone}/${p.filesTotal} files, ${formatBytes(p.bytesRead)}`
-          : 'writing catalogs and manifest'),
-      });
-      progress.done();
+      const progress = publishProgress({ quiet: o.quiet });
+      let summary;
+      try {
+        summary = await publishDirectory(store, source, {
+          fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
+          autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
+          cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
+          tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+          onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        progress.done();
+      }
       await reportOwnerRevision(summary, meter, store, o, {
         operation: 'publish', fqrn, noChange: `${summary.scanned} entries scanned`,
         head: [
@@ -87,7 +98,7 @@ export function register(program: Command): void {
 }
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>, o: PublishOptions,
-  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }, out: (m: string) => void): Promise<void> {
+  progress: PhaseProgress<PublishFigures>, meter: { snapshot(): MeterSnapshot }, out: (m: string) => void): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
   let functions: FunctionInvoker;
@@ -113,8 +124,9 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       // The commit function balances the writer's path with these, within the bounds the owner allows.
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (m) => { progress.done(); if (o.json) console.error(m); else console.log(m); },
+      onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+      onProgress: (m) => progress.log(m, o.json ? process.stderr : process.stdout),
+      onCounts: (p) => progress.update(p),
     });
     progress.done();
     const writer = meter.snapshot();
