@@ -175,7 +175,7 @@ class Ingest {
       if (input) {
         await this.serial.run((t) => this.prepareTarget(t));
         this.reporter.now();
-        const onInputBytes = (n: number) => { this.progress.inputBytes += n; };
+        const onInputBytes = (n: number) => { this.progress.inputBytes += n; this.reporter.tick(); };
         try {
           for await (const entry of readTarEntries(input, { target: this.target, onInputBytes })) {
             this.inFlight.check();
