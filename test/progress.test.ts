@@ -127,3 +127,18 @@ test('the ETA is the longer of the bytes and the files estimate, unknown without
   assert.ok(line.length <= 79, line);
   assert.match(line, /^compressing and uploading  50% \[=+-+\] 1\/2 files$/);
 });
+
+test('publish --publisher shows the walk, the uploads and the commit chain as phases, and the protocol steps', { timeout: 180_000 }, async () => {
+  const s = await setup();
+  await cliOk(['publisher', 'add', FQRN, 'w1', '--path', '/w1', '--store', s.store, '--keys', s.keys]);
+  const r = await runCli(['publish', FQRN, s.src, '--store', s.store, '--keys', s.keys, '--publisher', join(s.keys, 'w1.publisher'),
+    '--path', '/w1', '--fn-timeout', '30s', '--fn-memory', '256', '--no-cache', '--no-ledger']);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.split('\n');
+  const order = [/^scanning: /, /^compressing and uploading: /, /^committing through the commit chain: /].map((re) => lines.findIndex((l) => re.test(l)));
+  assert.ok(order.every((i) => i >= 0), `every phase shows:\n${r.stderr}`);
+  assert.deepEqual([...order].sort((a, b) => a - b), order, `phases in order:\n${r.stderr}`);
+  assert.equal(lines[order[2]!], `committing through the commit chain: ${FILES} files, ${formatBytes(s.bytes)} compressed and uploaded`);
+  assert.match(r.stdout, /^lease .* on \/w1 until /m);
+  assert.match(r.stdout, /^changeset .*; committing$/m);
+});
