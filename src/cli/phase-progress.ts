@@ -150,7 +150,15 @@ export class PhaseProgress<P extends PhaseFigures> {
     process.stderr.write(`${plainText(this.line())}\n`);
   }
 
+  /** Interrupted while the bar shows: give the terminal back its line wrapping, then die of the signal as usual. */
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.stopBar();
+    process.kill(process.pid, signal);
+  };
+
   private startBar(): void {
+    process.once('SIGINT', this.onSignal);
+    process.once('SIGTERM', this.onSignal);
     this.bar = new cliProgress.SingleBar({
       stream: process.stderr, clearOnComplete: true, barsize: MAX_BAR, fps: 10, forceRedraw: true,
       // Line wrapping is off while the bar shows: what does not fit the terminal is cut, so figures go first.
@@ -160,7 +168,10 @@ export class PhaseProgress<P extends PhaseFigures> {
   }
 
   private stopBar(): void {
-    this.bar?.stop();
+    if (!this.bar) return;
+    process.removeListener('SIGINT', this.onSignal);
+    process.removeListener('SIGTERM', this.onSignal);
+    this.bar.stop();
     this.bar = undefined;
   }
 }
