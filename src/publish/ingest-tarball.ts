@@ -30,14 +30,24 @@ import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPubli
 import { readTarEntries, type TarEntry } from './tar-source.js';
 import { InFlight } from './in-flight.js';
 import { Uploader } from './uploader.js';
+import { ProgressReporter } from './progress.js';
 
 export interface IngestProgress {
+  /** read: the archive streams in (files compress meanwhile); upload: it was read whole; commit: catalogs and manifest. */
   phase: 'read' | 'upload' | 'commit';
   /** Archive members read so far. */
   entries: number;
+  /** Bytes read from the input as it comes (compressed, for a .tar.gz): against the file's size, the share read. */
+  inputBytes: number;
+  /** File members whose content is stored. */
   filesDone: number;
+  /** File members read so far. */
   filesTotal: number;
   bytesRead: number;
+  /** Sum of the sizes of the file members done. */
+  bytesDone: number;
+  /** Sum of the sizes of the file members read so far. */
+  bytesTotal: number;
 }
 
 export interface IngestOptions {
@@ -123,7 +133,8 @@ class Ingest {
   private readonly warn: (m: string) => void;
   private readonly uploader: Uploader;
   private readonly empty: PreparedObject;
-  private readonly progress: IngestProgress = { phase: 'read', entries: 0, filesDone: 0, filesTotal: 0, bytesRead: 0 };
+  private readonly reporter: ProgressReporter<IngestProgress>;
+  private readonly progress: IngestProgress;
   private readonly counts = { files: 0, directories: 0, symlinks: 0, hardlinks: 0, specials: 0, deleted: 0, parentsCreated: 0 };
   private readonly nested: string[] = [];
   private serial!: SerialTree;
@@ -143,14 +154,14 @@ class Ingest {
     this.warn = options.onWarning ?? (() => {});
     this.uploader = new Uploader(store, options.uploadConcurrency ?? 32);
     this.empty = emptyObject(head.algorithm);
+    this.reporter = new ProgressReporter<IngestProgress>({
+      phase: 'read', entries: 0, inputBytes: 0, filesDone: 0, filesTotal: 0, bytesRead: 0, bytesDone: 0, bytesTotal: 0,
+    }, options.onProgress);
+    this.progress = this.reporter.state;
   }
 
   private seconds(): number {
     return Math.floor(this.now().getTime() / 1000);
-  }
-
-  private report(): void {
-    this.options.onProgress?.({ ...this.progress });
   }
 
   async run(input: Readable | null): Promise<IngestSummary> {
@@ -163,20 +174,23 @@ class Ingest {
       for (const path of this.deletes) await this.serial.run((t) => this.remove(t, path));
       if (input) {
         await this.serial.run((t) => this.prepareTarget(t));
+        this.reporter.now();
+        const onInputBytes = (n: number) => { this.progress.inputBytes += n; this.reporter.tick(); };
         try {
-          for await (const entry of readTarEntries(input, { target: this.target })) {
+          for await (const entry of readTarEntries(input, { target: this.target, onInputBytes })) {
             this.inFlight.check();
             this.progress.entries++;
-            if (this.progress.entries % 500 === 0) this.report();
+            this.reporter.tick();
             await this.apply(entry, pool);
           }
+          this.progress.phase = 'upload';
+          this.reporter.now();
         } finally {
           await this.inFlight.settled();
         }
         this.inFlight.check();
         if (this.streamFailure) throw this.streamFailure;
-        this.progress.phase = 'upload';
-        this.report();
+        this.reporter.now();
         await this.serial.run((t) => this.formLinkGroups(t));
         if (this.options.nestedCatalog && this.target !== '' && !(await this.serial.isMountpoint(this.target))) {
           await this.serial.run((t) => t.createNested(this.target));
@@ -185,7 +199,7 @@ class Ingest {
       }
       const finished = await finishRevision(this.store, this.head, tree, this.lock, this.uploader, this.empty, {
         keys: this.options.keys, tag: this.options.tag, autocatalogs: this.options.autocatalogs, now: this.now,
-        onWarning: this.options.onWarning, onCommit: () => { this.progress.phase = 'commit'; this.report(); },
+        onWarning: this.options.onWarning, onCommit: () => { this.progress.phase = 'commit'; this.reporter.now(); },
       });
       return {
         ...revisionSummary(finished, this.uploader, this.progress.bytesRead, this.started),
@@ -323,6 +337,7 @@ class Ingest {
     await this.inFlight.slot();
     this.counts.files++;
     this.progress.filesTotal++;
+    this.progress.bytesTotal += row.size;
     let streamFailed = false;
     const read = new Promise<void>((resolve) => {
       if (content.readableEnded) return resolve();
@@ -337,6 +352,8 @@ class Ingest {
         this.progress.bytesRead += c.bytesRead;
         if (!pending.superseded) await this.serial.run((t) => replaceAt(t, path, c.entry, c.chunks));
         this.progress.filesDone++;
+        this.progress.bytesDone += row.size;
+        this.reporter.tick();
       })
       .catch((err) => {
         // A member's content stream failed: the archive reader reports why, better than this does.

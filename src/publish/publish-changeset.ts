@@ -31,6 +31,7 @@ import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { Uploader, type ObjectUploader } from './uploader.js';
 import { GrantUploader } from './grant-uploader.js';
 import { sourceXattrs } from './xattrs.js';
+import { ProgressReporter, type PublishProgress } from './progress.js';
 
 /** How the writer reaches the functions: the local runtime, or Lambda. */
 export interface FunctionInvoker {
@@ -57,7 +58,10 @@ export interface ChainPublishOptions {
   tag?: { name: string; description?: string };
   checksum?: boolean;
   workers?: number;
+  /** Steps of the protocol as sentences: the lease, the changeset, repairs. */
   onProgress?: (message: string) => void;
+  /** The figures of the walk and the uploads, as a local publish reports them (commit: the chain runs). */
+  onCounts?: (p: PublishProgress) => void;
   onWarning?: (message: string) => void;
   /** The xattr blob of a source path; default: the tree's user.* attributes via getfattr; null: none. */
   xattrs?: ((sourcePath: string) => Buffer | null) | null;
@@ -264,6 +268,9 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   let committed = false;
   let filesCompressed = 0;
   let bytesRead = 0;
+  const reporter = new ProgressReporter<PublishProgress>(
+    { phase: 'scan', scanned: 0, filesDone: 0, filesTotal: 0, bytesRead: 0, bytesDone: 0, bytesTotal: 0 }, options.onCounts);
+  const progress = reporter.state;
   try {
     tree = await CatalogTree.open(catalogLoader(options.cacheDir ? new CachedSource(store, options.cacheDir) : store),
       head.manifest.rootCatalog, head.algorithm, { scratch });
@@ -276,8 +283,13 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       if (c.chunks.length > 0) upsert.chunks = chunksToWire(c.chunks);
       if (op.links.length > 0) upsert.links = op.links;
       await changeset.add(upsert);
+      progress.filesDone++;
+      progress.bytesDone += op.entry.size;
+      progress.bytesRead = bytesRead;
+      reporter.tick();
     };
     const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
+    reporter.now();
     // Nothing edits this tree while the walk reads it, so it serves as the head view directly.
     const stats = await diffSource(tree, source, path, {
       apply: async (op) => {
@@ -292,12 +304,22 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       },
       file: async (op) => {
         inFlight.check();
+        progress.filesTotal++;
+        progress.bytesTotal += op.entry.size;
         await inFlight.slot();
         inFlight.track(publishFile(op));
       },
-    }, { checksum: options.checksum, onWarning: options.onWarning, xattrs: xattrs })
-      .finally(() => inFlight.settled());
+    }, {
+      checksum: options.checksum, onWarning: options.onWarning, xattrs: xattrs,
+      onScanned: (n) => { progress.scanned = n; reporter.tick(); },
+    }).catch(async (err) => {
+      await inFlight.settled();
+      throw err;
+    });
+    progress.phase = 'upload';
+    reporter.now();
     await inFlight.drain();
+    reporter.now();
 
     // Nothing changed: no revision, unless one is asked for to carry a tag (an empty changeset then).
     if (changeset.count === 0 && !options.tag) {
@@ -313,6 +335,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
     if (options.tag) header.tag = options.tag.description === undefined ? { name: options.tag.name } : options.tag;
     await store.put(txnKeys(txnId).header, serializeSignedDocument(signDocument(CHANGESET_TYPE, header, options.publisher.privateKeyPem, options.publisher.name)));
     say(`changeset ${txnId}: ${changeset.count} operations in ${changeset.digests.length} parts; committing`);
+    progress.phase = 'commit';
+    reporter.now();
     const commitEvent: Record<string, unknown> = { txnId, leaseId: lease.leaseId, token: lease.token };
     if (options.autocatalogs !== undefined) commitEvent.autocatalogs = options.autocatalogs;
     const result = (await commitRepairing(store, txnId, () => options.functions.runChain('commit', commitEvent),

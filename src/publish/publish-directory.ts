@@ -14,14 +14,9 @@ import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
 import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { sourceXattrs } from './xattrs.js';
+import { ProgressReporter, type PublishProgress } from './progress.js';
 
-export interface PublishProgress {
-  phase: 'scan' | 'upload' | 'commit';
-  scanned: number;
-  filesDone: number;
-  filesTotal: number;
-  bytesRead: number;
-}
+export type { PublishProgress } from './progress.js';
 
 export interface PublishOptions {
   fqrn: string;
@@ -77,8 +72,9 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
   lock: PublishLock, now: () => Date, started: number): Promise<PublishSummary> {
   const algorithm = head.algorithm;
   const scratch = ScratchSpace.create();
-  const progress: PublishProgress = { phase: 'scan', scanned: 0, filesDone: 0, filesTotal: 0, bytesRead: 0 };
-  const report = () => options.onProgress?.({ ...progress });
+  const reporter = new ProgressReporter<PublishProgress>(
+    { phase: 'scan', scanned: 0, filesDone: 0, filesTotal: 0, bytesRead: 0, bytesDone: 0, bytesTotal: 0 }, options.onProgress);
+  const progress = reporter.state;
   const uploader = new Uploader(store, options.uploadConcurrency ?? 32);
   // Workers write straight into a filesystem store; other stores get the bytes back to upload.
   const pool = compressPoolFor(store, uploader, algorithm, { workers: options.workers, chunking: options.chunking });
@@ -103,9 +99,11 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
         for (const link of op.links) await t.upsert(link.path, { ...c.entry, name: link.name, hardlinkGroup: group }, c.chunks);
       });
       progress.filesDone++;
-      if (progress.filesDone % 500 === 0) report();
+      progress.bytesDone += op.entry.size;
+      reporter.tick();
     };
     const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
+    reporter.now();
     const stats = await diffSource(serial, source, repoPath, {
       apply: (op) => {
         inFlight.check();
@@ -114,6 +112,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       file: async (op) => {
         inFlight.check();
         progress.filesTotal++;
+        progress.bytesTotal += op.entry.size;
         await inFlight.slot();
         inFlight.track(publishFile(op));
       },
@@ -121,18 +120,19 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       checksum: options.checksum,
       onWarning: options.onWarning,
       xattrs: xattrs,
-      onScanned: (n) => { progress.scanned = n; report(); },
+      onScanned: (n) => { progress.scanned = n; reporter.tick(); },
     }).catch(async (err) => {
       await inFlight.settled();
       throw err;
     });
     progress.phase = 'upload';
+    reporter.now();
     await inFlight.drain();
-    report();
+    reporter.now();
 
     const finished = await finishRevision(store, head, tree, lock, uploader, empty, {
       keys: options.keys, tag: options.tag, autocatalogs: options.autocatalogs, now, onWarning: options.onWarning,
-      onCommit: () => { progress.phase = 'commit'; report(); }, cache,
+      onCommit: () => { progress.phase = 'commit'; reporter.now(); }, cache,
     });
     return {
       ...revisionSummary(finished, uploader, progress.bytesRead, started),

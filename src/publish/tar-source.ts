@@ -52,6 +52,8 @@ export interface TarEntry {
 export interface TarReadOptions {
   /** Repository directory the archive is unpacked into ('' for the root, '/sw/pkg'). */
   target: string;
+  /** Called with the length of every chunk read from the input (before gunzip), for progress. */
+  onInputBytes?: (bytes: number) => void;
 }
 
 const S_IFIFO = 0o010000;
@@ -196,7 +198,7 @@ const MAGICS: { bytes: number[]; name: string }[] = [
 ];
 
 /** The tar bytes of `input`, gunzipped when it starts with the gzip magic. */
-async function* tarBytes(input: Readable): AsyncGenerator<Buffer> {
+async function* tarBytes(input: Readable, onInputBytes?: (bytes: number) => void): AsyncGenerator<Buffer> {
   const source = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   let head = Buffer.alloc(0);
   let ended = false;
@@ -213,8 +215,14 @@ async function* tarBytes(input: Readable): AsyncGenerator<Buffer> {
     if (m.bytes.every((b, i) => head[i] === b)) throw new TarballError(`the input is ${m.name}-compressed; only plain and gzip tarballs are read (decompress it first)`);
   }
   async function* raw(): AsyncGenerator<Buffer> {
+    onInputBytes?.(head.length);
     yield head;
-    if (!ended) for await (const chunk of { [Symbol.asyncIterator]: () => source }) yield Buffer.from(chunk);
+    if (ended) return;
+    for await (const chunk of { [Symbol.asyncIterator]: () => source }) {
+      const bytes = Buffer.from(chunk);
+      onInputBytes?.(bytes.length);
+      yield bytes;
+    }
   }
   if (head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = createGunzip();
@@ -320,7 +328,7 @@ function quoted(name: string): string {
 export async function* readTarEntries(input: Readable, options: TarReadOptions): AsyncGenerator<TarEntry> {
   const target = normalizeRepoPath(options.target);
   const extract = new XattrKeepingExtract();
-  void feed(tarBytes(input), extract);
+  void feed(tarBytes(input, options.onInputBytes), extract);
   // Mode of every non-directory member so far, for hardlinks; hardlinks map to the first of their group.
   const modes = new Map<string, number>();
   const hardlinkOrigin = new Map<string, string>();

@@ -1,14 +1,16 @@
 // scvmfs ingest: publish a tarball straight from its bytes, and/or delete paths, in one revision.
 import { openMeteredStore } from '../../store/open-store.js';
-import { meterSummary } from '../../store/metered-store.js';
 import { loadKeys } from '../../repo/keys-dir.js';
 import { ingestTarball } from '../../publish/ingest-tarball.js';
 import { openTarballInput } from '../../publish/tar-source.js';
-import { ProgressLine, formatBytes } from '../progress.js';
-import { positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
+import { formatBytes } from '../progress.js';
+import { ingestProgress } from '../publish-progress.js';
+import { stat } from 'node:fs/promises';
+import { positiveInt, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { UsageError } from '../../errors.js';
 import type { Command } from 'commander';
-import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
+import { billOptions, type BillOptions } from '../operation-bill.js';
+import { reportOwnerRevision } from '../owner-report.js';
 
 export function register(program: Command): void {
   billOptions(program.command('ingest'))
@@ -32,43 +34,31 @@ export function register(program: Command): void {
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
       const { store, meter } = openMeteredStore(o.store);
       const input = tarball === undefined ? null : await openTarballInput(tarball);
-      const progress = new ProgressLine(o.quiet);
-      const summary = await ingestTarball(store, input, {
-        fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
-        autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-        tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-        onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-        onProgress: (p) => progress.update(p.phase === 'read'
-          ? `reading: ${p.entries} entries, ${p.filesDone}/${p.filesTotal} files stored, ${formatBytes(p.bytesRead)}`
-          : p.phase === 'upload' ? `finishing uploads: ${p.filesDone}/${p.filesTotal} files` : 'writing catalogs and manifest'),
-      });
-      progress.done();
-      const out = o.json ? () => {} : (m: string) => console.log(m);
-      if (!summary.changed) {
-        out(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.entries} entries read in ${summary.seconds.toFixed(1)} s)`);
-        out(`  ${meterSummary(meter.snapshot())}`);
-      } else {
-        const what = tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`;
-        out(`${what} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`);
-        if (summary.tagOnly) out(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
-        if (tarball !== undefined) {
-          out(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
-            `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
-          out(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-        }
-        if (o.delete.length > 0) out(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
-        out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-        if (summary.nestedCatalogs.length > 0) out(`  new nested catalogs (markers): ${summary.nestedCatalogs.join(', ')}`);
-        if (summary.catalogsSplit.length > 0) out(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-        if (summary.catalogsMerged.length > 0) out(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-        out(`  time: ${summary.seconds.toFixed(2)} s`);
-        out(`  ${meterSummary(meter.snapshot())}`);
+      const tarStat = tarball === undefined || tarball === '-' ? undefined : await stat(tarball);
+      const inputSize = tarStat?.isFile() ? tarStat.size : undefined;
+      const progress = ingestProgress({ quiet: o.quiet, inputSize });
+      let summary;
+      try {
+        summary = await ingestTarball(store, input, {
+          fqrn, keys, path: o.path, deletePaths: o.delete, nestedCatalog: o.catalog, workers: o.workers,
+          autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
+          tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+          onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        progress.done();
       }
-      const requests = meter.snapshot();
-      const bill = await reportOperationBill(store, {
-        operation: 'ingest', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
-        storage: storedBy([requests], summary.storedOutside),
-      }, o);
-      if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
+      const head = [`${tarball === undefined ? 'removed paths from' : `ingested ${tarball === '-' ? 'standard input' : tarball} into`} ${fqrn}${o.path ? `:${o.path}` : ''}, revision ${summary.revision}`];
+      if (summary.tagOnly) head.push(`  no content change: the revision has the same tree and adds tag '${o.tag}'`);
+      if (tarball !== undefined) {
+        head.push(`  entries: ${summary.entries} read (${summary.files} files, ${summary.directories} directories, ${summary.symlinks} symlinks, ` +
+          `${summary.hardlinks} hard links, ${summary.specials} special); ${summary.parentsCreated} directories created for them`);
+        head.push(`  files: ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
+      }
+      if (o.delete.length > 0) head.push(`  deleted: ${summary.deleted} of ${o.delete.length} paths`);
+      await reportOwnerRevision(summary, meter, store, o, {
+        operation: 'ingest', fqrn, noChange: `${summary.entries} entries read`, head, nestedCatalogs: summary.nestedCatalogs,
+      });
     });
 }

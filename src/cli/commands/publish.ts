@@ -13,10 +13,14 @@ import { publishDirectory } from '../../publish/publish-directory.js';
 import { RefusedError, UsageError } from '../../errors.js';
 import type { FunctionName } from '../../functions/types.js';
 import { deployedFunctionNames, resolveStack, type StackOutputs } from '../../runtime/stack-outputs.js';
-import { ProgressLine, formatBytes } from '../progress.js';
+import { formatBytes } from '../progress.js';
+import { publishProgress } from '../publish-progress.js';
+import type { PhaseProgress } from '../phase-progress.js';
+import type { PublishProgress as PublishFigures } from '../../publish/progress.js';
 import { parseChunkSizes, parseDuration, positiveInt, printJson, storeOption, maxWeightOption, minWeightOption, noAutocatalogsOption } from '../options.js';
 import { passThroughEnv } from '../options.js';
 import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
+import { reportOwnerRevision } from '../owner-report.js';
 
 type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean };
 
@@ -54,49 +58,46 @@ export function register(program: Command): void {
       if (!o.store && !stack) throw new UsageError("required option '--store <url>' not specified (or --stack with --runtime aws)");
       const storeSpec = o.store ?? stack!.storeUrl;
       const { store, meter } = openMeteredStore(storeSpec);
-      const progress = new ProgressLine(o.quiet);
       // With --json, standard output carries the one JSON document only.
       const out = o.json ? () => {} : (m: string) => console.log(m);
-      if (o.publisher) return publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter, out);
+      if (o.publisher) {
+        const progress = publishProgress({ quiet: o.quiet, commitLabel: 'committing through the commit chain' });
+        try {
+          return await publishAsPublisher(fqrn, source, store, { ...o, store: storeSpec, functionNames: stack && deployedFunctionNames(stack), region: stack?.region }, progress, meter, out);
+        } finally {
+          progress.done();
+        }
+      }
       if (!o.keys) throw new Error('publish needs --keys (the repository key signs the commit), or --publisher');
       const keys = await loadKeys(o.keys, fqrn, { need: ['repository', 'anchor'] });
-      const summary = await publishDirectory(store, source, {
-        fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
-        autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
-        cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
-        tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
-        onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-        onProgress: (p) => progress.update(p.phase === 'scan'
-          ? `scanning: ${p.scanned} entries`
-          : p.phase === 'upload' ? `compressing and uploading: ${p.filesDone}/${p.filesTotal} files, ${formatBytes(p.bytesRead)}`
-          : 'writing catalogs and manifest'),
-      });
-      progress.done();
-      if (!summary.changed) {
-        out(`no change: ${fqrn} stays at revision ${summary.revision} (${summary.scanned} entries scanned in ${summary.seconds.toFixed(1)} s)`);
-        out(`  ${meterSummary(meter.snapshot())}`);
-      } else {
-        if (summary.tagOnly) out(`no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`);
-        else out(`published ${fqrn} revision ${summary.revision}`);
-        out(`  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`);
-        out(`  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`);
-        out(`  objects: ${summary.objectsUploaded} uploaded, ${summary.objectsAlreadyPresent} already present; catalogs written: ${summary.catalogsWritten}`);
-        if (summary.catalogsSplit.length > 0) out(`  new nested catalogs (balancing): ${summary.catalogsSplit.join(', ')}`);
-        if (summary.catalogsMerged.length > 0) out(`  merged catalogs (balancing): ${summary.catalogsMerged.join(', ')}`);
-        out(`  time: ${summary.seconds.toFixed(2)} s`);
-        out(`  ${meterSummary(meter.snapshot())}`);
+      const progress = publishProgress({ quiet: o.quiet });
+      let summary;
+      try {
+        summary = await publishDirectory(store, source, {
+          fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
+          autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
+          cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
+          tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
+          onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        progress.done();
       }
-      const requests = meter.snapshot();
-      const bill = await reportOperationBill(store, {
-        operation: 'publish', fqrn, revision: summary.revision, usage: operationUsage({ writer: requests }),
-        storage: storedBy([requests], summary.storedOutside),
-      }, o);
-      if (o.json) printJson({ fqrn, ...summary, rootCatalog: summary.rootCatalog.toHex(), requests, bill });
+      await reportOwnerRevision(summary, meter, store, o, {
+        operation: 'publish', fqrn, noChange: `${summary.scanned} entries scanned`,
+        head: [
+          summary.tagOnly ? `no content change: revision ${summary.revision} of ${fqrn} has the same tree and adds tag '${o.tag}'`
+            : `published ${fqrn} revision ${summary.revision}`,
+          `  entries: ${summary.scanned} scanned, ${summary.added} added, ${summary.modified} changed, ${summary.removed} removed`,
+          `  files: ${summary.filesCompressed} compressed, ${formatBytes(summary.bytesRead)} read, ${formatBytes(summary.bytesStored)} stored`,
+        ],
+      });
     });
 }
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>, o: PublishOptions,
-  progress: ProgressLine, meter: { snapshot(): MeterSnapshot }, out: (m: string) => void): Promise<void> {
+  progress: PhaseProgress<PublishFigures>, meter: { snapshot(): MeterSnapshot }, out: (m: string) => void): Promise<void> {
   const keyFile = resolve(o.publisher!);
   const publisherKey = await loadPublisherKey(dirname(keyFile), basename(keyFile).replace(/\.publisher$/, ''));
   let functions: FunctionInvoker;
@@ -122,8 +123,9 @@ async function publishAsPublisher(fqrn: string, source: string, store: ReturnTyp
       tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
       // The commit function balances the writer's path with these, within the bounds the owner allows.
       autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight },
-      onWarning: (m) => { progress.done(); console.error(`scvmfs: warning: ${m}`); },
-      onProgress: (m) => { progress.done(); if (o.json) console.error(m); else console.log(m); },
+      onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
+      onProgress: (m) => progress.log(m, o.json ? process.stderr : process.stdout),
+      onCounts: (p) => progress.update(p),
     });
     progress.done();
     const writer = meter.snapshot();
