@@ -2,9 +2,9 @@
 // killed at every checkpoint and delivered twice; the CLI's dry run and its refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, runCli, tempDir } from './helpers.js';
+import { cliOk, cliRepo, runCli, tempDir } from './helpers.js';
 import { abortedTransaction, ageObjects, GC_FQRN, HOUR, orphan, referencedKeys, sixPublishes } from './gc-helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { readHead } from '../src/repo/repository.js';
@@ -158,12 +158,7 @@ function dataKeys(dir: string): Set<string> {
 }
 
 test("gc ends with its bill, and the ledger's storage equals the bytes under data/ after publishes and a gc", async () => {
-  const work = tempDir('gc-ledger');
-  const storeDir = join(work, 'store');
-  const keysDir = join(work, 'keys');
-  const src = join(work, 'src');
-  mkdirSync(src, { recursive: true });
-  await cliOk(['init', GC_FQRN, '--store', storeDir, '--keys', keysDir]);
+  const { store: storeDir, keys: keysDir, src } = await cliRepo('gc-ledger', GC_FQRN);
   for (let i = 0; i < 4; i++) {
     writeFileSync(join(src, 'changing.txt'), `round ${i}\n`.repeat(100 * (i + 1)));
     await cliOk(['publish', GC_FQRN, src, '--store', storeDir, '--keys', keysDir, '--no-cache', '-q']);

@@ -27,8 +27,7 @@ import { readTags } from '../repo/revisions.js';
 import { commitTagRevision } from '../repo/tags.js';
 import { openTrustedHead } from '../repo/trusted-head.js';
 import { dropChainWalk, openChainWalk, saveWalkSegment } from '../repo/walk-log.js';
-import type { CatalogWalk } from '../repo/catalog-walk.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { listAll, type ObjectStore } from '../store/object-store.js';
 import { readChainState, SliceBudget, SupersededError, writeChainState } from './chain.js';
 import { checkpoint } from './checkpoint.js';
 import { requiredEnv, storeFromEnv } from './env.js';
@@ -467,16 +466,6 @@ function hashesIn(value: unknown, out: string[] = [], depth = 0): string[] {
     else hashesIn(v, out, depth + 1);
   }
   return out;
-}
-
-async function* listAll(store: ObjectStore, prefix: string) {
-  let after: string | undefined;
-  for (;;) {
-    const page = await store.list(prefix, { after, limit: 1000 });
-    yield* page.objects;
-    if (!page.next || page.objects.length === 0) return;
-    after = page.objects.at(-1)!.key;
-  }
 }
 
 /** Deletes the records of transactions that finished, or were left, longer than `grace` ago. */
