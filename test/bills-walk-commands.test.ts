@@ -2,24 +2,18 @@
 // bill in --json; check over http(s) has no store to record in, so it only prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, tempDir } from './helpers.js';
+import { cliOk, cliRepo } from './helpers.js';
 import { serveStore } from '../src/serve/http-server.js';
 import { FsStore } from '../src/store/fs-store.js';
 
 const FQRN = 'bills-walk.example.org';
 
 test('check and replicate print their bill and record it; --json carries it', async () => {
-  const work = tempDir('bills-walk');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  const src = join(work, 'src');
-  mkdirSync(src, { recursive: true });
+  const { work, store, keys, src, pubkey: pub } = await cliRepo('bills-walk', FQRN, { initArgs: ['--no-ledger'] });
   writeFileSync(join(src, 'a.txt'), 'a\n');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys, '--no-ledger']);
   await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '-q', '--no-ledger']);
-  const pub = join(keys, `${FQRN}.pub`);
 
   const check = await cliOk(['check', store, '--fqrn', FQRN, '--pubkey', pub, '-q', '--runtime', 'inline']);
   assert.match(check.stdout, /this check cost \$[0-9.]+ on aws-us-east-1/);

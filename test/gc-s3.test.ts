@@ -8,6 +8,7 @@ import { cliOk, tempDir } from './helpers.js';
 import { freshBucket } from './s3-env.js';
 import { GC_FQRN, orphan, sixPublishes } from './gc-helpers.js';
 import { MeteredStore } from '../src/store/metered-store.js';
+import { listAll } from '../src/store/object-store.js';
 import { runGcInline } from '../src/runtime/run-gc.js';
 import { verifyAt } from '../src/client/verify.js';
 import { serveStore } from '../src/serve/http-server.js';
@@ -15,15 +16,9 @@ import { serveStore } from '../src/serve/http-server.js';
 const bucket = await freshBucket('gc');
 
 async function keysIn(prefix: string): Promise<Set<string>> {
-  const store = bucket.store(prefix);
   const out = new Set<string>();
-  let after: string | undefined;
-  for (;;) {
-    const page = await store.list('data/', { after, limit: 1000 });
-    for (const o of page.objects) out.add(o.key);
-    if (!page.next) return out;
-    after = page.objects.at(-1)!.key;
-  }
+  for await (const o of listAll(bucket.store(prefix), 'data/')) out.add(o.key);
+  return out;
 }
 
 test('s3: gc --keep-revisions 2 with a tag on revision 3 deletes exactly what only the dropped revisions and an orphan held, in one DeleteObjects per 1,000 keys', async () => {

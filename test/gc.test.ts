@@ -2,10 +2,10 @@
 // killed at every checkpoint and delivered twice; the CLI's dry run and its refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, runCli, tempDir } from './helpers.js';
-import { abortedTransaction, ageObjects, GC_FQRN, HOUR, orphan, sixPublishes } from './gc-helpers.js';
+import { cliOk, cliRepo, runCli, tempDir } from './helpers.js';
+import { abortedTransaction, ageObjects, GC_FQRN, HOUR, orphan, referencedKeys, sixPublishes } from './gc-helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { readHead } from '../src/repo/repository.js';
 import { readTags } from '../src/repo/revisions.js';
@@ -53,6 +53,10 @@ test('gc --keep-revisions 2 with a tag on revision 3: deletes exactly what only 
 
   const head = (await readHead(f.store))!;
   assert.equal(head.manifest.revision, 8);
+  // The mark: every key revisions 3, 6, 7 and gc's own revision 8 reference, counted by plain recursion.
+  const marked = new Set([...kept, ...await referencedKeys(f.store, head.manifest.rootCatalog)]);
+  assert.ok(r.marked > 0);
+  assert.equal(r.marked, marked.size, 'the result counts the keys the kept revisions reference');
   assert.equal(head.manifest.garbageCollectable, true, 'G=yes: old revisions may now be missing');
   const tags = await readTags(f.store, head.manifest);
   assert.ok(tags.some((t) => t.name === 'release' && t.revision === 3), 'the named tag stays');
@@ -82,6 +86,7 @@ test('gc --dry-run lists what would go and changes nothing; bad options are refu
   const dry = await cliOk(['gc', GC_FQRN, '--store', f.storeDir, '--keys', f.repo.keysDir, '--keep-revisions', '2', '--dry-run', '--fence-wait', '0s', '--json', '--runtime', 'inline']);
   const r = JSON.parse(dry.stdout);
   assert.equal(r.dryRun, true);
+  assert.equal(r.marked, new Set([3, 6, 7].flatMap((rev) => [...f.repo.refs.get(rev)!])).size, 'the JSON carries the mark count');
   assert.ok(r.candidates > 0 && r.wouldDelete.includes(f.oldOrphan));
   assert.ok(!r.wouldDelete.includes(f.youngOrphan));
   assert.deepEqual(readFileSync(join(f.storeDir, '.cvmfspublished')), manifest, 'a dry run publishes nothing');
@@ -103,6 +108,7 @@ test('scvmfs gc in function sandboxes of 128 MB prints what it deleted and the r
   const out = await cliOk(['gc', GC_FQRN, '--store', f.storeDir, '--keys', f.repo.keysDir, '--keep-revisions', '3', '--fence-wait', '0s', '--fn-memory', '128']);
   assert.match(out.stdout, /revisions kept: .*dropped: 1, 2, 4/);
   assert.match(out.stdout, /deleted: \d+ objects/);
+  assert.match(out.stdout, /marked \(referenced by the kept revisions\): [1-9]\d*;/);
   assert.match(out.stdout, /requests|GET|PUT|LIST/i);
   const pub = readFileSync(join(f.repo.keysDir, `${GC_FQRN}.pub`), 'utf8');
   await verifyAt(f.storeDir, { fqrn: GC_FQRN, publicKeys: [pub] });
@@ -152,12 +158,7 @@ function dataKeys(dir: string): Set<string> {
 }
 
 test("gc ends with its bill, and the ledger's storage equals the bytes under data/ after publishes and a gc", async () => {
-  const work = tempDir('gc-ledger');
-  const storeDir = join(work, 'store');
-  const keysDir = join(work, 'keys');
-  const src = join(work, 'src');
-  mkdirSync(src, { recursive: true });
-  await cliOk(['init', GC_FQRN, '--store', storeDir, '--keys', keysDir]);
+  const { store: storeDir, keys: keysDir, src } = await cliRepo('gc-ledger', GC_FQRN);
   for (let i = 0; i < 4; i++) {
     writeFileSync(join(src, 'changing.txt'), `round ${i}\n`.repeat(100 * (i + 1)));
     await cliOk(['publish', GC_FQRN, src, '--store', storeDir, '--keys', keysDir, '--no-cache', '-q']);

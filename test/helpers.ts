@@ -1,8 +1,8 @@
-// Shared test fixtures: the stock-server test vector, temporary directories.
+// Shared test fixtures: the stock-server test vector, temporary directories, the CLI and a repository it made.
 import { execFileSync, spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,22 @@ export async function cliOk(args: string[]): Promise<CliRun> {
   const r = await runCli(args);
   assert.equal(r.code, 0, `scvmfs ${args.join(' ')} failed: ${r.stderr}`);
   return r;
+}
+
+/**
+ * A repository made by `scvmfs init` (with `initArgs`) in a new work directory: its store (a directory
+ * there unless given), key directory, and an empty source directory; each of `publishers` added with
+ * the path /<name>.
+ */
+export async function cliRepo(name: string, fqrn: string, o: { store?: string; initArgs?: string[]; publishers?: string[] } = {}) {
+  const work = tempDir(name);
+  const store = o.store ?? join(work, 'store');
+  const keys = join(work, 'keys');
+  const src = join(work, 'src');
+  mkdirSync(src, { recursive: true });
+  await cliOk(['init', fqrn, '--store', store, '--keys', keys, ...(o.initArgs ?? [])]);
+  for (const w of o.publishers ?? []) await cliOk(['publisher', 'add', fqrn, w, '--path', `/${w}`, '--store', store, '--keys', keys]);
+  return { work, store, keys, src, pubkey: join(keys, `${fqrn}.pub`) };
 }
 
 /**

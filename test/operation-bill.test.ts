@@ -7,10 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync, openSync, readSync, closeSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, runCli, tempDir } from './helpers.js';
+import { cliOk, cliRepo, runCli, tempDir } from './helpers.js';
 import { freshBucket } from './s3-env.js';
 import { FsStore } from '../src/store/fs-store.js';
-import type { ObjectStore } from '../src/store/object-store.js';
+import { listAll, type ObjectStore } from '../src/store/object-store.js';
 import { AWS_US_EAST_1, CLOUDFLARE_R2, type PriceTable } from '../src/cost/prices.js';
 import { gbSeconds, type FunctionUsage, type StoreRequestKind, type Usage } from '../src/cost/usage.js';
 import type { Bill } from '../src/cost/bill.js';
@@ -30,12 +30,7 @@ function makeTree(root: string, label: string, files: number): void {
 async function storedData(store: ObjectStore): Promise<{ bytes: number; objects: number }> {
   let bytes = 0;
   let objects = 0;
-  let after: string | undefined;
-  do {
-    const page = await store.list('data/', after === undefined ? {} : { after });
-    for (const o of page.objects) { bytes += o.size; objects++; }
-    after = page.next;
-  } while (after !== undefined);
+  for await (const o of listAll(store, 'data/')) { bytes += o.size; objects++; }
   return { bytes, objects };
 }
 
@@ -113,12 +108,8 @@ function assertClassesPriced(bill: Bill, server: Record<ServerKind, number>, tab
 
 test('a publish into Ceph: every request class in its bill equals what radosgw logged, dollars = counts × the table (owner, then publisher with grants)', { timeout: 240_000 }, async () => {
   const bucket = await freshBucket('bills');
-  const store = bucket.url('repo');
-  const work = tempDir('bills-ceph');
-  const keys = join(work, 'keys');
-  const src = join(work, 'src');
+  const { work, store, keys, src } = await cliRepo('bills-ceph', FQRN, { store: bucket.url('repo') });
   makeTree(src, 'ceph', 12);
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
 
   let offset = logSize();
   const owner = JSON.parse((await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '--no-cache', '-q', '--json'])).stdout) as { revision: number; bill: JsonBill };
@@ -146,12 +137,7 @@ test('a publish into Ceph: every request class in its bill equals what radosgw l
 });
 
 test('on the publisher path (local runtime) the bill has the lease, upload-grant and commit functions: requests and GB-s from the measured durations × --fn-memory', { timeout: 180_000 }, async () => {
-  const work = tempDir('bills-publisher');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
-  await cliOk(['publisher', 'add', FQRN, 'w1', '--path', '/w1', '--store', store, '--keys', keys]);
-  const src = join(work, 'src');
+  const { store, keys, src } = await cliRepo('bills-publisher', FQRN, { publishers: ['w1'] });
   makeTree(src, 'local', 20);
   const run = await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '--publisher', join(keys, 'w1.publisher'), '--path', '/w1',
     '--upload-via', 'grants', '--fn-timeout', '60s', '--fn-memory', '512', '--no-cache', '-q', '--json']);
@@ -269,12 +255,8 @@ test('every mutating command prints its one-line total and carries its bill in -
 });
 
 test('a publish that landed does not fail when its ledger record cannot be written: it warns', { timeout: 60_000 }, async () => {
-  const work = tempDir('bills-ledger-fails');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  const src = join(work, 'src');
+  const { store, keys, src } = await cliRepo('bills-ledger-fails', FQRN);
   makeTree(src, 'fails', 2);
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
   rmSync(join(store, '.scvmfs', 'ledger'), { recursive: true, force: true });
   writeFileSync(join(store, '.scvmfs', 'ledger'), 'not a directory');
   const r = await runCli(['publish', FQRN, src, '--store', store, '--keys', keys, '--no-cache', '-q', '--json']);
@@ -287,11 +269,7 @@ test('a publish that landed does not fail when its ledger record cannot be writt
 });
 
 test("the ledger's storage totals equal the bytes under data/ after owner publishes, an ingest and publisher publishes (directory store)", { timeout: 180_000 }, async () => {
-  const work = tempDir('bills-storage');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  const src = join(work, 'src');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
+  const { work, store, keys, src } = await cliRepo('bills-storage', FQRN);
   for (let i = 0; i < 3; i++) {
     makeTree(src, `round ${i}`, 5 + i);
     await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '--no-cache', '-q']);

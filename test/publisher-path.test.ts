@@ -7,18 +7,16 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { InvokeCommand } from '@aws-sdk/client-lambda';
 import { ScvmfsError } from '../src/errors.js';
-import { generateRepositoryKeys } from '../src/format/keys.js';
 import { signLeaseRequest } from '../src/format/lease.js';
 import { handler as abortHandler } from '../src/functions/abort.js';
-import { writerAutocatalogs, type CommitConfig } from '../src/functions/commit.js';
+import { writerAutocatalogs } from '../src/functions/commit.js';
 import { commitEntry } from '../src/runtime/aws-entry/commit.js';
 import { handler as leaseHandler } from '../src/functions/lease.js';
 import { handler as grantHandler } from '../src/functions/upload-grant.js';
 import type { FunctionName, Handler } from '../src/functions/types.js';
 import { publishThroughChain } from '../src/publish/publish-changeset.js';
-import { writeKeys } from '../src/repo/keys-dir.js';
-import { addPublisher, loadPublisherKey } from '../src/repo/publishers.js';
-import { initRepository, readHead } from '../src/repo/repository.js';
+import { loadPublisherKey } from '../src/repo/publishers.js';
+import { readHead } from '../src/repo/repository.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { verifyRepository } from '../src/client/verify.js';
 import { lambdaHandler, type LambdaContext } from '../src/runtime/aws.js';
@@ -27,25 +25,13 @@ import { FsStore } from '../src/store/fs-store.js';
 import { MeteredStore, type MeterSnapshot } from '../src/store/metered-store.js';
 import { parseStoreRecords, RecordingStore, type StoreRecord } from '../src/store/recording-store.js';
 import { invoker } from './chain-invoker.js';
-import { cliOk, runCli, tempDir } from './helpers.js';
+import { cliOk, cliRepo, runCli } from './helpers.js';
+import { setupRepo } from './txn-helpers.js';
 
 const FQRN = 'path.example.org';
 
-async function setup(name: string, writers: string[]) {
-  const work = tempDir(name);
-  const store = new FsStore(join(work, 'store'));
-  const keysDir = join(work, 'keys');
-  const keys = await generateRepositoryKeys(FQRN);
-  await writeKeys(keysDir, FQRN, keys);
-  await initRepository(store, { fqrn: FQRN, keys });
-  for (const w of writers) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths: [`/${w}`] });
-  const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
-  const config: CommitConfig = {
-    store, fqrn: FQRN, autocatalogs: false,
-    keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem: keys.masterPublicKeyPem },
-  };
-  return { work, store, keysDir, open, config };
-}
+/** A repository with each of `writers` a publisher of /<name>. */
+const setup = (name: string, writers: string[]) => setupRepo(name, Object.fromEntries(writers.map((w) => [w, [`/${w}`]])), FQRN);
 
 function makeTree(root: string, label: string, files: number, dirs = 1): void {
   for (let d = 0; d < dirs; d++) mkdirSync(join(root, 'lib', `d${d}`), { recursive: true });
@@ -64,12 +50,7 @@ function meterCounts(s: MeterSnapshot) {
 }
 
 test('a publisher publish with a small --max-weight splits its catalogs; --no-autocatalogs keeps one', { timeout: 120_000 }, async () => {
-  const work = tempDir('publisher-weights');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
-  for (const w of ['w1', 'w2']) await cliOk(['publisher', 'add', FQRN, w, '--path', `/${w}`, '--store', store, '--keys', keys]);
-  const src = join(work, 'src');
+  const { store, keys, src } = await cliRepo('publisher-weights', FQRN, { publishers: ['w1', 'w2'] });
   makeTree(src, 'weights', 150, 3);
   const publish = (w: string, ...extra: string[]) => cliOk(['publish', FQRN, src, '--store', store, '--keys', keys,
     '--publisher', join(keys, `${w}.publisher`), '--path', `/${w}`, '--fn-timeout', '30s', '--fn-memory', '256', '--no-cache', '-q', ...extra]);
@@ -129,12 +110,7 @@ test("the summary's request counts are the writer's plus every function invocati
 });
 
 test('the CLI prints the writer\'s, the functions\' and the total store requests of a publisher publish', { timeout: 120_000 }, async () => {
-  const work = tempDir('count-cli');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
-  await cliOk(['publisher', 'add', FQRN, 'w1', '--path', '/w1', '--store', store, '--keys', keys]);
-  const src = join(work, 'src');
+  const { store, keys, src } = await cliRepo('count-cli', FQRN, { publishers: ['w1'] });
   makeTree(src, 'cli', 5);
   const out = await cliOk(['publish', FQRN, src, '--store', store, '--keys', keys, '--publisher', join(keys, 'w1.publisher'),
     '--path', '/w1', '--fn-timeout', '30s', '--fn-memory', '256', '--no-cache', '-q']);
@@ -296,12 +272,7 @@ test('on Lambda, a synchronous refusal comes back with its kind and code', async
 });
 
 test('a publisher publish with nothing to change but --tag makes a revision that only adds the tag', { timeout: 120_000 }, async () => {
-  const work = tempDir('tag-only');
-  const store = join(work, 'store');
-  const keys = join(work, 'keys');
-  await cliOk(['init', FQRN, '--store', store, '--keys', keys]);
-  await cliOk(['publisher', 'add', FQRN, 'w1', '--path', '/w1', '--store', store, '--keys', keys]);
-  const src = join(work, 'src');
+  const { store, keys, src } = await cliRepo('tag-only', FQRN, { publishers: ['w1'] });
   makeTree(src, 'tagged', 3);
   const args = ['publish', FQRN, src, '--store', store, '--keys', keys, '--publisher', join(keys, 'w1.publisher'),
     '--path', '/w1', '--fn-timeout', '30s', '--fn-memory', '256', '--no-cache', '-q'];

@@ -4,16 +4,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliOk, extractVector, runCli, tempDir } from './helpers.js';
+import { cliOk, cliRepo, extractVector, runCli, tempDir } from './helpers.js';
 import { FsStore } from '../src/store/fs-store.js';
 import { MeteredStore } from '../src/store/metered-store.js';
 import { serveStore } from '../src/serve/http-server.js';
-import { HttpSource } from '../src/client/sources.js';
 import { verifyAt } from '../src/client/verify.js';
 import { RepositoryReader } from '../src/client/reader.js';
 import { runReplication, REPLICATE_STATE_KEY, type ReplicateEvent } from '../src/functions/replicate.js';
 import { LocalRuntime, killAtPlan, killPlansFrom } from '../src/runtime/local.js';
-import type { ObjectReader, ObjectStore } from '../src/store/object-store.js';
+import { listAll, type ObjectReader, type ObjectStore } from '../src/store/object-store.js';
 import { readReflog } from '../src/format/reflog.js';
 
 const FQRN = 'replica.example.org';
@@ -39,30 +38,19 @@ class RecordingPuts extends MeteredStore {
 }
 
 async function dataKeys(dir: string): Promise<Set<string>> {
-  const store = new FsStore(dir);
   const keys = new Set<string>();
-  let after: string | undefined;
-  for (;;) {
-    const page = await store.list('data/', { after, limit: 1000 });
-    for (const o of page.objects) keys.add(o.key);
-    if (!page.next) return keys;
-    after = page.next;
-  }
+  for await (const o of listAll(new FsStore(dir), 'data/')) keys.add(o.key);
+  return keys;
 }
 
 /** One repository of ours: a few directories, one of them its own nested catalog. */
 async function ourRepository(label: string) {
-  const work = tempDir(label);
-  const storeDir = join(work, 'store');
-  const keysDir = join(work, 'keys');
-  const src = join(work, 'src');
+  const { work, store: storeDir, keys: keysDir, src, pubkey } = await cliRepo(label, FQRN);
   for (const d of ['a', 'b', 'b/deep']) mkdirSync(join(src, d), { recursive: true });
   for (let i = 0; i < 12; i++) writeFileSync(join(src, i % 2 ? 'a' : 'b/deep', `f${i}`), `content ${i}\n`.repeat(i + 1));
   writeFileSync(join(src, 'b', '.cvmfscatalog'), '');
   writeFileSync(join(src, 'b', 'deep', '.cvmfscatalog'), '');
-  await cliOk(['init', FQRN, '--store', storeDir, '--keys', keysDir]);
   await cliOk(['publish', FQRN, src, '--store', storeDir, '--keys', keysDir, '-q', '--no-cache']);
-  const pubkey = join(keysDir, `${FQRN}.pub`);
   const publish = async (files: Record<string, string>) => {
     for (const [p, c] of Object.entries(files)) writeFileSync(join(src, p), c);
     await cliOk(['publish', FQRN, src, '--store', storeDir, '--keys', keysDir, '-q', '--no-cache']);

@@ -20,27 +20,28 @@ export const FQRN = 'binding.example.org';
 
 export type Repo = Awaited<ReturnType<typeof setupRepo>>;
 
-export async function setupRepo(name: string, writers: Record<string, string[]>) {
+/** A repository in a directory store, its keys in a directory, each writer a publisher of its paths. */
+export async function setupRepo(name: string, writers: Record<string, string[]>, fqrn = FQRN) {
   const work = tempDir(name);
   const store = new FsStore(join(work, 'store'));
   const keysDir = join(work, 'keys');
-  const keys = await generateRepositoryKeys(FQRN);
-  await writeKeys(keysDir, FQRN, keys);
-  await initRepository(store, { fqrn: FQRN, keys });
-  for (const [w, paths] of Object.entries(writers)) await addPublisher(store, { keysDir, fqrn: FQRN, name: w, paths });
+  const keys = await generateRepositoryKeys(fqrn);
+  await writeKeys(keysDir, fqrn, keys);
+  await initRepository(store, { fqrn, keys });
+  for (const [w, paths] of Object.entries(writers)) await addPublisher(store, { keysDir, fqrn, name: w, paths });
   const config: CommitConfig = {
-    store, fqrn: FQRN, autocatalogs: false,
+    store, fqrn, autocatalogs: false,
     keys: { repositoryKeyPem: keys.repositoryKeyPem, certificatePem: keys.certificatePem, masterPublicKeyPem: keys.masterPublicKeyPem },
   };
-  const open = () => RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [keys.masterPublicKeyPem] });
+  const open = () => RepositoryReader.open(store, { fqrn, publicKeys: [keys.masterPublicKeyPem] });
   const acquire = async (writer: string, path: string): Promise<LeaseRecord> => {
     const publisher = await loadPublisherKey(keysDir, writer);
-    const r = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(publisher, { fqrn: FQRN, path, ttlSeconds: 600 }) },
-      { store, fqrn: FQRN, masterPublicKeyPem: keys.masterPublicKeyPem }, new Date());
+    const r = await handleLeaseEvent({ action: 'acquire', request: signLeaseRequest(publisher, { fqrn, path, ttlSeconds: 600 }) },
+      { store, fqrn, masterPublicKeyPem: keys.masterPublicKeyPem }, new Date());
     assert.equal(r.status, 'ok');
     return (r as { lease: LeaseRecord }).lease;
   };
-  return { work, store, keysDir, keys, config, open, acquire, fqrn: FQRN };
+  return { work, store, keysDir, keys, config, open, acquire, fqrn };
 }
 
 export function makeTree(root: string, label: string, files: number): string {

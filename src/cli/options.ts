@@ -62,22 +62,38 @@ export function portNumber(v: string): number {
   return n;
 }
 
-export interface ReadOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean; cache?: string | false; revision?: number; tag?: string }
+/** What every command that checks a repository's signatures is told to trust. */
+export interface TrustOptions { fqrn: string; pubkey: string[]; allowExpiredWhitelist?: boolean }
 
-export function readerOptions(cmd: Command): Command {
+/** The trust as verification takes it: the master public keys read from their files. */
+export interface Trust { fqrn: string; publicKeys: string[]; allowExpiredWhitelist?: boolean }
+
+/** `--fqrn`, `--pubkey` and `--allow-expired-whitelist`: readers, verify, check and replicate. */
+export function trustOptions(cmd: Command, pubkeyHelp = 'master public key(s) (<fqrn>.pub)'): Command {
   return cmd
     .requiredOption('--fqrn <fqrn>', 'repository name')
-    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
-    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .requiredOption('--pubkey <file...>', pubkeyHelp)
+    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)');
+}
+
+export async function readTrust(o: TrustOptions): Promise<Trust> {
+  const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+  return { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist };
+}
+
+export interface ReadOptions extends TrustOptions { cache?: string | false; revision?: number; tag?: string }
+
+export function readerOptions(cmd: Command): Command {
+  return trustOptions(cmd)
     .option('--cache <dir>', 'object cache directory (default ~/.cache/scvmfs)')
     .option('--no-cache', 'do not cache objects on disk');
 }
 
 export async function openReader(location: string, o: ReadOptions): Promise<RepositoryReader> {
-  const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+  const trust = await readTrust(o);
   const cacheRoot = o.cache === false ? undefined : (o.cache ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'scvmfs'));
   const source = openSource(location, cacheRoot ? join(cacheRoot, o.fqrn) : undefined);
-  return RepositoryReader.open(source, { fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist, at: revisionSelector(o) });
+  return RepositoryReader.open(source, { ...trust, at: revisionSelector(o) });
 }
 
 /** --revision N / --tag T: read an older revision instead of the head. */

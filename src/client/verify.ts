@@ -16,6 +16,7 @@ import { ScratchSpace } from '../repo/scratch.js';
 import { MANIFEST_KEY, REFLOG_KEY } from '../repo/repository.js';
 import { RepositoryReader, VerificationError, type OpenOptions } from './reader.js';
 import { openStoreSource } from './sources.js';
+import { Slots } from '../store/slots.js';
 
 export interface VerifyProgress {
   catalogs: number;
@@ -184,7 +185,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
   const checked = new Set<string>();
   const pendingPaths = new Map<string, string[]>();
   const bad = new Map<string, VerifyProblem>();
-  let inFlight: Promise<void>[] = [];
+  const fetches = new Slots(PARALLEL_FETCHES);
 
   const checkObject = async (hash: ContentHash, suffix: '' | 'P', size: number, compression: 'zlib' | 'none', path: string): Promise<void> => {
     const key = hash.objectKey(suffix);
@@ -220,16 +221,6 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
     } finally {
       pendingPaths.delete(key);
     }
-  };
-
-  const queue = async (p: Promise<void>) => {
-    inFlight.push(p);
-    if (inFlight.length >= PARALLEL_FETCHES) {
-      const batch = inFlight;
-      inFlight = [];
-      await Promise.all(batch);
-    }
-    stopIfDone();
   };
 
   // The catalogs are visited by the shared walk (repo/catalog-walk.ts), each catalog and object once,
@@ -309,14 +300,17 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
       });
       progress.catalogs++;
     },
-    object: (ref) => queue(checkObject(ref.hash, ref.suffix, ref.size, ref.compression, ref.path)),
+    object: async (ref) => {
+      await fetches.start(() => checkObject(ref.hash, ref.suffix, ref.size, ref.compression, ref.path));
+      stopIfDone();
+    },
     again: (ref) => {
       const known = bad.get(ref.key);
       if (known) addPath(known, ref.path);
       else pendingPaths.get(ref.key)?.push(ref.path);
     },
     settle: async () => {
-      await Promise.all(inFlight.splice(0));
+      await fetches.settled();
       stopIfDone();
       onProgress?.({ ...progress });
     },
@@ -359,7 +353,7 @@ export async function verifyRepository(reader: RepositoryReader, options: Verify
     if (!(err instanceof Stop)) throw err;
   } finally {
     // Checks still running record nothing that matters now, but must not outlive the call.
-    await Promise.all(inFlight.splice(0));
+    await fetches.settled();
     walk.close();
     scratch.dispose();
   }

@@ -28,6 +28,7 @@ import { checkObjectContent, type CheckSource } from '../repo/object-content-che
 import { REFLOG_KEY } from '../repo/repository.js';
 import { dropChainWalk, openChainWalk, saveWalkSegment } from '../repo/walk-log.js';
 import type { ListPage, ObjectStore } from '../store/object-store.js';
+import { Slots } from '../store/slots.js';
 import { readChainState, SliceBudget, SupersededError, writeChainState } from './chain.js';
 import { checkpoint } from './checkpoint.js';
 import { requiredEnv, storeFromEnv } from './env.js';
@@ -326,8 +327,8 @@ function catalogLoader(source: CheckSource, totals: CheckTotals) {
 /** What one slice finds as the walk goes: problems into the slice's part, objects read a few at a time. */
 class SliceVisitor implements WalkVisitor {
   catalogs = 0;
-  private inFlight: Promise<void>[] = [];
-  private failure: unknown;
+  /** Object reads in flight. A store or network failure says nothing about the repository: the slice fails and is retried. */
+  private readonly reads = new Slots(PARALLEL_READS);
   /** Objects found bad in this slice, by key. */
   private readonly badHere = new Map<string, CheckProblem[]>();
   /** Later references met in this slice; judged once their objects' verdicts are in. */
@@ -374,8 +375,7 @@ class SliceVisitor implements WalkVisitor {
       else this.totals.objects++;
       return;
     }
-    this.inFlight.push(this.read(ref));
-    if (this.inFlight.length >= PARALLEL_READS) await this.settleReads();
+    await this.reads.start(() => this.read(ref));
   }
 
   again(ref: ObjectRef): void {
@@ -391,7 +391,7 @@ class SliceVisitor implements WalkVisitor {
 
   /** Waits for the reads in flight, then adds the paths of later references to bad objects. */
   async drain(): Promise<void> {
-    await this.settleReads();
+    await this.reads.settled();
     for (const a of this.agains) {
       const here = this.badHere.get(a.key);
       if (here) for (const p of here) addPath(p, a.path);
@@ -408,25 +408,13 @@ class SliceVisitor implements WalkVisitor {
     this.agains = [];
   }
 
-  private async settleReads(): Promise<void> {
-    const batch = this.inFlight;
-    this.inFlight = [];
-    await Promise.all(batch);
-    if (this.failure !== undefined) throw this.failure;
-  }
-
   private async read(ref: ObjectRef): Promise<void> {
-    try {
-      const verdict = await checkObjectContent(this.source, ref.key, ref.hash, ref.size, ref.compression);
-      if (verdict.status === 'missing') this.bad(ref, 'missing-object', 'missing from the store');
-      else {
-        this.totals.bytes += verdict.stored;
-        this.totals.objects++;
-        if (verdict.status === 'problem') this.bad(ref, verdict.code, verdict.message);
-      }
-    } catch (err) {
-      // A store or network failure says nothing about the repository: the slice fails and is retried.
-      this.failure ??= err;
+    const verdict = await checkObjectContent(this.source, ref.key, ref.hash, ref.size, ref.compression);
+    if (verdict.status === 'missing') this.bad(ref, 'missing-object', 'missing from the store');
+    else {
+      this.totals.bytes += verdict.stored;
+      this.totals.objects++;
+      if (verdict.status === 'problem') this.bad(ref, verdict.code, verdict.message);
     }
   }
 

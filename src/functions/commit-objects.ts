@@ -55,8 +55,9 @@ export class CommitObjectCheck {
     private readonly all = false) {}
 
   /**
-   * Checks the objects an upsert names. Missing ones refuse the commit at once; bad ones are collected
-   * for `settle`. Objects named by the entry the upsert replaces are taken as the head has them.
+   * Checks the objects an upsert names (its shape and scope were checked when its part was loaded).
+   * Missing ones refuse the commit at once; bad ones are collected for `settle`. Objects named by the
+   * entry the upsert replaces are taken as the head has them.
    */
   async check(op: ChangeOp): Promise<void> {
     if (op.op !== 'upsert') return;

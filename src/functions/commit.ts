@@ -168,12 +168,6 @@ async function loadPart(store: ObjectStore, txnId: string, index: number, header
   return part.ops;
 }
 
-/** Refuses an operation naming an object the store lacks or whose bytes do not match its name (collected by
- * `objects`, refused by its `settle`); its shape and scope were checked when its part was loaded. */
-async function checkOp(op: ChangeOp, objects: CommitObjectCheck): Promise<void> {
-  await objects.check(op);
-}
-
 async function applyOp(tree: CatalogTree, op: ChangeOp): Promise<void> {
   switch (op.op) {
     case 'remove': return tree.remove(op.path);
@@ -285,7 +279,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
         // and grow, so a slice that runs out of time has not checked much it will not apply.
         if (op >= checked) {
           const n = checkWindow(ops, op, Math.min(8 * 2 ** Math.min(windows++, 8), (config.maxOpsPerSlice ?? MAX_OPS_PER_SLICE) - applied));
-          await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, objects)));
+          await Promise.all(ops.slice(op, op + n).map((o) => objects.check(o)));
           await objects.settle();
           checked = op + n;
         }
@@ -392,7 +386,7 @@ export async function handleCommitEvent(event: CommitEvent, config: CommitConfig
           return { next: { fn: 'commit', event } };
         }
         const n = checkWindow(ops, op);
-        await Promise.all(ops.slice(op, op + n).map((o) => checkOp(o, objects)));
+        await Promise.all(ops.slice(op, op + n).map((o) => objects.check(o)));
         await objects.settle();
         op += n;
       }

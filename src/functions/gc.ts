@@ -27,8 +27,7 @@ import { readTags } from '../repo/revisions.js';
 import { commitTagRevision } from '../repo/tags.js';
 import { openTrustedHead } from '../repo/trusted-head.js';
 import { dropChainWalk, openChainWalk, saveWalkSegment } from '../repo/walk-log.js';
-import type { CatalogWalk } from '../repo/catalog-walk.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { listAll, type ObjectStore } from '../store/object-store.js';
 import { readChainState, SliceBudget, SupersededError, writeChainState } from './chain.js';
 import { checkpoint } from './checkpoint.js';
 import { requiredEnv, storeFromEnv } from './env.js';
@@ -73,6 +72,7 @@ export interface GcResult {
   revisionsKept: number[];
   revisionsDropped: number[];
   tagsRemoved: string[];
+  /** Keys in the mark set: every catalog, object and chunk a kept revision references (after the remark, also what open transactions name). */
   marked: number;
   candidates: number;
   deleted: { objects: number; bytes: number };
@@ -106,6 +106,8 @@ interface GcState {
   candidates: number;
   /** The newest head revision the mark covers. */
   markedUpTo: number;
+  /** Keys in the mark set when the last mark phase ended. */
+  marked: number;
   sweep: { run: number; offset: number };
   deleted: { objects: number; bytes: number };
   wouldDelete: string[];
@@ -236,14 +238,14 @@ export async function handleGcEvent(event: GcEvent, config: GcConfig, context: F
             return next;
           }
           if (state.phase === 'mark') {
-            await save({ ...state, segments, phase: o.dryRun || o.replica ? 'list' : 'fence' });
+            await save({ ...state, segments, marked: walk.markedCount, phase: o.dryRun || o.replica ? 'list' : 'fence' });
           } else {
             if (fenced) {
               const fence = await readFence(store);
               if (fence.gcId !== state.gcId || fence.phase !== 'deleting') throw new RefusedError('gc-fence-lost', `gc ${state.gcId} lost its fence; run gc again`);
               await protectTransactions(store, fence, JSON.parse(walk.meta('protected') ?? '[]') as string[]);
             }
-            await save({ ...state, segments, markedUpTo, phase: 'sweep' });
+            await save({ ...state, segments, markedUpTo, marked: walk.markedCount, phase: 'sweep' });
           }
           await checkpoint('gc-marked');
           return next;
@@ -362,14 +364,14 @@ function freshState(gcId: string, options: GcOptions, now: number): GcState {
   return {
     gcId, phase: 'plan', options, startedAt: now, headRevision: 0, gcRevision: null, revisionsKept: [], revisionsDropped: [],
     tagsRemoved: [], segments: [], fenceSince: null, fenceDeadline: null, listAfter: '', listDone: false, listed: 0, runs: [],
-    candidates: 0, markedUpTo: 0, sweep: { run: 0, offset: 0 }, deleted: { objects: 0, bytes: 0 }, wouldDelete: [], transactionsRemoved: 0,
+    candidates: 0, markedUpTo: 0, marked: 0, sweep: { run: 0, offset: 0 }, deleted: { objects: 0, bytes: 0 }, wouldDelete: [], transactionsRemoved: 0,
   };
 }
 
 function resultOf(s: GcState): GcResult {
   return {
     gcId: s.gcId, status: 'done', dryRun: Boolean(s.options.dryRun), headRevision: s.headRevision, gcRevision: s.gcRevision,
-    revisionsKept: s.revisionsKept, revisionsDropped: s.revisionsDropped, tagsRemoved: s.tagsRemoved, marked: 0,
+    revisionsKept: s.revisionsKept, revisionsDropped: s.revisionsDropped, tagsRemoved: s.tagsRemoved, marked: s.marked,
     candidates: s.candidates, deleted: s.deleted, ...(s.options.dryRun ? { wouldDelete: s.wouldDelete } : {}),
     transactionsRemoved: s.transactionsRemoved, listed: s.listed,
   };
@@ -464,16 +466,6 @@ function hashesIn(value: unknown, out: string[] = [], depth = 0): string[] {
     else hashesIn(v, out, depth + 1);
   }
   return out;
-}
-
-async function* listAll(store: ObjectStore, prefix: string) {
-  let after: string | undefined;
-  for (;;) {
-    const page = await store.list(prefix, { after, limit: 1000 });
-    yield* page.objects;
-    if (!page.next || page.objects.length === 0) return;
-    after = page.objects.at(-1)!.key;
-  }
 }
 
 /** Deletes the records of transactions that finished, or were left, longer than `grace` ago. */

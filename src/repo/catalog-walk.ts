@@ -293,10 +293,14 @@ export class CatalogWalk {
     }
   }
 
-  /** Marks a catalog visited, with the objects it references, and queues its nested catalogs: one transaction. */
-  private finish(key: string, nested: { key: string; mountpoint: string; size: number }[], marked: string[]): void {
+  /**
+   * Marks a catalog visited and queues its nested catalogs, in one transaction with marking `objects`: the
+   * keys of its objects the visitor was just offered (none for a catalog that was skipped or could not be
+   * read). Marked any earlier, a walk killed before this would never offer them again.
+   */
+  private finish(key: string, nested: { key: string; mountpoint: string; size: number }[], objects: string[]): void {
     this.db.transaction(() => {
-      for (const k of marked) this.markKey(k);
+      for (const k of objects) this.markKey(k);
       for (const n of nested) this.addCatalog(n.key, n.mountpoint, n.size);
       this.stmt.done.run(key);
       if (!this.replaying) this.stmt.log.run('v', key, null, null);

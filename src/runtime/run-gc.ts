@@ -20,16 +20,12 @@ export interface GcRun {
 }
 
 /** The chain in sandboxes: `env` configures the function as on Lambda (SCVMFS_STORE, _FQRN, _KEYS). */
-export async function runGcLocal(env: Record<string, string>, options: GcOptions, limits: Partial<Limits>, gcId = newGcId(),
-  onStep?: (n: number) => void): Promise<GcRun> {
+export async function runGcLocal(env: Record<string, string>, options: GcOptions, limits: Partial<Limits>, gcId = newGcId()): Promise<GcRun> {
   const runtime = new LocalRuntime({ env, limits });
   try {
-    let steps = 0;
     const out = await runtime.runChain('gc', { gcId, options }, { maxSteps: 1_000_000, retryOn: (e) => e.handlerError?.kind !== 'refused' && e.handlerError?.kind !== 'busy' });
-    steps = out.path.length;
-    onStep?.(steps);
     const report = runtime.report();
-    return { result: out.result as GcResult, steps, requests: meterSum(Object.values(report).map((s) => s!.requests)), report, functions: functionUsageOfRecords(out.records) };
+    return { result: out.result as GcResult, steps: out.path.length, requests: meterSum(Object.values(report).map((s) => s!.requests)), report, functions: functionUsageOfRecords(out.records) };
   } finally {
     await runtime.close();
   }

@@ -75,6 +75,17 @@ export interface ObjectStore {
   delete(keys: string[]): Promise<void>;
 }
 
+/** Every object under `prefix` in key order, listed 1,000 at a time. */
+export async function* listAll(store: Pick<ObjectStore, 'list'>, prefix: string): AsyncGenerator<ObjectInfo> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.list(prefix, { after, limit: 1000 });
+    yield* page.objects;
+    if (!page.next || page.objects.length === 0) return;
+    after = page.objects.at(-1)!.key;
+  }
+}
+
 /** A store that can hand out time-limited upload URLs (S3); others are written directly. */
 export interface PresigningStore {
   /** A URL for one create-only PUT of `key`, valid `expiresInSeconds`, usable without credentials. */

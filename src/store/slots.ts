@@ -2,6 +2,9 @@
 export class Slots {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
+  /** What `start` began and has not ended. */
+  private readonly started = new Set<Promise<void>>();
+  private failure: unknown;
 
   constructor(private readonly limit: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new Error(`concurrency must be a positive integer, got ${limit}`);
@@ -27,5 +30,32 @@ export class Slots {
       this.active--;
       this.waiting.shift()?.();
     };
+  }
+
+  /**
+   * Starts `fn` once a slot is free and returns without waiting for it to end: a window of reads that
+   * runs ahead of the caller, which waits only while the window is full. A failure is kept: `settled`, and
+   * any later `start`, throw it.
+   */
+  async start(fn: () => Promise<unknown>): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    const release = await this.acquire();
+    const done = (async () => {
+      try {
+        await fn();
+      } catch (err) {
+        this.failure ??= err;
+      } finally {
+        release();
+      }
+    })();
+    this.started.add(done);
+    void done.then(() => this.started.delete(done));
+  }
+
+  /** Waits until everything `start` began has ended; then throws the first failure among them, if any. */
+  async settled(): Promise<void> {
+    while (this.started.size > 0) await Promise.all(this.started);
+    if (this.failure !== undefined) throw this.failure;
   }
 }

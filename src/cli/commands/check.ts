@@ -4,15 +4,12 @@ import { meterSum } from '../../store/metered-store.js';
 import { openStore } from '../../store/open-store.js';
 import { operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
 import { Command, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
 import { CheckFailedError, runCheck, type CheckProgress, type CheckReport } from '../../runtime/check-run.js';
 import { meterRequests } from '../../store/metered-store.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { noLedgerOption, parseDuration, positiveInt, pricingOption } from '../options.js';
+import { noLedgerOption, parseDuration, positiveInt, pricingOption, readTrust, trustOptions, type TrustOptions } from '../options.js';
 
-interface CheckCliOptions extends BillOptions {
-  fqrn: string;
-  pubkey: string[];
+interface CheckCliOptions extends BillOptions, TrustOptions {
   allRevisions?: boolean;
   full?: boolean;
   resume?: boolean;
@@ -22,7 +19,6 @@ interface CheckCliOptions extends BillOptions {
   stateDir?: string;
   fnMemory: number;
   fnTimeout: number;
-  allowExpiredWhitelist?: boolean;
 }
 
 const rate = (n: number, seconds: number) => (seconds > 0 ? Math.round(n / seconds) : n);
@@ -40,11 +36,9 @@ function summary(r: CheckReport): string {
 }
 
 export function register(program: Command): void {
-  program.command('check')
+  trustOptions(program.command('check')
     .description('check every catalog and every object once, in resumable slices; lists every problem with its paths')
-    .argument('<location>', 'the store (directory or s3://), or an http(s) URL of the repository (then --state-dir)')
-    .requiredOption('--fqrn <fqrn>', 'repository name')
-    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
+    .argument('<location>', 'the store (directory or s3://), or an http(s) URL of the repository (then --state-dir)'))
     .option('--all-revisions', 'every revision the head\'s previous_revision chain and its tags reach, not only the head')
     .option('--full', 'read every object once and check its hash and size (default: existence from a listing of data/)')
     .option('--resume', 'go on from the state a killed check left (give the same --all-revisions/--full)')
@@ -55,16 +49,15 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'keep the check\'s state in this directory instead of the store\'s control area (needed for http(s))')
     .option('--fn-memory <mb>', 'memory of each function invocation, in MB', (v) => positiveInt(v, '--fn-memory'), 128)
     .option('--fn-timeout <duration>', 'wall-time limit of each invocation (a slice hands over before half of it)', parseDuration, 60_000)
-    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
     .addOption(pricingOption())
     .addOption(noLedgerOption())
     .action(async (location: string, o: CheckCliOptions) => {
-      const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+      const trust = await readTrust(o);
       const progress = new ProgressLine(o.quiet || o.json);
       let report: CheckReport;
       try {
         report = await runCheck(location, {
-          fqrn: o.fqrn, publicKeys, allRevisions: o.allRevisions, full: o.full, resume: o.resume, allowExpiredWhitelist: o.allowExpiredWhitelist,
+          ...trust, allRevisions: o.allRevisions, full: o.full, resume: o.resume,
           runtime: o.runtime, stateDir: o.stateDir, memoryMb: o.fnMemory, timeoutMs: o.fnTimeout,
           onProgress: (p) => progress.update(progressText(p)),
         });

@@ -88,7 +88,7 @@ function printResult(fqrn: string, run: GcRun): void {
   const list = (revs: number[]) => [...revs].sort((a, b) => a - b).join(', ') || 'none';
   console.log(`  revisions kept: ${list(r.revisionsKept)}; dropped: ${list(r.revisionsDropped)}`);
   if (r.tagsRemoved.length > 0) console.log(`  automatic tags removed with them: ${r.tagsRemoved.join(', ')}`);
-  console.log(`  objects listed: ${r.listed}; unreferenced and old enough: ${r.candidates}`);
+  console.log(`  objects listed: ${r.listed}; marked (referenced by the kept revisions): ${r.marked}; unreferenced and old enough: ${r.candidates}`);
   if (r.dryRun) {
     console.log(`  would delete ${r.candidates} objects:`);
     for (const k of r.wouldDelete ?? []) console.log(`    ${k}`);

@@ -1,20 +1,16 @@
 // scvmfs replicate: make or update a stratum 1 of any CernVM-FS repository in a store (functions/replicate.ts).
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
 import { runReplication, type ReplicateResult } from '../../functions/replicate.js';
 import { openStoreSource } from '../../client/sources.js';
 import { openStore } from '../../store/open-store.js';
 import { MeteredStore } from '../../store/metered-store.js';
 import { operationUsage, reportOperationBill, type BillOptions } from '../operation-bill.js';
 import { formatBytes } from '../progress.js';
-import { durationOption, noLedgerOption, positiveInt, pricingOption, printJson, storeOption } from '../options.js';
+import { durationOption, noLedgerOption, positiveInt, pricingOption, printJson, readTrust, storeOption, trustOptions, type TrustOptions } from '../options.js';
 
-interface ReplicateCliOptions extends BillOptions {
-  fqrn: string;
-  pubkey: string[];
+interface ReplicateCliOptions extends BillOptions, TrustOptions {
   store: string;
   allRevisions?: boolean;
-  allowExpiredWhitelist?: boolean;
   watch?: number;
   concurrency: number;
   json?: boolean;
@@ -27,24 +23,22 @@ function describe(r: ReplicateResult): string {
 }
 
 export function register(program: Command): void {
-  program.command('replicate')
+  trustOptions(program.command('replicate')
     .description('copy a repository (ours or a stock stratum 0/1) into a store as a stratum 1; incremental')
-    .argument('<source>', 'http(s) URL of the source repository, its directory, or an s3:// store')
-    .requiredOption('--fqrn <fqrn>', 'repository name')
-    .requiredOption('--pubkey <file...>', "master public key(s) (<fqrn>.pub) the source's whitelist must be signed with")
+    .argument('<source>', 'http(s) URL of the source repository, its directory, or an s3:// store'),
+  "master public key(s) (<fqrn>.pub) the source's whitelist must be signed with")
     .addOption(storeOption())
     .option('--all-revisions', 'also copy every earlier revision, not only the head and the tagged ones')
-    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
     .option('--concurrency <n>', 'objects in flight at once', (v) => positiveInt(v, '--concurrency'), 32)
     .option('--watch <interval>', 'keep replicating, this long after each run ends (e.g. 5m)', durationOption('--watch', 1000, 7 * 86_400_000))
     .option('--json', 'print each run\'s result and its bill as JSON')
     .addOption(pricingOption())
     .addOption(noLedgerOption())
     .action(async (location: string, o: ReplicateCliOptions) => {
-      const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+      const trust = await readTrust(o);
       const target = openStore(o.store);
       const source = openStoreSource(location);
-      const event = { source: location, fqrn: o.fqrn, publicKeys, allRevisions: o.allRevisions, allowExpiredWhitelist: o.allowExpiredWhitelist };
+      const event = { source: location, ...trust, allRevisions: o.allRevisions };
       for (;;) {
         // Each run is metered and billed on its own: the replica's requests and the objects it now holds.
         const replica = new MeteredStore(target);

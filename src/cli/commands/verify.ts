@@ -1,14 +1,10 @@
 // `scvmfs verify`: checks a repository as the store holds it and lists every problem found.
 import { Command, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
 import { DEFAULT_MAX_PROBLEMS, VerifyFailedError, verifyAt, type VerifyReport } from '../../client/verify.js';
 import { ProgressLine, formatBytes } from '../progress.js';
-import { positiveInt, revisionOptions, revisionSelector } from '../options.js';
+import { positiveInt, readTrust, revisionOptions, revisionSelector, trustOptions, type TrustOptions } from '../options.js';
 
-interface VerifyCliOptions {
-  fqrn: string;
-  pubkey: string[];
-  allowExpiredWhitelist?: boolean;
+interface VerifyCliOptions extends TrustOptions {
   maxProblems: number;
   json?: boolean;
   quiet?: boolean;
@@ -17,12 +13,9 @@ interface VerifyCliOptions {
 }
 
 export function register(program: Command): void {
-  revisionOptions(program.command('verify'), 'verify')
+  trustOptions(revisionOptions(program.command('verify'), 'verify')
     .description('check signatures, whitelist, every catalog and every object in the store; lists every problem')
-    .argument('<location>', 'http(s) URL of the repository, its directory, or an s3:// store')
-    .requiredOption('--fqrn <fqrn>', 'repository name')
-    .requiredOption('--pubkey <file...>', 'master public key(s) (<fqrn>.pub)')
-    .option('--allow-expired-whitelist', 'accept an expired whitelist (archived repositories only)')
+    .argument('<location>', 'http(s) URL of the repository, its directory, or an s3:// store'))
     .option('--max-problems <n>', 'stop after this many problems', (v) => positiveInt(v, '--max-problems'), DEFAULT_MAX_PROBLEMS)
     .option('--json', 'print the report as JSON on standard output (shape in README.md)')
     .option('-q, --quiet', 'no progress output')
@@ -30,12 +23,12 @@ export function register(program: Command): void {
     .addOption(new Option('--cache <dir>', 'ignored: verify never uses the local cache').hideHelp())
     .addOption(new Option('--no-cache', 'ignored: verify never uses the local cache').hideHelp())
     .action(async (location: string, o: VerifyCliOptions) => {
-      const publicKeys = await Promise.all(o.pubkey.map((f) => readFile(f, 'utf8').catch((e: Error) => { throw new Error(`cannot read public key ${f}: ${e.message}`); })));
+      const trust = await readTrust(o);
       const progress = new ProgressLine(o.quiet || o.json);
       let report: VerifyReport;
       try {
         report = await verifyAt(location, {
-          at: revisionSelector(o), fqrn: o.fqrn, publicKeys, allowExpiredWhitelist: o.allowExpiredWhitelist, maxProblems: o.maxProblems,
+          ...trust, at: revisionSelector(o), maxProblems: o.maxProblems,
           onProgress: (p) => progress.update(`verifying: ${p.catalogs} catalogs, ${p.entries} entries, ${p.objects} objects`),
         });
       } catch (err) {
