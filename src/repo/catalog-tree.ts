@@ -6,7 +6,7 @@ import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import {
   addCounters, CatalogDb, zeroCounters, type Counters, type FileChunk, type NestedCatalogRef,
 } from '../format/catalog-db.js';
-import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry, type EntryStat } from '../format/catalog-entry.js';
 import { parentPath, isWithin } from '../format/md5path.js';
 import { prepareObject, type PreparedObject } from '../format/zlib-object.js';
 import type { ScratchSpace } from './scratch.js';
@@ -158,6 +158,11 @@ export class CatalogTree {
 
   async list(dir: string): Promise<DirectoryEntry[]> {
     return (await this.childrenHandle(dir)).db.children(dir);
+  }
+
+  /** What a source walk compares for each child of `dir` (see EntryStat), in no particular order. */
+  async listStats(dir: string): Promise<EntryStat[]> {
+    return (await this.childrenHandle(dir)).db.childStats(dir);
   }
 
   async isMountpoint(path: string): Promise<boolean> {
