@@ -15,6 +15,7 @@ import { initRepository, readHead, MANIFEST_KEY } from '../src/repo/repository.j
 import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
 import { changedScope, sortByBytes } from '../src/publish/source-diff.js';
 import { RefusedError } from '../src/errors.js';
+import { prepareObject, prepareObjectAsync } from '../src/format/zlib-object.js';
 import { catalogRows, cliOk, runCli, tempDir } from './helpers.js';
 
 const FQRN = 'incr.example.org';
@@ -218,4 +219,14 @@ test('names sort by their UTF-8 bytes with or without characters above U+D7FF', 
   assert.deepEqual(sortByBytes([...names]), byBytes);
   const ascii = ['f10', 'f1', 'F2', '_', 'é'];
   assert.deepEqual(sortByBytes([...ascii]), [...ascii].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+});
+
+test('catalogs compressed on the thread pool have the bytes and names of the blocking compression', async () => {
+  const data = Buffer.concat(Array.from({ length: 2000 }, (_, i) => Buffer.from(`row ${i} ${i * 7919 % 1000}\n`)));
+  for (const input of [data, Buffer.alloc(0)]) {
+    const sync = prepareObject('sha1', input, 'C');
+    const pooled = await prepareObjectAsync('sha1', input, 'C');
+    assert.deepEqual(pooled.stored, sync.stored);
+    assert.equal(pooled.key, sync.key);
+  }
 });
