@@ -179,8 +179,11 @@ test('changed paths that are absolute or leave the source are refused before any
       (err: unknown) => err instanceof RefusedError && err.code === code);
     assert.deepEqual(readFileSync(join(p.scoped, MANIFEST_KEY)), manifest);
   }
-  const cli = await runCli(['publish', FQRN, p.src, '--store', p.scoped, '--keys', join(p.scoped, '..', 'keys-none'), '--changed', '/etc']);
+  const keysDir = join(p.src, '..', 'keys');
+  await writeKeys(keysDir, FQRN, keys);
+  const cli = await runCli(['publish', FQRN, p.src, '--store', p.scoped, '--keys', keysDir, '--no-cache', '--changed', 'a/f1', '--changed', '/etc']);
   assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /changed path '\/etc' is absolute/);
   assert.deepEqual(readFileSync(join(p.scoped, MANIFEST_KEY)), manifest);
 });
 
