@@ -1,5 +1,6 @@
 // Scale figures for `npm run bench`: a 10^6-entry publish (time, peak RSS, catalogs) in a process of its
-// own, then ten changed files published into it (time, store requests). SCVMFS_BENCH_ENTRIES overrides
+// own, then ten changed files published into it (time, store requests), by the whole walk and by the
+// walk scoped to the changed paths, alternately. SCVMFS_BENCH_ENTRIES overrides
 // the size; SCVMFS_BENCH_SCALE=off skips it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -39,9 +40,17 @@ export async function scaleBench(work: string): Promise<void> {
   console.log(`scale: first publish ${first.seconds.toFixed(1)} s (${(entries / first.seconds).toFixed(0)} entries/s), ` +
     `peak RSS ${first.peakRssMb.toFixed(0)} MB, ${first.split} catalogs split off by balancing`);
 
-  for (const [i, s] of tree.samples.slice(0, 10).entries()) writeFileSync(join(src, s), `changed ${i}\n`);
-  const metered = new MeteredStore(store);
-  const second = await publishDirectory(metered, src, { fqrn, keys, xattrs: null, cacheDir });
-  console.log(`scale: ten changed files: ${second.seconds.toFixed(1)} s, ${second.catalogsWritten} catalogs written; ${meterSummary(metered.snapshot())}`);
+  // The same ten files changed again for each way of publishing them, alternately: the whole walk and
+  // the walk scoped to the ten paths (--changed).
+  const ten = tree.samples.slice(0, 10);
+  for (let round = 0; round < 2; round++) {
+    for (const scoped of [false, true]) {
+      for (const [i, s] of ten.entries()) writeFileSync(join(src, s), `changed ${i} in round ${round}, ${scoped ? 'scoped' : 'plain'}\n`);
+      const metered = new MeteredStore(store);
+      const second = await publishDirectory(metered, src, { fqrn, keys, xattrs: null, cacheDir, changed: scoped ? ten.map((s) => s.slice(1)) : undefined });
+      console.log(`scale: ten changed files, ${scoped ? '--changed (10 paths)' : 'whole walk'}: ${second.seconds.toFixed(1)} s, ` +
+        `${second.scanned} entries compared, ${second.catalogsWritten} catalogs written; ${meterSummary(metered.snapshot())}`);
+    }
+  }
   execFileSync('rm', ['-rf', dir]);
 }

@@ -7,7 +7,7 @@ import { md5Path, parentPath, type PathHash } from './md5path.js';
 import { ContentHash, type HashAlgorithm } from './hash.js';
 import {
   entryFlags, entryFromRow, hardlinksValue, FLAG, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
-  type CatalogRow, type DirectoryEntry,
+  type CatalogRow, type DirectoryEntry, type EntryStat,
 } from './catalog-entry.js';
 
 export const SCHEMA = '2.5';
@@ -195,6 +195,23 @@ export class CatalogDb {
     const rows = this.sql(`SELECT ${ENTRY_COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ?`)
       .safeIntegers(true).all(h.h1, h.h2) as CatalogRow[];
     return rows.map(entryFromRow).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** What a source walk compares, for each entry whose parent is `dirPath`, in no particular order. */
+  childStats(dirPath: string): EntryStat[] {
+    const h = md5Path(dirPath);
+    const rows = this.sql(`SELECT name, mode, size, mtime, mtimens, uid, gid, symlink, xattr,
+        hardlinks >> 32 AS grp, hardlinks & 4294967295 AS lc,
+        coalesce(length(hash), 0) > 0 OR (flags & ${FLAG.chunked}) != 0 AS content
+      FROM catalog WHERE parent_1 = ? AND parent_2 = ?`).all(h.h1, h.h2) as {
+      name: string | null; mode: number; size: number; mtime: number; mtimens: number | null; uid: number; gid: number;
+      symlink: string | null; xattr: Buffer | null; grp: number; lc: number; content: number;
+    }[];
+    return rows.map((r) => ({
+      name: r.name ?? '', mode: r.mode, size: r.size, mtime: r.mtime, mtimeNs: r.mtimens ?? null, uid: r.uid, gid: r.gid,
+      symlink: r.symlink ?? '', xattr: r.xattr && r.xattr.length > 0 ? r.xattr : null, linkcount: r.lc, hardlinkGroup: r.grp,
+      hasContent: r.content !== 0,
+    }));
   }
 
   hasChildren(dirPath: string): boolean {

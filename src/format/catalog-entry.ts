@@ -130,6 +130,24 @@ export function entryFromRow(row: CatalogRow): DirectoryEntry {
   };
 }
 
+/**
+ * The fields of a row that a source walk compares with the source, read without building a whole
+ * entry (no hash object, no bigints): a walk of 10^6 unchanged entries builds none.
+ */
+export interface EntryStat extends Pick<DirectoryEntry, 'name' | 'mode' | 'size' | 'mtime' | 'mtimeNs' | 'uid' | 'gid' |
+  'symlink' | 'xattr' | 'linkcount' | 'hardlinkGroup'> {
+  /** The row names its content: a hash, or chunks. */
+  hasContent: boolean;
+}
+
+export function entryStat(e: DirectoryEntry): EntryStat {
+  return {
+    name: e.name, mode: e.mode, size: e.size, mtime: e.mtime, mtimeNs: e.mtimeNs, uid: e.uid, gid: e.gid,
+    symlink: e.symlink, xattr: e.xattr, linkcount: e.linkcount, hardlinkGroup: e.hardlinkGroup,
+    hasContent: e.hash !== null || e.chunkAlgorithm !== undefined,
+  };
+}
+
 /** Whether two entries describe the same thing (used to skip rewriting unchanged rows). */
 export function sameEntry(a: DirectoryEntry, b: DirectoryEntry): boolean {
   return a.name === b.name && a.mode === b.mode && a.size === b.size && a.mtime === b.mtime &&

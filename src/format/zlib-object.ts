@@ -1,14 +1,26 @@
 // Objects in data/ are zlib streams named by the hash of the compressed bytes (spec §2).
-import { deflateSync, inflateSync, constants } from 'node:zlib';
+import { deflate, deflateSync, inflateSync, constants } from 'node:zlib';
+import { promisify } from 'node:util';
 import { ContentHash, type HashAlgorithm, type ObjectSuffix } from './hash.js';
 import { MAX_STOCK_DEFLATE_INPUT, stockDeflate } from './stock-deflate.js';
 
 /** The 8-byte zlib stream of empty input that every zero-byte file references. */
 export const EMPTY_OBJECT = Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
 
+const DEFLATE_OPTIONS = { level: 6, windowBits: 15, memLevel: 8, strategy: constants.Z_DEFAULT_STRATEGY };
+const deflateAsync = promisify(deflate);
+
 export function compressObject(data: Uint8Array): Buffer {
   if (data.length === 0) return Buffer.from(EMPTY_OBJECT);
-  return deflateSync(data, { level: 6, windowBits: 15, memLevel: 8, strategy: constants.Z_DEFAULT_STRATEGY });
+  return deflateSync(data, DEFLATE_OPTIONS);
+}
+
+/** The same bytes as prepareObject, compressed on the thread pool: several run in parallel. */
+export async function prepareObjectAsync(algorithm: HashAlgorithm, data: Uint8Array, suffix: ObjectSuffix): Promise<PreparedObject> {
+  if (STOCK_RECOMPRESSED.has(suffix) || data.length === 0) return prepareObject(algorithm, data, suffix);
+  const stored = await deflateAsync(data, DEFLATE_OPTIONS);
+  const hash = ContentHash.of(algorithm, stored);
+  return { hash, suffix, key: hash.objectKey(suffix), stored };
 }
 
 export function decompressObject(stored: Uint8Array, what = 'object'): Buffer {

@@ -75,6 +75,7 @@ export class SerialTree {
 
   lookup(path: string) { return this.run((t) => t.lookup(path)); }
   list(dir: string) { return this.run((t) => t.list(dir)); }
+  listStats(dir: string) { return this.run((t) => t.listStats(dir)); }
   isMountpoint(path: string) { return this.run((t) => t.isMountpoint(path)); }
 }
 

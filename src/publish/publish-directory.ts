@@ -7,7 +7,7 @@ import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, emptyObject, type Head } from '../repo/repository.js';
 import type { PublishLock } from '../repo/publish-lock.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
-import { diffSource, type FileOperation, type Operation } from './source-diff.js';
+import { changedScope, diffSource, scopePaths, type FileOperation, type Operation, type Scope } from './source-diff.js';
 import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type OwnerKeys, type RevisionSummary } from './owner-publish.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
@@ -40,6 +40,11 @@ export interface PublishOptions {
   xattrs?: ((sourcePath: string) => Buffer | null) | null;
   /** Keep the catalogs read and written in this local directory, so later publishes need not fetch them. */
   cacheDir?: string;
+  /**
+   * Compare only these paths of the source (relative to it) and their ancestors; the rest is taken
+   * from the head unchanged. Exact whenever every change is under a listed path (docs/cli.md).
+   */
+  changed?: readonly string[];
 }
 
 export interface PublishSummary extends RevisionSummary {
@@ -64,12 +69,14 @@ export async function publishDirectory(store: ObjectStore, source: string, optio
   const started = Date.now();
   const now = options.now ?? (() => new Date());
   const repoPath = normalizeRepoPath(options.path ?? '');
+  // Refused before the lock is taken: a bad list changes nothing.
+  const scope = options.changed ? changedScope(options.changed) : 'all';
   return withPublishLock(store, options.fqrn, options.keys, `publish ${options.fqrn}${repoPath || '/'}`,
-    (head, lock) => publishLocked(store, head, source, repoPath, options, lock, now, started), { now, onWarning: options.onWarning });
+    (head, lock) => publishLocked(store, head, source, repoPath, options, scope, lock, now, started), { now, onWarning: options.onWarning });
 }
 
 async function publishLocked(store: ObjectStore, head: Head, source: string, repoPath: string, options: PublishOptions,
-  lock: PublishLock, now: () => Date, started: number): Promise<PublishSummary> {
+  scope: Scope | 'all', lock: PublishLock, now: () => Date, started: number): Promise<PublishSummary> {
   const algorithm = head.algorithm;
   const scratch = ScratchSpace.create();
   const reporter = new ProgressReporter<PublishProgress>(
@@ -102,7 +109,8 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       progress.bytesDone += op.entry.size;
       reporter.tick();
     };
-    const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
+    const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs,
+      scope === 'all' ? undefined : scopePaths(scope));
     reporter.now();
     const stats = await diffSource(serial, source, repoPath, {
       apply: (op) => {
@@ -120,6 +128,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       checksum: options.checksum,
       onWarning: options.onWarning,
       xattrs: xattrs,
+      scope: scope === 'all' ? undefined : scope,
       onScanned: (n) => { progress.scanned = n; reporter.tick(); },
     }).catch(async (err) => {
       await inFlight.settled();

@@ -2,8 +2,9 @@
 // package `attr`) walks the whole tree and its output is parsed as it streams; only files that carry
 // attributes take memory. Only `user.*` is read: other namespaces (security, trusted, system) describe
 // the publishing machine, not the software being published.
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import { encodeXattrs, xattrProblem, type Xattrs } from '../format/xattr.js';
 
 /** Absolute source path (as `path.resolve` gives it) to that file's `user.*` attributes. */
@@ -27,6 +28,35 @@ export async function readPathXattrs(path: string): Promise<Xattrs | null> {
   const absolute = resolve(path);
   const tree = await runGetfattr([...BASE_ARGS, '--', absolute]);
   return tree === null ? null : tree.get(absolute) ?? new Map();
+}
+
+/** One path's attributes read with a blocking getfattr (for the few paths a scoped walk did not read ahead). */
+function readPathXattrsSync(absolute: string): TreeXattrs | null {
+  const r = spawnSync('getfattr', [...BASE_ARGS, '--', absolute], { env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 64 << 20 });
+  if (r.error) {
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`cannot run getfattr: ${r.error.message}`);
+  }
+  if (r.status !== 0) throw new Error(`getfattr failed reading extended attributes of ${absolute} (exit ${r.status}): ${r.stderr.toString('utf8').trim().split('\n')[0]}`);
+  const parser = new GetfattrParser();
+  parser.push(r.stdout);
+  return parser.end();
+}
+
+/**
+ * The attributes of the parts of a tree a scoped walk reads: `whole` paths with everything under them,
+ * `single` paths by themselves (missing paths are skipped). Paths outside come from `covered: false`.
+ */
+async function readScopedXattrs(whole: string[], single: string[]): Promise<TreeXattrs | null> {
+  const tree: TreeXattrs = new Map();
+  for (const [args, paths] of [[['-R', ...BASE_ARGS], whole], [BASE_ARGS, single]] as const) {
+    const existing = paths.filter((p) => existsSync(p));
+    if (existing.length === 0) continue;
+    const part = await runGetfattr([...args, '--', ...existing]);
+    if (part === null) return null;
+    for (const [k, v] of part) tree.set(k, v);
+  }
+  return tree;
 }
 
 function runGetfattr(args: string[]): Promise<TreeXattrs | null> {
@@ -136,19 +166,30 @@ function isOctal(c: number | undefined): boolean {
  * are skipped with a warning, as the stock publisher skips them; a missing getfattr is one warning.
  */
 export async function sourceXattrs(root: string, warn: (message: string) => void,
-  given?: ((path: string) => Buffer | null) | null): Promise<((path: string) => Buffer | null) | undefined> {
+  given?: ((path: string) => Buffer | null) | null, scope?: { whole: string[]; single: string[] }): Promise<((path: string) => Buffer | null) | undefined> {
   // A publisher's option: a lookup of its own, or null for none; absent means read the tree.
   if (given === null) return undefined;
   if (given !== undefined) return given;
-  const tree = await readTreeXattrs(root);
+  // A scoped walk reads its scope ahead; a path outside it (a directory the walk widened to) is read
+  // on its own when the walk asks.
+  const whole = scope?.whole.map((p) => resolve(root, p));
+  const single = new Set(scope?.single.map((p) => resolve(root, p)));
+  const tree = whole ? await readScopedXattrs(whole, [...single]) : await readTreeXattrs(root);
   if (tree === null) {
     warn(XATTR_TOOL_MISSING);
     return () => null;
   }
+  const covered = (absolute: string) => !whole || single.has(absolute) ||
+    whole.some((w) => absolute === w || absolute.startsWith(w + sep));
   // Most trees carry none: then no path needs resolving on the walk's hot path.
-  if (tree.size === 0) return () => null;
+  if (tree.size === 0 && !whole) return () => null;
   return (path: string) => {
-    const attrs = tree.get(resolve(path));
+    const absolute = resolve(path);
+    if (!covered(absolute)) {
+      for (const [k, v] of readPathXattrsSync(absolute) ?? []) tree.set(k, v);
+      single.add(absolute);
+    }
+    const attrs = tree.get(absolute);
     if (!attrs || attrs.size === 0) return null;
     const kept = new Map<string, Buffer>();
     for (const [key, value] of attrs) {

@@ -6,9 +6,9 @@ import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import {
   addCounters, CatalogDb, zeroCounters, type Counters, type FileChunk, type NestedCatalogRef,
 } from '../format/catalog-db.js';
-import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry } from '../format/catalog-entry.js';
+import { FLAG, S_IFDIR, S_IFMT, type DirectoryEntry, type EntryStat } from '../format/catalog-entry.js';
 import { parentPath, isWithin } from '../format/md5path.js';
-import { prepareObject, type PreparedObject } from '../format/zlib-object.js';
+import { prepareObjectAsync, type PreparedObject } from '../format/zlib-object.js';
 import type { ScratchSpace } from './scratch.js';
 
 interface CatalogHandle {
@@ -163,6 +163,11 @@ export class CatalogTree {
 
   async list(dir: string): Promise<DirectoryEntry[]> {
     return (await this.childrenHandle(dir)).db.children(dir);
+  }
+
+  /** What a source walk compares for each child of `dir` (see EntryStat), in no particular order. */
+  async listStats(dir: string): Promise<EntryStat[]> {
+    return (await this.childrenHandle(dir)).db.childStats(dir);
   }
 
   async isMountpoint(path: string): Promise<boolean> {
@@ -403,22 +408,33 @@ export class CatalogTree {
     const dirty = [...this.handles.values()].filter((h) => h.dirty)
       .sort((a, b) => depth(b.mountpoint) - depth(a.mountpoint) || (a.mountpoint < b.mountpoint ? -1 : 1));
     const catalogs: CommittedCatalog[] = [];
-    for (const h of dirty) {
-      const self = h.db.computeSelfCounters();
-      const subtree = addCounters(h.storedSubtree, h.subtreeDelta);
-      h.db.writeCounters(self, subtree);
-      h.db.setProperties({
-        revision: h.parent === null ? revision : h.oldHash ? h.db.revision + 1 : revision,
-        lastModified: now,
-        previousRevision: (h.parent === null ? options.previousRoot : undefined) ?? h.oldHash ?? undefined,
+    // A parent names its children's hashes, so a depth waits for the one below; catalogs of one depth
+    // are independent and compress in parallel (most of a small publish into a large tree).
+    for (let i = 0; i < dirty.length;) {
+      let j = i;
+      while (j < dirty.length && depth(dirty[j]!.mountpoint) === depth(dirty[i]!.mountpoint)) j++;
+      const level = dirty.slice(i, j).map((h) => {
+        const self = h.db.computeSelfCounters();
+        const subtree = addCounters(h.storedSubtree, h.subtreeDelta);
+        h.db.writeCounters(self, subtree);
+        h.db.setProperties({
+          revision: h.parent === null ? revision : h.oldHash ? h.db.revision + 1 : revision,
+          lastModified: now,
+          previousRevision: (h.parent === null ? options.previousRoot : undefined) ?? h.oldHash ?? undefined,
+        });
+        const bytes = h.db.serialize();
+        return { h, self, subtree, bytes, object: prepareObjectAsync(this.algorithm, bytes, 'C') };
       });
-      const bytes = h.db.serialize();
-      const object = prepareObject(this.algorithm, bytes, 'C');
-      catalogs.push({ mountpoint: h.mountpoint, object, size: bytes.length, previous: h.oldHash });
-      if (h.parent) {
-        h.parent.db.setNestedCatalog({ path: h.mountpoint, hash: object.hash, size: bytes.length });
-        h.parent.subtreeDelta = addCounters(h.parent.subtreeDelta, addCounters(addCounters(self, subtree), h.oldTotals, -1));
+      const objects = await Promise.all(level.map((l) => l.object));
+      for (const [k, { h, self, subtree, bytes }] of level.entries()) {
+        const object = objects[k]!;
+        catalogs.push({ mountpoint: h.mountpoint, object, size: bytes.length, previous: h.oldHash });
+        if (h.parent) {
+          h.parent.db.setNestedCatalog({ path: h.mountpoint, hash: object.hash, size: bytes.length });
+          h.parent.subtreeDelta = addCounters(h.parent.subtreeDelta, addCounters(addCounters(self, subtree), h.oldTotals, -1));
+        }
       }
+      i = j;
     }
     this.committed = true;
     const root = catalogs[catalogs.length - 1]!;

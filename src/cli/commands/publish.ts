@@ -1,5 +1,6 @@
 // scvmfs publish: as the owner (directory to revision), or as a publisher through a lease and the commit chain.
 import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { type ChunkingParameters } from '../../format/chunker.js';
 import { openMeteredStore, openStore } from '../../store/open-store.js';
@@ -22,7 +23,7 @@ import { passThroughEnv } from '../options.js';
 import { billOptions, operationUsage, reportOperationBill, storedBy, type BillOptions } from '../operation-bill.js';
 import { reportOwnerRevision } from '../owner-report.js';
 
-type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean };
+type PublishOptions = BillOptions & { store: string; keys?: string; path: string; publisher?: string; runtime: string; fnTimeout: number; fnMemory: number; fnStrict?: boolean; fnNames?: string; functionNames?: Record<FunctionName, string>; region?: string; uploadVia: 'direct' | 'grants'; tag?: string; tagDescription?: string; checksum?: boolean; workers?: number; quiet?: boolean; maxWeight: number; minWeight: number; autocatalogs: boolean; xattrs: boolean; cache: string | false; chunkSizes?: ChunkingParameters; chunking: boolean; changed?: string[]; changedFrom?: string };
 
 export function register(program: Command): void {
   billOptions(program.command('publish'))
@@ -44,6 +45,9 @@ export function register(program: Command): void {
     .option('--tag <name>', 'name this revision')
     .option('--tag-description <text>', 'description of --tag')
     .option('--checksum', 'hash every file again instead of trusting size and mtime')
+    .option('--changed <path>', 'compare only this path of the source (relative to it; repeatable): the rest is taken as unchanged',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--changed-from <file>', 'like --changed, for each line of this file (- for standard input)')
     .option('--workers <n>', 'compression threads (default: all cores)', (v) => positiveInt(v, '--workers'))
     .addOption(maxWeightOption()).addOption(minWeightOption()).addOption(noAutocatalogsOption())
     .option('--no-xattrs', 'do not publish user.* extended attributes')
@@ -60,6 +64,8 @@ export function register(program: Command): void {
       const { store, meter } = openMeteredStore(storeSpec);
       // With --json, standard output carries the one JSON document only.
       const out = o.json ? () => {} : (m: string) => console.log(m);
+      const changed = changedPaths(o);
+      if (changed && o.publisher) throw new UsageError('--changed and --changed-from work with --keys (the owner\'s publish) only');
       if (o.publisher) {
         const progress = publishProgress({ quiet: o.quiet, commitLabel: 'committing through the commit chain' });
         try {
@@ -76,7 +82,7 @@ export function register(program: Command): void {
         summary = await publishDirectory(store, source, {
           fqrn, keys, path: o.path, checksum: o.checksum, workers: o.workers,
           autocatalogs: o.autocatalogs && { maxWeight: o.maxWeight, minWeight: o.minWeight }, xattrs: o.xattrs ? undefined : null,
-          cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false,
+          cacheDir: o.cache || undefined, chunking: o.chunking ? o.chunkSizes : false, changed,
           tag: o.tag ? { name: o.tag, description: o.tagDescription } : undefined,
           onWarning: (m) => progress.log(`scvmfs: warning: ${m}`),
           onProgress: (p) => progress.update(p),
@@ -94,6 +100,14 @@ export function register(program: Command): void {
         ],
       });
     });
+}
+
+/** The paths of --changed and of each line of --changed-from; undefined when neither is given. */
+function changedPaths(o: { changed?: string[]; changedFrom?: string }): string[] | undefined {
+  if (o.changed === undefined && o.changedFrom === undefined) return undefined;
+  const listed = o.changedFrom === undefined ? []
+    : readFileSync(o.changedFrom === '-' ? 0 : o.changedFrom, 'utf8').split('\n').filter((line) => line !== '');
+  return [...(o.changed ?? []), ...listed];
 }
 
 async function publishAsPublisher(fqrn: string, source: string, store: ReturnType<typeof openStore>, o: PublishOptions,
