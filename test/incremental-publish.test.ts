@@ -17,6 +17,8 @@ import { changedScope, sortByBytes } from '../src/publish/source-diff.js';
 import { RefusedError } from '../src/errors.js';
 import { prepareObject, prepareObjectAsync } from '../src/format/zlib-object.js';
 import { catalogRows, cliOk, runCli, tempDir } from './helpers.js';
+import { fetchCatalog } from '../src/repo/objects.js';
+import type { ContentHash } from '../src/format/hash.js';
 
 const FQRN = 'incr.example.org';
 const keys = await generateRepositoryKeys(FQRN);
@@ -78,13 +80,37 @@ async function publishBoth(p: Pair, changed: string[], extra: Partial<PublishOpt
   return { a, b };
 }
 
+/**
+ * What each catalog of the head says, without its bytes: rows are written as files finish compressing,
+ * so their rowids, and with them a catalog's bytes and hash, depend on the workers' timing in either
+ * walk. Rows, chunk lists, nested mountpoints, counters and revision must be the same.
+ */
+async function catalogContents(store: FsStore): Promise<Map<string, unknown>> {
+  const out = new Map<string, unknown>();
+  const visit = async (hash: ContentHash, mountpoint: string) => {
+    const { db } = await fetchCatalog(store, hash);
+    const rows = [...db.walk()].map(({ path, entry }) => ({
+      path, ...entry, hash: entry.hash?.toHex() ?? null, xattr: entry.xattr?.toString('hex') ?? null,
+      chunks: entry.chunkAlgorithm ? db.chunks(path, entry.chunkAlgorithm).map((c) => `${c.offset}+${c.size}:${c.hash.toHex()}`) : [],
+    }));
+    const nested = db.nestedCatalogs();
+    out.set(mountpoint, { rows, nested: nested.map((n) => n.path), counters: db.readCounters(), revision: db.revision });
+    db.close();
+    for (const n of nested) await visit(n.hash, n.path);
+  };
+  await visit((await readHead(store))!.manifest.rootCatalog, '');
+  return out;
+}
+
+/** Data objects of file contents (whole files and chunks), by key and digest: independent of row order. */
+function contentObjects(root: string): Map<string, string> {
+  return new Map([...storeFiles(root)].filter(([key]) => /^data\/[0-9a-f]{2}\/[0-9a-f]+P?$/.test(key)));
+}
+
 async function assertSameStores(p: Pair, summaries: { a: { revision: number }; b: { revision: number } }) {
   assert.equal(summaries.b.revision, summaries.a.revision);
-  const headA = (await readHead(new FsStore(p.plain)))!;
-  const headB = (await readHead(new FsStore(p.scoped)))!;
-  assert.deepEqual(await catalogRows(new FsStore(p.scoped), headB.manifest.rootCatalog),
-    await catalogRows(new FsStore(p.plain), headA.manifest.rootCatalog));
-  assert.deepEqual(storeFiles(p.scoped), storeFiles(p.plain), 'same catalogs, data objects and manifest, byte for byte');
+  assert.deepEqual(await catalogContents(new FsStore(p.scoped)), await catalogContents(new FsStore(p.plain)), 'same catalog contents');
+  assert.deepEqual(contentObjects(p.scoped), contentObjects(p.plain), 'same content objects');
 }
 
 test('scoped publish of changed files equals the plain publish: same catalogs, same objects', async () => {
