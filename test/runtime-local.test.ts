@@ -131,18 +131,19 @@ test('deliverTwice delivers every event of a chain twice and counts both', async
 });
 
 test('killAt stops an invocation mid-flight and runChain retries the step to completion', async (t) => {
-  // Kill the first delivery of commit 30 ms in (it sleeps 150 ms), and the second at its last checkpoint.
+  // Kill the first delivery of commit 1 s in (it sleeps 2 s, under the 3 s timeout), and the second at its last checkpoint.
+  // The margins are wide because a loaded machine can take hundreds of ms to start the sandbox.
   const rt = runtime(t, {
     modules: CHAIN_MODULES,
-    killAt: (fn, i) => (fn !== 'commit' ? undefined : i === 0 ? 30 : i === 1 ? { checkpoint: 'after-work' } : undefined),
+    killAt: (fn, i) => (fn !== 'commit' ? undefined : i === 0 ? 1000 : i === 1 ? { checkpoint: 'after-work' } : undefined),
   });
-  const out = await rt.runChain('lease', { plan: ['commit', 'resign'], trail: [], ms: 150 });
+  const out = await rt.runChain('lease', { plan: ['commit', 'resign'], trail: [], ms: 2000 });
   assert.deepEqual(out.result, ['lease', 'commit', 'resign']);
   const commit = out.records.filter((r) => r.fn === 'commit');
   assert.deepEqual(commit.map((r) => r.outcome), ['killed', 'killed', 'ok']);
   assert.deepEqual(commit[0]!.checkpoints, ['before-work'], 'killed during the sleep');
   // libuv timers run on a millisecond clock, so they may fire a fraction of a millisecond early.
-  assert.ok(commit[0]!.durationMs >= 29, `${commit[0]!.durationMs} ms`);
+  assert.ok(commit[0]!.durationMs >= 999, `${commit[0]!.durationMs} ms`);
   assert.deepEqual(commit[1]!.checkpoints, ['before-work', 'after-work']);
   assert.equal(out.report.commit?.killed, 2);
   assert.equal(out.report.commit?.invocations, 3);
