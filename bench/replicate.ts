@@ -7,7 +7,6 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { FsStore } from '../src/store/fs-store.js';
 import { S3Store } from '../src/store/s3-store.js';
 import { RetryingStore } from '../src/store/retrying-store.js';
@@ -17,7 +16,7 @@ import { initRepository } from '../src/repo/repository.js';
 import { publishDirectory } from '../src/publish/publish-directory.js';
 import { HttpSource } from '../src/client/sources.js';
 import { runReplication } from '../src/functions/replicate.js';
-import type { S3Server } from './s3.js';
+import { removeBucket, type S3Server } from './s3.js';
 
 const FQRN = 'bench-replica.example.org';
 const run = promisify(execFile);
@@ -67,13 +66,7 @@ export async function replicateBench(work: string, s3: S3Server | undefined, fil
         await backend.createBucket();
         await once('replicate → S3', new RetryingStore(backend));
       } finally {
-        for (;;) {
-          const page = await backend.list('').catch(() => ({ objects: [] }));
-          if (page.objects.length === 0) break;
-          await backend.delete(page.objects.map((o) => o.key));
-        }
-        await (await backend.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-        backend.close();
+        await removeBucket(backend, bucket);
       }
     }
     const build = process.env.CVMFS_BUILD_DIR ?? join(process.env.REFBUILD ?? '/var/tmp/stock-cvmfs', 'build');

@@ -131,15 +131,19 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
       serverCpuSeconds: serverCpu, serverRequests,
     };
   } finally {
-    // The local gateway keeps objects in memory: give the space back before the next publish.
-    for (;;) {
-      const page = await backend.list('').catch(() => ({ objects: [] }));
-      if (page.objects.length === 0) break;
-      await backend.delete(page.objects.map((o) => o.key));
-    }
-    await (await backend.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-    backend.close();
+    await removeBucket(backend, bucket);
   }
+}
+
+/** Empties and deletes a bench bucket: the local gateway keeps objects in memory, so give the space back. */
+export async function removeBucket(store: S3Store, bucket: string): Promise<void> {
+  for (;;) {
+    const page = await store.list('').catch(() => ({ objects: [] }));
+    if (page.objects.length === 0) break;
+    await store.delete(page.objects.map((o) => o.key));
+  }
+  await (await store.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+  store.close();
 }
 
 /** e.g. `1.03 requests/file (conditional put 1.00, put 0.00, get 0.01, head 0.00, list 0.00, delete 0.00), 3.9 KiB out/file`. */

@@ -12,11 +12,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { S3Store } from '../src/store/s3-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
-import { publishToS3, s3ForBench, serverCpuSeconds, type S3Server } from './s3.js';
+import { publishToS3, removeBucket, s3ForBench, serverCpuSeconds, type S3Server } from './s3.js';
 import { countBucketRequests, rgwLogOffset, rgwLogSettled, type ServerCounts } from './rgw-log.js';
 
 const files = Number(process.env.SCVMFS_BENCH_FILES ?? 20_000);
@@ -77,16 +76,6 @@ function timed(argv: string[], env: NodeJS.ProcessEnv): Promise<{ seconds: numbe
   });
 }
 
-async function emptyBucket(store: S3Store, bucket: string): Promise<void> {
-  for (;;) {
-    const page = await store.list('').catch(() => ({ objects: [] }));
-    if (page.objects.length === 0) break;
-    await store.delete(page.objects.map((o) => o.key));
-  }
-  await (await store.sdk()).client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-  store.close();
-}
-
 async function stockRound(s: S3Server): Promise<Run> {
   const bucket = `stock-${randomBytes(6).toString('hex')}`;
   const store = new S3Store({ bucket, prefix: FQRN, endpoint: s.endpoint, region: s.region });
@@ -117,7 +106,7 @@ async function stockRound(s: S3Server): Promise<Run> {
     requests.head--; // the marker
     return { seconds: r.seconds, cpuSeconds: r.cpuSeconds, serverCpuSeconds: serverCpu, requests };
   } finally {
-    await emptyBucket(store, bucket);
+    await removeBucket(store, bucket);
   }
 }
 

@@ -26,8 +26,8 @@ import { CachedSource } from '../repo/object-cache.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
 import type { CompressPool } from './compress-pool.js';
 import { badObjectsKey, poisonedObjectError, readBadObjects, type PoisonedObject } from '../repo/object-verification.js';
-import { diffSource, type DiffStats, type FileOperation } from './source-diff.js';
-import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
+import type { DiffStats, FileOperation } from './source-diff.js';
+import { walkAndStore } from './walk-and-store.js';
 import { Uploader, type ObjectUploader } from './uploader.js';
 import { GrantUploader } from './grant-uploader.js';
 import { sourceXattrs } from './xattrs.js';
@@ -274,8 +274,7 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
   try {
     tree = await CatalogTree.open(catalogLoader(options.cacheDir ? new CachedSource(store, options.cacheDir) : store),
       head.manifest.rootCatalog, head.algorithm, { scratch });
-    const inFlight = new InFlight(FILES_IN_FLIGHT);
-    const publishFile = async (op: FileOperation) => {
+    const storeFile = async (op: FileOperation) => {
       const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
       if (c.bytesRead > 0) filesCompressed++;
       bytesRead += c.bytesRead;
@@ -283,17 +282,13 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
       if (c.chunks.length > 0) upsert.chunks = chunksToWire(c.chunks);
       if (op.links.length > 0) upsert.links = op.links;
       await changeset.add(upsert);
-      progress.filesDone++;
-      progress.bytesDone += op.entry.size;
       progress.bytesRead = bytesRead;
-      reporter.tick();
     };
     const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs);
     reporter.now();
     // Nothing edits this tree while the walk reads it, so it serves as the head view directly.
-    const stats = await diffSource(tree, source, path, {
+    const stats = await walkAndStore(tree, source, path, {
       apply: async (op) => {
-        inFlight.check();
         if (op.kind === 'upsert') {
           const upsert: ChangeOp = { op: 'upsert', path: op.path, entry: entryToWire(op.entry) };
           // A metadata change of a chunked file: the commit applies full rows, chunk list included.
@@ -302,24 +297,8 @@ export async function publishThroughChain(store: ObjectStore, source: string, op
         }
         else await changeset.add({ op: op.kind, path: op.path });
       },
-      file: async (op) => {
-        inFlight.check();
-        progress.filesTotal++;
-        progress.bytesTotal += op.entry.size;
-        await inFlight.slot();
-        inFlight.track(publishFile(op));
-      },
-    }, {
-      checksum: options.checksum, onWarning: options.onWarning, xattrs: xattrs,
-      onScanned: (n) => { progress.scanned = n; reporter.tick(); },
-    }).catch(async (err) => {
-      await inFlight.settled();
-      throw err;
-    });
-    progress.phase = 'upload';
-    reporter.now();
-    await inFlight.drain();
-    reporter.now();
+      storeFile,
+    }, reporter, { checksum: options.checksum, onWarning: options.onWarning, xattrs });
 
     // Nothing changed: no revision, unless one is asked for to carry a tag (an empty changeset then).
     if (changeset.count === 0 && !options.tag) {

@@ -7,12 +7,12 @@ import { CatalogTree } from '../repo/catalog-tree.js';
 import { catalogLoader, emptyObject, type Head } from '../repo/repository.js';
 import type { PublishLock } from '../repo/publish-lock.js';
 import { compressPoolFor, storeFileContent } from './file-content.js';
-import { changedScope, diffSource, scopePaths, type FileOperation, type Operation, type Scope } from './source-diff.js';
+import { changedScope, scopePaths, type FileOperation, type Operation, type Scope } from './source-diff.js';
+import { walkAndStore } from './walk-and-store.js';
 import { ensureAncestors, finishRevision, revisionSummary, SerialTree, withPublishLock, type OwnerKeys, type RevisionSummary } from './owner-publish.js';
 import { ScratchSpace } from '../repo/scratch.js';
 import { CachedSource } from '../repo/object-cache.js';
 import { Uploader } from './uploader.js';
-import { FILES_IN_FLIGHT, InFlight } from './in-flight.js';
 import { sourceXattrs } from './xattrs.js';
 import { ProgressReporter, type PublishProgress } from './progress.js';
 
@@ -95,8 +95,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
     await serial.run((t) => ensureAncestors(t, repoPath, Math.floor(now().getTime() / 1000)));
 
     // Files compress in the workers while the walk goes on; their rows are written as each finishes.
-    const inFlight = new InFlight(FILES_IN_FLIGHT);
-    const publishFile = async (op: FileOperation): Promise<void> => {
+    const storeFile = async (op: FileOperation): Promise<void> => {
       const c = await storeFileContent(pool, uploader, empty, op.source, op.entry, op.mtimeNs);
       if (c.bytesRead > 0) filesCompressed++;
       progress.bytesRead += c.bytesRead;
@@ -105,39 +104,13 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
         await t.upsert(op.path, { ...c.entry, hardlinkGroup: group }, c.chunks);
         for (const link of op.links) await t.upsert(link.path, { ...c.entry, name: link.name, hardlinkGroup: group }, c.chunks);
       });
-      progress.filesDone++;
-      progress.bytesDone += op.entry.size;
-      reporter.tick();
     };
     const xattrs = await sourceXattrs(source, options.onWarning ?? (() => {}), options.xattrs,
       scope === 'all' ? undefined : scopePaths(scope));
     reporter.now();
-    const stats = await diffSource(serial, source, repoPath, {
-      apply: (op) => {
-        inFlight.check();
-        return serial.run((t) => applyOperation(t, op));
-      },
-      file: async (op) => {
-        inFlight.check();
-        progress.filesTotal++;
-        progress.bytesTotal += op.entry.size;
-        await inFlight.slot();
-        inFlight.track(publishFile(op));
-      },
-    }, {
-      checksum: options.checksum,
-      onWarning: options.onWarning,
-      xattrs: xattrs,
-      scope: scope === 'all' ? undefined : scope,
-      onScanned: (n) => { progress.scanned = n; reporter.tick(); },
-    }).catch(async (err) => {
-      await inFlight.settled();
-      throw err;
+    const stats = await walkAndStore(serial, source, repoPath, { apply: (op) => serial.run((t) => applyOperation(t, op)), storeFile }, reporter, {
+      checksum: options.checksum, onWarning: options.onWarning, xattrs, scope: scope === 'all' ? undefined : scope,
     });
-    progress.phase = 'upload';
-    reporter.now();
-    await inFlight.drain();
-    reporter.now();
 
     const finished = await finishRevision(store, head, tree, lock, uploader, empty, {
       keys: options.keys, tag: options.tag, autocatalogs: options.autocatalogs, now, onWarning: options.onWarning,
