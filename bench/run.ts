@@ -4,7 +4,8 @@
 // written on the same filesystem), and into S3 (bench/s3.ts), with the requests the bucket received per
 // file. Trees: small synthetic files, a software mix copied from /usr, and large chunked files.
 // SCVMFS_BENCH_ROUNDS=n repeats each measurement n times and prints medians; SCVMFS_BENCH_TMPFS and
-// SCVMFS_BENCH_DISK choose the two store places (default /dev/shm and /var/tmp).
+// SCVMFS_BENCH_DISK choose the two store places (default /dev/shm and /var/tmp); SCVMFS_BENCH_S3=off
+// leaves S3 out.
 import { scaleBench } from './scale.js';
 import { replicateBench } from './replicate.js';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -127,7 +128,7 @@ function report(r: Row): void {
   }
 }
 
-const server = await s3ForBench();
+const server = process.env.SCVMFS_BENCH_S3 === 'off' ? 'SCVMFS_BENCH_S3=off' : await s3ForBench();
 if (typeof server === 'string') console.log(`S3: skipped: ${server}`);
 else s3 = server;
 process.on('exit', () => s3?.stop());
