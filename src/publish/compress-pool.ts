@@ -147,6 +147,8 @@ export class CompressPool {
         queued.add(q);
         this.pieces.push(q);
       });
+      // Awaited below, once the scan is over; a piece that fails before then is not unhandled.
+      done.catch(() => {});
       pieces.push({ offset, length: cut - offset, done });
     };
     try {
