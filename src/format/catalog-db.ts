@@ -199,7 +199,7 @@ export class CatalogDb {
 
   /** What a source walk compares, for each entry whose parent is `dirPath`, in no particular order. */
   childStats(dirPath: string): EntryStat[] {
-    const h = md5Path(dirPath);
+    const h = this.hashOf(dirPath);
     const rows = this.sql(`SELECT name, mode, size, mtime, mtimens, uid, gid, symlink, xattr,
         hardlinks >> 32 AS grp, hardlinks & 4294967295 AS lc,
         coalesce(length(hash), 0) > 0 OR (flags & ${FLAG.chunked}) != 0 AS content
