@@ -4,7 +4,7 @@
 // it refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -252,7 +252,9 @@ test('names sort by their UTF-8 bytes with or without characters above U+D7FF', 
 
 test('catalogs compressed on the thread pool have the bytes and names of the blocking compression', async () => {
   const data = Buffer.concat(Array.from({ length: 2000 }, (_, i) => Buffer.from(`row ${i} ${i * 7919 % 1000}\n`)));
-  for (const input of [data, Buffer.alloc(0)]) {
+  // Mostly random bytes: the output spans several of the thread pool's 1 MiB output buffers.
+  const large = Buffer.concat([randomBytes(3 << 20), data]);
+  for (const input of [data, large, Buffer.alloc(0)]) {
     const sync = prepareObject('sha1', input, 'C');
     const pooled = await prepareObjectAsync('sha1', input, 'C');
     assert.deepEqual(pooled.stored, sync.stored);
