@@ -351,7 +351,9 @@ export class CompressPool {
       storedBytes: r.storedBytes,
       objects: { written: r.written, present: r.present, bytesWritten: r.bytesWritten, replaced: r.replaced },
     };
-    Promise.all(uploads).then(() => q.resolve(content), (err: Error) => q.reject(err));
+    // A filesystem store's workers wrote the objects themselves: nothing to wait for.
+    if (uploads.length === 0) q.resolve(content);
+    else Promise.all(uploads).then(() => q.resolve(content), (err: Error) => q.reject(err));
   }
 
   private fail(err: Error): void {

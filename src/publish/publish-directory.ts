@@ -57,7 +57,7 @@ export interface PublishSummary extends RevisionSummary {
 
 async function applyOperation(tree: CatalogTree, op: Exclude<Operation, FileOperation>): Promise<void> {
   switch (op.kind) {
-    case 'upsert': return tree.upsert(op.path, op.entry);
+    case 'upsert': return tree.upsert(op.path, op.entry, [], op.isNew === true);
     case 'remove': return tree.remove(op.path);
     case 'nest': return tree.createNested(op.path);
     case 'unnest': return tree.removeNested(op.path);
@@ -101,7 +101,7 @@ async function publishLocked(store: ObjectStore, head: Head, source: string, rep
       progress.bytesRead += c.bytesRead;
       await serial.run(async (t) => {
         const group = op.links.length > 0 ? await t.newHardlinkGroup(parentPath(op.path)) : 0;
-        await t.upsert(op.path, { ...c.entry, hardlinkGroup: group }, c.chunks);
+        await t.upsert(op.path, { ...c.entry, hardlinkGroup: group }, c.chunks, op.isNew);
         for (const link of op.links) await t.upsert(link.path, { ...c.entry, name: link.name, hardlinkGroup: group }, c.chunks);
       });
     };

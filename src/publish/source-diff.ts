@@ -23,10 +23,12 @@ export interface FileOperation {
   mtimeNs: bigint;
   /** Further names of the same inode in the same directory: one hardlink group (spec §4.3). */
   links: { path: string; name: string }[];
+  /** The tree had no entry at `path` when the walk compared it (nothing else writes that path). */
+  isNew: boolean;
 }
 
 export type Operation =
-  | { kind: 'upsert'; path: string; entry: DirectoryEntry }
+  | { kind: 'upsert'; path: string; entry: DirectoryEntry; isNew?: boolean }
   | FileOperation
   | { kind: 'remove'; path: string }
   | { kind: 'nest'; path: string }
@@ -352,7 +354,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
       const sameKind = before !== undefined && kindOfMode(before.mode) === kind;
       if (kind !== 'file') {
         if (!sameKind || !sameMetadata(entry, before)) {
-          await sink.apply({ kind: 'upsert', path: childPath, entry });
+          await sink.apply({ kind: 'upsert', path: childPath, entry, isNew: before === undefined });
           count();
         }
         if (kind === 'directory') {
@@ -382,7 +384,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
             sameMetadata({ ...entry, name: o.name }, o));
           if (unchanged) continue;
           for (const m of members) if (old.has(m)) stats.changed++; else stats.added++;
-          await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links });
+          await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links, isNew: before === undefined });
           continue;
         }
       }
@@ -397,7 +399,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         continue;
       }
       count();
-      await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links: [] });
+      await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links: [], isNew: before === undefined });
     }
     for (const s of subdirs) await walk(s.source, s.path, s.exists, s.scope);
   };

@@ -182,8 +182,12 @@ export class CatalogTree {
     handle.dirty = true;
   }
 
-  /** Adds or replaces the entry at `path`. Its parent must be an existing directory. */
-  async upsert(path: string, entry: DirectoryEntry, chunks: FileChunk[] = []): Promise<void> {
+  /**
+   * Adds or replaces the entry at `path`. Its parent must be an existing directory. `absent`: the caller
+   * compared against this tree and found no entry there, which saves the lookup (most rows of a first
+   * publish); a wrong claim fails on the catalog's primary key instead of writing a second row.
+   */
+  async upsert(path: string, entry: DirectoryEntry, chunks: FileChunk[] = [], absent = false): Promise<void> {
     this.assertOpen();
     if (path !== '') {
       const dir = parentPath(path);
@@ -194,7 +198,7 @@ export class CatalogTree {
       }
     }
     const loc = await this.locate(path);
-    const existing = loc.handle.db.lookup(path);
+    const existing = absent ? null : loc.handle.db.lookup(path);
     if (existing && isDir(existing) && !isDir(entry)) {
       await this.remove(path);
       return this.upsert(path, entry, chunks);

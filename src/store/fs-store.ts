@@ -57,8 +57,12 @@ const PLAIN_ERRNO: Record<string, string> = {
   EMFILE: 'too many open files',
 };
 
+/** The shape of every content-addressed key (data/ab/cdef…, hash suffix, object suffix): safe as it is. */
+const DATA_KEY = /^data\/[0-9a-f]{2}\/[0-9a-f]{8,}(?:-[a-z0-9]+)?[A-Z]?$/;
+
 function keyProblem(key: string): string | null {
   if (typeof key !== 'string' || key === '') return 'it is empty';
+  if (DATA_KEY.test(key)) return null;
   if (key.includes('\0')) return 'it contains a NUL byte';
   if (key.includes('\\')) return 'it contains a backslash';
   if (key.startsWith('/')) return 'it starts with /';
