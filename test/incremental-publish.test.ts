@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { FsStore } from '../src/store/fs-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { writeKeys } from '../src/repo/keys-dir.js';
-import { initRepository, readHead, MANIFEST_KEY } from '../src/repo/repository.js';
+import { catalogLoader, initRepository, readHead, MANIFEST_KEY } from '../src/repo/repository.js';
 import { publishDirectory, type PublishOptions } from '../src/publish/publish-directory.js';
 import { changedScope, sortByBytes } from '../src/publish/source-diff.js';
 import { RefusedError } from '../src/errors.js';
@@ -19,6 +19,8 @@ import { prepareObject, prepareObjectAsync } from '../src/format/zlib-object.js'
 import { catalogRows, cliOk, runCli, tempDir } from './helpers.js';
 import { fetchCatalog } from '../src/repo/objects.js';
 import type { ContentHash } from '../src/format/hash.js';
+import { CatalogTree } from '../src/repo/catalog-tree.js';
+import { newDirectoryEntry } from '../src/format/catalog-entry.js';
 
 const FQRN = 'incr.example.org';
 const keys = await generateRepositoryKeys(FQRN);
@@ -259,5 +261,20 @@ test('catalogs compressed on the thread pool have the bytes and names of the blo
     const pooled = await prepareObjectAsync('sha1', input, 'C');
     assert.deepEqual(pooled.stored, sync.stored);
     assert.equal(pooled.key, sync.key);
+  }
+});
+
+test('a row claimed new that the tree already holds fails on the primary key instead of becoming a second row', async () => {
+  const tree = CatalogTree.createEmpty(catalogLoader(new FsStore(tempDir('absent-claim'))), 'sha1', newDirectoryEntry('', 1, { uid: 0, gid: 0 }), 240);
+  try {
+    const file = { ...newDirectoryEntry('f', 1, { uid: 0, gid: 0 }), mode: 0o100644, size: 3, linkcount: 1 };
+    await tree.upsert('/f', file, [], true);
+    await assert.rejects(tree.upsert('/f', { ...file, size: 4 }, [], true), /UNIQUE constraint failed/);
+    assert.equal((await tree.lookup('/f'))?.size, 3);
+    await tree.upsert('/f', { ...file, size: 5 });
+    assert.equal((await tree.lookup('/f'))?.size, 5);
+    assert.equal((await tree.list('')).length, 1);
+  } finally {
+    tree.close();
   }
 });
