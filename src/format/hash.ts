@@ -1,5 +1,5 @@
 // Content hashes as CernVM-FS names them (spec §1.2–§1.4).
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export type HashAlgorithm = 'sha1' | 'rmd160' | 'shake128';
 export const HASH_ALGORITHMS: readonly HashAlgorithm[] = ['sha1', 'rmd160', 'shake128'];
@@ -31,6 +31,18 @@ export function createHasher(algorithm: HashAlgorithm) {
   }
 }
 
+/**
+ * The digest of bytes held whole. One-shot where Node has it (every small file of a publish is hashed
+ * once, and a Hash object per object measured as much as the digest); shake128 needs its output length.
+ */
+export function digestOf(algorithm: HashAlgorithm, data: Uint8Array | string): Buffer {
+  switch (algorithm) {
+    case 'sha1': return hash('sha1', data, 'buffer');
+    case 'rmd160': return hash('ripemd160', data, 'buffer');
+    case 'shake128': return createHash('shake128', { outputLength: 20 }).update(data).digest();
+  }
+}
+
 /** A content digest: raw bytes plus the algorithm that made them. */
 export class ContentHash {
   constructor(readonly algorithm: HashAlgorithm, readonly digest: Buffer) {
@@ -38,7 +50,7 @@ export class ContentHash {
   }
 
   static of(algorithm: HashAlgorithm, data: Uint8Array | string): ContentHash {
-    return new ContentHash(algorithm, createHasher(algorithm).update(data).digest());
+    return new ContentHash(algorithm, digestOf(algorithm, data));
   }
 
   /** Parses `hex[-rmd160|-shake128]` with no object suffix. */

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { compressObject } from '../format/zlib-object.js';
-import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
+import { ContentHash, createHasher, digestOf, type HashAlgorithm } from '../format/hash.js';
 import { ChunkSplitter, Xor32Chunker, type ChunkingParameters } from '../format/chunker.js';
 import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
 
@@ -156,7 +156,7 @@ class ContentJob {
   async storeObject(pieces: Uint8Array[], suffix: '' | 'P'): Promise<Uint8Array> {
     const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
     const stored = compressObject(data);
-    const digest = createHasher(setup.algorithm).update(stored).digest();
+    const digest = digestOf(setup.algorithm, stored);
     this.outcome.storedBytes += stored.length;
     if (setup.fsStoreRoot !== undefined) {
       const key = new ContentHash(setup.algorithm, digest).objectKey(suffix);
