@@ -52,7 +52,11 @@ if (!unit && !env.S3_ENDPOINT) {
 const all = readdirSync(join(root, 'dist/test')).filter((f) => f.endsWith('.test.js')).sort().map((f) => join('dist/test', f));
 // A unit run leaves out what needs the S3 server and the 10^6-entry scale test.
 const needsS3 = (f) => /s3-env\.js/.test(readFileSync(join(root, f), 'utf8'));
-const files = unit ? all.filter((f) => !needsS3(f) && !f.endsWith('scale.test.js')) : all;
+// The two longest files (the 10^6-entry scale test, about a third of the run, and the eight concurrent
+// S3 writers) start first, so that no long file is left running alone at the end.
+const LONGEST = ['scale.test.js', 's3-serverless.test.js'];
+const longestFirst = (f) => { const i = LONGEST.findIndex((l) => f.endsWith(`/${l}`)); return i < 0 ? LONGEST.length : i; };
+const files = unit ? all.filter((f) => !needsS3(f) && !f.endsWith('scale.test.js')) : [...all].sort((a, b) => longestFirst(a) - longestFirst(b));
 if (unit) console.error(`test: unit run, ${files.length} of ${all.length} files (no S3 server, no scale test)`);
 const tests = run(process.execPath, ['--test', '--test-concurrency=2', ...files], { env });
 
