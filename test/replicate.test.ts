@@ -207,7 +207,10 @@ test('a replication killed at every checkpoint, every event delivered twice, sti
   const out = await clean.runChain('replicate', event, { maxSteps: 50 });
   await clean.close();
   assert.equal((out.result as { status: string }).status, 'replicated');
-  assert.ok(out.path.length >= 5, `several steps (${out.path.length})`);
+  assert.equal((await verifyAt(cleanDir, { fqrn: FQRN, publicKeys: s.publicKeys })).revision, 3);
+  // Start, at least one walk step, the catalogs, the finish. How many walk steps depends on how many
+  // revisions the history still names: publishes within one second share their generic tag.
+  assert.ok(out.path.length >= 4, `several steps (${out.path.length})`);
   const plans = killPlansFrom(out.records);
   assert.ok(plans.length > 10);
   for (const [i, plan] of plans.entries()) {
