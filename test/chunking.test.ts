@@ -247,6 +247,11 @@ test('the pool keeps the bytes handed to a slow upload under its bound, for file
     writeFileSync(join(work, 'g'), 'after');
     const g = (await import('node:fs')).statSync(join(work, 'g'), { bigint: true });
     assert.ok((await pool.compress(join(work, 'g'), 5, g.mtimeNs)).hash?.equals(ContentHash.of('sha1', deflateSync(Buffer.from('after')))));
+    // A small file (one read, one stat after it) that differs from the scan in mtime, or grew or shrank
+    // since, is refused too.
+    await assert.rejects(pool.compress(join(work, 'g'), 5, g.mtimeNs - 1n), /changed after it was scanned/);
+    await assert.rejects(pool.compress(join(work, 'g'), 4, g.mtimeNs), /changed after it was scanned/);
+    await assert.rejects(pool.compress(join(work, 'g'), 6, g.mtimeNs), /became shorter/);
   } finally {
     await pool.close();
   }
