@@ -22,25 +22,21 @@ export function algorithmFromNumber(n: number): HashAlgorithm {
   return found;
 }
 
+/** Node's name of each algorithm; shake128 also needs its output length, which one-shot hash() cannot take. */
+const NODE_NAME: Record<HashAlgorithm, string> = { sha1: 'sha1', rmd160: 'ripemd160', shake128: 'shake128' };
+
 /** A streaming hasher for one algorithm, with the 20-byte output every supported algorithm has. */
 export function createHasher(algorithm: HashAlgorithm) {
-  switch (algorithm) {
-    case 'sha1': return createHash('sha1');
-    case 'rmd160': return createHash('ripemd160');
-    case 'shake128': return createHash('shake128', { outputLength: 20 });
-  }
+  return createHash(NODE_NAME[algorithm], algorithm === 'shake128' ? { outputLength: 20 } : undefined);
 }
 
 /**
  * The digest of bytes held whole. One-shot where Node has it (every small file of a publish is hashed
- * once, and a Hash object per object measured as much as the digest); shake128 needs its output length.
+ * once, and a Hash object per object measured as much as the digest).
  */
 export function digestOf(algorithm: HashAlgorithm, data: Uint8Array | string): Buffer {
-  switch (algorithm) {
-    case 'sha1': return hash('sha1', data, 'buffer');
-    case 'rmd160': return hash('ripemd160', data, 'buffer');
-    case 'shake128': return createHash('shake128', { outputLength: 20 }).update(data).digest();
-  }
+  if (algorithm === 'shake128') return createHasher(algorithm).update(data).digest();
+  return hash(NODE_NAME[algorithm], data, 'buffer');
 }
 
 /** A content digest: raw bytes plus the algorithm that made them. */

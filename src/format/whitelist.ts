@@ -1,6 +1,6 @@
 // The master-key-signed certificate whitelist `.cvmfswhitelist` (spec §7.1).
 import { constants, createPrivateKey, createPublicKey, KeyObject, privateEncrypt, publicDecrypt, X509Certificate } from 'node:crypto';
-import { ContentHash, createHasher, type HashAlgorithm } from './hash.js';
+import { ContentHash, type HashAlgorithm } from './hash.js';
 import { splitSignedLetter } from './manifest.js';
 
 export interface Whitelist {
@@ -59,7 +59,7 @@ export function certificateFingerprint(certificatePem: string, algorithm: HashAl
   } catch (e) {
     throw new Error(`not a PEM X.509 certificate: ${(e as Error).message}`);
   }
-  return fingerprintOf(new ContentHash(algorithm, createHasher(algorithm).update(der).digest()));
+  return fingerprintOf(ContentHash.of(algorithm, der));
 }
 
 /** True when one of the whitelist's fingerprints is this certificate's (each in its own algorithm). */

@@ -336,6 +336,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         await yieldToEventLoop();
       }
       const before = old.get(name);
+      const isNew = before === undefined;
       const xattr = xattrsOf(source);
       // The common case, an unchanged single-link file, decided from the stat alone; anything else
       // goes the general way below, which reaches the same verdict for this case.
@@ -354,7 +355,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
       const sameKind = before !== undefined && kindOfMode(before.mode) === kind;
       if (kind !== 'file') {
         if (!sameKind || !sameMetadata(entry, before)) {
-          await sink.apply({ kind: 'upsert', path: childPath, entry, isNew: before === undefined });
+          await sink.apply({ kind: 'upsert', path: childPath, entry, isNew });
           count();
         }
         if (kind === 'directory') {
@@ -384,7 +385,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
             sameMetadata({ ...entry, name: o.name }, o));
           if (unchanged) continue;
           for (const m of members) if (old.has(m)) stats.changed++; else stats.added++;
-          await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links, isNew: before === undefined });
+          await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links, isNew });
           continue;
         }
       }
@@ -399,7 +400,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         continue;
       }
       count();
-      await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links: [], isNew: before === undefined });
+      await sink.file({ kind: 'file', path: childPath, entry, source, mtimeNs: st.mtimeNs, links: [], isNew });
     }
     for (const s of subdirs) await walk(s.source, s.path, s.exists, s.scope);
   };
