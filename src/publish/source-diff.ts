@@ -84,26 +84,44 @@ export function scopePaths(scope: Scope, prefix = ''): { whole: string[]; single
   return out;
 }
 
-function isLinkedFile(st: BigIntStats): boolean {
-  return st.nlink > 1n && (Number(st.mode) & S_IFMT) === S_IFREG;
+/**
+ * What the walk keeps of an lstat. A directory's entries are held until it is done, and a BigIntStats
+ * costs about 1.1 KB of heap: at 10^6 entries the flat directory of 60,000 added 180 MB to the peak.
+ */
+interface SourceStat {
+  mode: number; size: number; rdev: number; mtimeNs: bigint; uid: number; gid: number; nlink: number;
+  /** `dev:ino` of a regular file with several links (its hardlink group's key), '' otherwise. */
+  inode: string;
 }
 
-function entryFromStat(name: string, st: BigIntStats, symlink: string): DirectoryEntry {
+function sourceStat(st: BigIntStats): SourceStat {
   const mode = Number(st.mode);
+  return {
+    mode, size: Number(st.size), rdev: Number(st.rdev), mtimeNs: st.mtimeNs, uid: Number(st.uid), gid: Number(st.gid),
+    nlink: Number(st.nlink), inode: st.nlink > 1n && (mode & S_IFMT) === S_IFREG ? `${st.dev}:${st.ino}` : '',
+  };
+}
+
+function isLinkedFile(st: SourceStat): boolean {
+  return st.nlink > 1 && (st.mode & S_IFMT) === S_IFREG;
+}
+
+function entryFromStat(name: string, st: SourceStat, symlink: string): DirectoryEntry {
+  const mode = st.mode;
   const kind = kindOfMode(mode);
   let size: number;
   if (kind === 'directory') size = DIRECTORY_SIZE;
   else if (kind === 'symlink') size = Buffer.byteLength(symlink);
-  else if (kind === 'special') size = (mode & S_IFMT) === 0o020000 || (mode & S_IFMT) === 0o060000 ? Number(st.rdev) : 0;
-  else size = Number(st.size);
+  else if (kind === 'special') size = (mode & S_IFMT) === 0o020000 || (mode & S_IFMT) === 0o060000 ? st.rdev : 0;
+  else size = st.size;
   return {
     name,
     mode,
     size,
     mtime: Number(st.mtimeNs / 1_000_000_000n),
     mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
+    uid: st.uid,
+    gid: st.gid,
     hash: null,
     symlink,
     linkcount: 1,
@@ -238,7 +256,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
     throw new Error(`cannot read source directory ${sourceDir}: ${e.code === 'ENOENT' ? 'no such directory' : e.message}`);
   }
   if ((Number(rootStat.mode) & S_IFMT) !== S_IFDIR) throw new Error(`source ${sourceDir} is not a directory`);
-  const rootEntry = entryFromStat('', rootStat, '');
+  const rootEntry = entryFromStat('', sourceStat(rootStat), '');
   rootEntry.xattr = xattrsOf(sourceDir);
   const headRoot = await head.lookup(repoPath);
   if (headRoot && kindOfMode(headRoot.mode) !== 'directory') {
@@ -251,7 +269,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
     if (!headRoot) stats.added++;
   }
 
-  type Item = { name: string; source: string; st: BigIntStats };
+  type Item = { name: string; source: string; st: SourceStat };
   const sourceNames = (dir: string): string[] => {
     let names: string[];
     try {
@@ -270,7 +288,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
       if (Buffer.byteLength(name) > 255) throw new Error(`name longer than 255 bytes in ${dir}: '${name.slice(0, 40)}…'`);
       const source = `${dir}/${name}`;
       const st = lstatSync(source, { bigint: true, throwIfNoEntry: missing === 'throw' });
-      if (st) items.push({ name, source, st });
+      if (st) items.push({ name, source, st: sourceStat(st) });
     }
     return items;
   };
@@ -321,7 +339,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
     const groups = new Map<string, string[]>();
     for (const { name, st } of items) {
       if (!isLinkedFile(st)) continue;
-      const inode = `${st.dev}:${st.ino}`;
+      const inode = st.inode;
       const members = groups.get(inode);
       if (members) members.push(name);
       else groups.set(inode, [name]);
@@ -340,13 +358,13 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
       const xattr = xattrsOf(source);
       // The common case, an unchanged single-link file, decided from the stat alone; anything else
       // goes the general way below, which reaches the same verdict for this case.
-      if (before !== undefined && !checksum && st.nlink === 1n && before.hardlinkGroup === 0 && before.hasContent &&
-        before.symlink === '' && Number(st.mode) === before.mode && (before.mode & S_IFMT) === S_IFREG &&
-        Number(st.size) === before.size && Number(st.mtimeNs / 1_000_000_000n) === before.mtime &&
-        Number(st.mtimeNs % 1_000_000_000n) === before.mtimeNs && Number(st.uid) === before.uid &&
-        Number(st.gid) === before.gid && sameXattr(xattr, before.xattr)) continue;
+      if (before !== undefined && !checksum && st.nlink === 1 && before.hardlinkGroup === 0 && before.hasContent &&
+        before.symlink === '' && st.mode === before.mode && (before.mode & S_IFMT) === S_IFREG &&
+        st.size === before.size && Number(st.mtimeNs / 1_000_000_000n) === before.mtime &&
+        Number(st.mtimeNs % 1_000_000_000n) === before.mtimeNs && st.uid === before.uid &&
+        st.gid === before.gid && sameXattr(xattr, before.xattr)) continue;
 
-      const kind = kindOfMode(Number(st.mode));
+      const kind = kindOfMode(st.mode);
       const target = kind === 'symlink' ? symlinkTarget(source) : '';
       const entry = entryFromStat(name, st, target);
       entry.xattr = xattr;
@@ -365,8 +383,8 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         continue;
       }
 
-      if (st.nlink > 1n) {
-        const inode = `${st.dev}:${st.ino}`;
+      if (st.nlink > 1) {
+        const inode = st.inode;
         const members = groups.get(inode)!;
         if (members[0] !== name) continue; // published with the group's first name
         const elsewhere = linkedInodes.get(inode);
