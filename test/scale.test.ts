@@ -89,10 +89,11 @@ async function changeTenFiles(b: Built, mountpoint: string) {
   return counting.counts;
 }
 
-test('a million entries publish with peak RSS under 1 GB into balanced catalogs; ten changes cost the same requests at 10^5 and 10^6', { timeout: 30 * 60_000 }, async () => {
+test('a million entries publish with peak RSS under 700 MB into balanced catalogs; ten changes cost the same requests at 10^5 and 10^6', { timeout: 30 * 60_000 }, async () => {
   const big = await build(1_000_000);
   console.log(`# 10^6 entries: peak RSS ${big.peakRssMb.toFixed(0)} MB, ${big.catalogs.size} catalogs`);
-  assert.ok(big.peakRssMb < 1024, `peak RSS ${big.peakRssMb} MB`);
+  // About 400 MB on a quiet machine (docs/performance.md); the margin is for GC timing under load.
+  assert.ok(big.peakRssMb < 700, `peak RSS ${big.peakRssMb} MB`);
   assert.ok(big.catalogs.size > 1, 'split into nested catalogs');
   for (const [m, rows] of big.catalogs) assert.ok(rows <= DEFAULT_MAX_WEIGHT, `catalog ${m || '/'} has ${rows} rows`);
   const reader = await RepositoryReader.open(big.store, { fqrn: FQRN, publicKeys: [big.keys.masterPublicKeyPem] });
