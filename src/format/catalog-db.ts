@@ -299,21 +299,24 @@ export class CatalogDb {
     const offset = BigInt(groupOffset) << 32n;
     const h = this.hashOf(dir);
     const out = { directories: [] as string[], mountpoints: [] as string[], rows: 0 };
-    for (const row of select.all(h.h1, h.h2) as unknown[][]) {
+    // Rows stream (a flat directory may hold 10^6); this connection runs nothing else until the end.
+    const chunked: unknown[][] = [];
+    for (const row of select.iterate(h.h1, h.h2) as IterableIterator<unknown[]>) {
       // Columns as selected: 4 hardlinks, 7 mode, 10 flags, 11 name.
       const hardlinks = row[4] as bigint;
       if (offset !== 0n && hardlinks >> 32n !== 0n) row[4] = hardlinks + offset;
       insert.run(...row);
       out.rows++;
       const flags = Number(row[10]);
-      if (flags & FLAG.chunked) {
-        for (const chunk of chunksOf.all(row[0], row[1]) as unknown[][]) insertChunk.run(...chunk);
-        deleteChunks.run(row[0], row[1]);
-      }
+      if (flags & FLAG.chunked) chunked.push([row[0], row[1]]);
       if ((Number(row[7]) & S_IFMT) === S_IFDIR) {
         // Subdirectories are found by the hash of their path, as lookups find them.
         (flags & FLAG.nestedMountpoint ? out.mountpoints : out.directories).push(`${dir}/${String(row[11])}`);
       }
+    }
+    for (const key of chunked) {
+      for (const chunk of chunksOf.all(...key) as unknown[][]) insertChunk.run(...chunk);
+      deleteChunks.run(...key);
     }
     this.sql('DELETE FROM catalog WHERE parent_1 = ? AND parent_2 = ?').run(h.h1, h.h2);
     return out;
