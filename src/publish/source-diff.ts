@@ -103,7 +103,7 @@ function sourceStat(st: BigIntStats): SourceStat {
 }
 
 function isLinkedFile(st: SourceStat): boolean {
-  return st.nlink > 1 && (st.mode & S_IFMT) === S_IFREG;
+  return st.inode !== '';
 }
 
 function entryFromStat(name: string, st: SourceStat, symlink: string): DirectoryEntry {
@@ -383,7 +383,7 @@ export async function diffSource(head: HeadView, sourceDir: string, repoPath: st
         continue;
       }
 
-      if (st.nlink > 1) {
+      if (isLinkedFile(st)) {
         const inode = st.inode;
         const members = groups.get(inode)!;
         if (members[0] !== name) continue; // published with the group's first name
