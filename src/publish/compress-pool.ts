@@ -11,7 +11,10 @@ import { ContentHash, type HashAlgorithm } from '../format/hash.js';
 import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
 import type { FileChunk } from '../format/catalog-db.js';
 import type { PreparedObject } from '../format/zlib-object.js';
+import { compressObject } from '../format/zlib-object.js';
+import { digestOf } from '../format/hash.js';
 import type { ContentOutcome, FileJob, WorkerReply, WorkerRequest, WorkerSetup } from './compress-worker.js';
+import { describeReadError, readWholeFile, writeToFsStore, type FsWriteCounts } from './compress-job.js';
 import type { WorkerObjects } from './uploader.js';
 
 /** Where the objects go. */
@@ -33,6 +36,11 @@ export interface CompressPoolOptions {
    * Default twice the maximum chunk size. A single object larger than this still goes through alone.
    */
   bytesInFlightPerWorker?: number;
+  /**
+   * Small files compressed on the calling thread before any worker is started, at most this many bytes
+   * in all (default 1 MiB); 0: every file goes to a worker.
+   */
+  inlineBytes?: number;
 }
 
 /** The objects of one file or stream. */
@@ -72,6 +80,9 @@ interface Slot {
 }
 
 const BATCH_FILES = 64;
+/** A file compressed on the calling thread is at most this large (a few hundred microseconds of deflate). */
+const INLINE_FILE_BYTES = 64 << 10;
+const DEFAULT_INLINE_BYTES = 1 << 20;
 const BATCH_BYTES = 1 << 20;
 /** Stream bytes queued towards one worker before the reading side is paused. */
 const STREAM_INPUT_BYTES = 4 << 20;
@@ -97,6 +108,10 @@ export class CompressPool {
   private inFlight = 0;
   /** Largest number of compressed bytes handed to the upload function and not yet uploaded. */
   peakBytesInFlight = 0;
+  /** Files compressed on the calling thread (before the workers were needed). */
+  inlineFiles = 0;
+  private inlineBudget: number;
+  private readonly setup: WorkerSetup;
 
   constructor(options: CompressPoolOptions) {
     this.algorithm = options.algorithm;
@@ -106,28 +121,58 @@ export class CompressPool {
     const chunking = options.chunking === false ? null : chunkingParameters(options.chunking ?? {});
     this.chunking = chunking;
     this.piecesPerWorker = new Array<number>(this.size).fill(0);
-    const setup: WorkerSetup = {
+    this.setup = {
       algorithm: this.algorithm,
       chunking,
       fsStoreRoot: 'fsStoreRoot' in this.sink ? this.sink.fsStoreRoot : undefined,
       verifyPresent: 'fsStoreRoot' in this.sink ? this.sink.verifyPresent : undefined,
       bytesInFlight: options.bytesInFlightPerWorker ?? 2 * (chunking?.maxSize ?? 16 << 20),
     };
+    this.inlineBudget = options.inlineBytes ?? DEFAULT_INLINE_BYTES;
+  }
+
+  /** Worker threads started so far: they start when the queue first needs them, up to `size`. */
+  get workersStarted(): number {
+    return this.slots.length;
+  }
+
+  private startWorker(): Slot {
     const url = new URL('./compress-worker.js', import.meta.url);
-    for (let i = 0; i < this.size; i++) {
-      const slot: Slot = { index: i, worker: new Worker(url, { workerData: setup }), inputOutstanding: 0, inputWaiter: null };
-      slot.worker.on('message', (reply: WorkerReply) => this.onReply(slot, reply));
-      slot.worker.on('error', (err) => this.fail(err));
-      slot.worker.unref();
-      this.slots.push(slot);
-      this.idle.push(slot);
-    }
+    const slot: Slot = { index: this.slots.length, worker: new Worker(url, { workerData: this.setup }), inputOutstanding: 0, inputWaiter: null };
+    slot.worker.on('message', (reply: WorkerReply) => this.onReply(slot, reply));
+    slot.worker.on('error', (err) => this.fail(err));
+    this.slots.push(slot);
+    return slot;
   }
 
   /** Compresses a file the scan saw with this size and mtime; it fails if the file changes meanwhile. */
   compress(path: string, size: number, mtimeNs: bigint): Promise<CompressedContent> {
     if (this.chunking && size > this.chunking.minSize) return this.compressSpread(path, size, mtimeNs);
+    if (this.slots.length === 0 && size <= INLINE_FILE_BYTES && size <= this.inlineBudget) {
+      this.inlineBudget -= size;
+      return this.compressInline({ id: this.nextId++, path, size, mtimeNs });
+    }
+    this.inlineBudget = 0;
     return this.enqueue((settle) => ({ kind: 'file', job: { id: this.nextId++, path, size, mtimeNs }, ...settle }));
+  }
+
+  /** What a worker does with a small file (compress-job.ts), done here: no thread to start for it. */
+  private async compressInline(job: FileJob): Promise<CompressedContent> {
+    if (this.failure) throw this.failure;
+    this.inlineFiles++;
+    let bytes: Buffer;
+    try {
+      bytes = readWholeFile(job);
+    } catch (err) {
+      throw new Error(`cannot read ${job.path}: ${describeReadError(err)}`);
+    }
+    const stored = compressObject(bytes);
+    const hash = new ContentHash(this.algorithm, digestOf(this.algorithm, stored));
+    const objects: FsWriteCounts = { written: 0, present: 0, bytesWritten: 0, replaced: [] };
+    const key = hash.objectKey('');
+    if ('fsStoreRoot' in this.sink) writeToFsStore(this.sink.fsStoreRoot, this.algorithm, this.sink.verifyPresent === true, key, stored, objects);
+    else await this.sink.upload({ hash, suffix: '', key, stored });
+    return { hash, chunks: [], size: job.size, storedBytes: stored.length, objects };
   }
 
   /**
@@ -213,7 +258,10 @@ export class CompressPool {
 
   /** Busy workers let the queue grow, so batches fill up by themselves under load. */
   private dispatch(): void {
-    while (this.idle.length > 0 && (this.pieces.length > 0 || this.queue.length > 0)) {
+    for (;;) {
+      if (this.pieces.length === 0 && this.queue.length === 0) return;
+      if (this.idle.length === 0 && this.slots.length < this.size && !this.failure) this.idle.push(this.startWorker());
+      if (this.idle.length === 0) return;
       const slot = this.idle.pop()!;
       slot.worker.ref();
       if (this.pieces.length > 0) {

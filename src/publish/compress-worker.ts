@@ -4,12 +4,13 @@
 // Memory per worker: one read block, one chunk (at most the maximum chunk size) and its compressed
 // form, plus what the upload budget allows to be in flight.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { openSync, closeSync } from 'node:fs';
 import { compressObject } from '../format/zlib-object.js';
-import { ContentHash, createHasher, digestOf, type HashAlgorithm } from '../format/hash.js';
+import { ContentHash, digestOf, type HashAlgorithm } from '../format/hash.js';
 import { ChunkSplitter, Xor32Chunker, type ChunkingParameters } from '../format/chunker.js';
-import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
+import { checkUnchanged, describeReadError as describe, readFully, readWholeFile, writeToFsStore, type FileJob, type FsWriteCounts } from './compress-job.js';
+
+export type { FileJob } from './compress-job.js';
 
 export interface WorkerSetup {
   algorithm: HashAlgorithm;
@@ -24,19 +25,6 @@ export interface WorkerSetup {
   verifyPresent?: boolean;
   /** Compressed bytes this worker may have sent back and not had acknowledged as uploaded. */
   bytesInFlight: number;
-}
-
-export interface FileJob {
-  id: number;
-  path: string;
-  /** Size and mtime seen by the scan: a file that differs when read is changing under us. */
-  size: number;
-  mtimeNs: bigint;
-  /**
-   * Only these bytes of the file, as one object with this suffix: a piece of a large file whose cuts a
-   * scan found, so that one file's chunks compress on every worker.
-   */
-  range?: { offset: number; length: number; suffix: '' | 'P' };
 }
 
 export type WorkerRequest =
@@ -57,18 +45,13 @@ export interface EmittedObject {
   stored: Uint8Array;
 }
 
-export interface ContentOutcome {
+export interface ContentOutcome extends FsWriteCounts {
   id: number;
   size: number;
   /** Digest of the single object; null when the content was chunked. */
   digest: Uint8Array | null;
   chunks: { offset: number; size: number; digest: Uint8Array }[];
   storedBytes: number;
-  written: number;
-  present: number;
-  bytesWritten: number;
-  /** Keys found holding other bytes, and overwritten (with verifyPresent). */
-  replaced: { key: string; actual: string }[];
 }
 
 export type WorkerReply =
@@ -160,18 +143,7 @@ class ContentJob {
     this.outcome.storedBytes += stored.length;
     if (setup.fsStoreRoot !== undefined) {
       const key = new ContentHash(setup.algorithm, digest).objectKey(suffix);
-      let written = putContentAddressedSync(setup.fsStoreRoot, key, stored);
-      if (!written && setup.verifyPresent && !holdsBytesSync(setup.fsStoreRoot, key, stored)) {
-        const actual = actualHash(setup.fsStoreRoot, key);
-        written = putContentAddressedSync(setup.fsStoreRoot, key, stored, true);
-        this.outcome.replaced.push({ key, actual });
-      }
-      if (written) {
-        this.outcome.written++;
-        this.outcome.bytesWritten += stored.length;
-      } else {
-        this.outcome.present++;
-      }
+      writeToFsStore(setup.fsStoreRoot, setup.algorithm, setup.verifyPresent === true, key, stored, this.outcome);
     } else {
       pending.push({ job: this.id, suffix, digest, stored });
       pendingBytes += stored.length;
@@ -183,6 +155,11 @@ class ContentJob {
 }
 
 async function compressFile(job: FileJob): Promise<ContentOutcome> {
+  if (job.size <= READ_BLOCK && !job.range) {
+    const content = new ContentJob(job.id, job.size);
+    await content.push(readWholeFile(job));
+    return await content.finish();
+  }
   const fd = openSync(job.path, 'r');
   try {
     // A piece's file was read once already, by the scan of its cuts.
@@ -190,10 +167,7 @@ async function compressFile(job: FileJob): Promise<ContentOutcome> {
       checkUnchanged(fd, job, 'file changed while it was read');
       return await compressRange(fd, job, job.range);
     }
-    // A file read in one piece (most files) is checked once, after the read: a change made before it
-    // shows there as well, and one stat per file is measurable on trees of small files.
-    const oneRead = job.size <= READ_BLOCK;
-    if (!oneRead) checkUnchanged(fd, job, 'file changed after it was scanned');
+    checkUnchanged(fd, job, 'file changed after it was scanned');
     const content = new ContentJob(job.id, job.size);
     let off = 0;
     while (off < job.size) {
@@ -204,23 +178,10 @@ async function compressFile(job: FileJob): Promise<ContentOutcome> {
       off += want;
       await content.push(block);
     }
-    checkUnchanged(fd, job, oneRead ? 'file changed after it was scanned' : 'file changed while it was read');
+    checkUnchanged(fd, job, 'file changed while it was read');
     return await content.finish();
   } finally {
     closeSync(fd);
-  }
-}
-
-function checkUnchanged(fd: number, job: FileJob, message: string): void {
-  const st = fstatSync(fd, { bigint: true });
-  if (st.size !== BigInt(job.size) || st.mtimeNs !== job.mtimeNs) throw new Error(message);
-}
-
-function readFully(fd: number, into: Uint8Array, position: number): void {
-  for (let got = 0; got < into.length;) {
-    const n = readSync(fd, into, got, into.length - got, position + got);
-    if (n === 0) throw new Error('file changed while it was read (it became shorter)');
-    got += n;
   }
 }
 
@@ -255,13 +216,6 @@ function scanFile(job: FileJob): ContentOutcome {
   } finally {
     closeSync(fd);
   }
-}
-
-function describe(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (e.code === 'EACCES' || e.code === 'EPERM') return 'permission denied';
-  if (e.code === 'ENOENT') return 'file disappeared during the publish';
-  return e.message ?? String(err);
 }
 
 async function compressFiles(jobs: FileJob[]): Promise<void> {
@@ -347,21 +301,3 @@ port.on('message', (msg: WorkerRequest) => {
     setImmediate(() => { throw err; });
   });
 });
-
-/** What the bytes under a key hash to, for the report of a replaced object. */
-function actualHash(root: string, key: string): string {
-  let fd: number;
-  try {
-    fd = openSync(join(root, key), 'r');
-  } catch {
-    return 'unreadable';
-  }
-  try {
-    const hasher = createHasher(setup.algorithm);
-    const piece = Buffer.alloc(1 << 20);
-    for (let n; (n = readSync(fd, piece, 0, piece.length, null)) > 0;) hasher.update(piece.subarray(0, n));
-    return new ContentHash(setup.algorithm, hasher.digest()).toHex();
-  } finally {
-    closeSync(fd);
-  }
-}
