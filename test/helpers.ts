@@ -19,8 +19,8 @@ const made: string[] = [];
 process.on('exit', () => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
 
 /** A temporary directory removed when the process exits. */
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `scvmfs-${prefix}-`));
+export function tempDir(prefix: string, base = tmpdir()): string {
+  const dir = mkdtempSync(join(base, `scvmfs-${prefix}-`));
   made.push(dir);
   return dir;
 }
