@@ -16,6 +16,8 @@ if (!Number.isInteger(concurrency) || concurrency < 1 || args.length === 0) {
 const files = args.map((f) => resolve(f));
 const started = Date.now();
 const perFile = new Map();
+console.error(`tests: ${files.length} files, ${concurrency} at once, in this order: ${files.slice(0, 3).map((f) => relative(process.cwd(), f)).join(', ')}, …; ` +
+  'a file\'s results print once the files before it have finished');
 const stream = run({ files, concurrency });
 const record = (d) => {
   if (d.nesting === 0 && d.file) perFile.set(d.file, (perFile.get(d.file) ?? 0) + (d.details?.duration_ms ?? 0));
