@@ -2,10 +2,10 @@
 // files starts no worker thread; what it stores must be exactly what the workers store.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { tempDir } from './helpers.js';
+import { fileDigests, tempDir } from './helpers.js';
 import { CompressPool, type CompressedContent, type ObjectSink } from '../src/publish/compress-pool.js';
 import type { PreparedObject } from '../src/format/zlib-object.js';
 import { ContentHash } from '../src/format/hash.js';
@@ -32,20 +32,6 @@ async function compressAll(pool: CompressPool, files: string[]): Promise<Compres
   } finally {
     await pool.close();
   }
-}
-
-/** Every file under `root`, by relative path, with its bytes. */
-function treeBytes(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(relative(root, p), readFileSync(p).toString('hex'));
-    }
-  };
-  walk(root);
-  return out;
 }
 
 const summary = (r: CompressedContent[]) => r.map((c) => ({ hash: c.hash?.toHex(), size: c.size, stored: c.storedBytes, objects: c.objects }));
@@ -88,7 +74,7 @@ test('the same into a filesystem store: same object files, and a file over the i
   const b = await runInto(join(work, 'b'), 0);
   assert.equal(b.pool.inlineFiles, 0);
   assert.deepEqual(summary(a.results), summary(b.results));
-  assert.deepEqual(treeBytes(join(work, 'a')), treeBytes(join(work, 'b')));
+  assert.deepEqual(fileDigests(join(work, 'a')), fileDigests(join(work, 'b')));
   assert.equal(a.results.reduce((n, r) => n + r.objects.written, 0), files.length);
 
   // Again into the same store: everything is present, nothing written, by either path.

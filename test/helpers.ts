@@ -2,9 +2,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ObjectReader } from '../src/store/object-store.js';
 import type { ContentHash } from '../src/format/hash.js';
@@ -19,6 +20,20 @@ const made: string[] = [];
 process.on('exit', () => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
 
 /** A temporary directory removed when the process exits. */
+/** Every file under `root`, by its path relative to it, with a SHA-256 digest of its bytes. */
+export function fileDigests(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const visit = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) visit(p);
+      else out.set(relative(root, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
+    }
+  };
+  visit(root);
+  return out;
+}
+
 export function tempDir(prefix: string, base = tmpdir()): string {
   const dir = mkdtempSync(join(base, `scvmfs-${prefix}-`));
   made.push(dir);

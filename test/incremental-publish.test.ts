@@ -4,9 +4,9 @@
 // it refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, cpSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { FsStore } from '../src/store/fs-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
@@ -16,7 +16,7 @@ import { publishDirectory, type PublishOptions } from '../src/publish/publish-di
 import { changedScope, sortByBytes } from '../src/publish/source-diff.js';
 import { RefusedError } from '../src/errors.js';
 import { prepareObject, prepareObjectAsync } from '../src/format/zlib-object.js';
-import { catalogRows, cliOk, runCli, tempDir } from './helpers.js';
+import { catalogRows, cliOk, fileDigests, runCli, tempDir } from './helpers.js';
 import { fetchCatalog } from '../src/repo/objects.js';
 import type { ContentHash } from '../src/format/hash.js';
 import { CatalogTree } from '../src/repo/catalog-tree.js';
@@ -26,19 +26,6 @@ const FQRN = 'incr.example.org';
 const keys = await generateRepositoryKeys(FQRN);
 const clock = (() => { let t = Math.floor(Date.now() / 1000) * 1000 - 3_600_000; return () => () => new Date(t += 1000); })();
 
-/** Every file of a directory store, by key, with a digest of its bytes. */
-function storeFiles(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const visit = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) visit(p);
-      else out.set(relative(root, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  visit(root);
-  return out;
-}
 
 function baseTree(src: string): void {
   mkdirSync(join(src, 'a/x'), { recursive: true });
@@ -106,7 +93,7 @@ async function catalogContents(store: FsStore): Promise<Map<string, unknown>> {
 
 /** Data objects of file contents (whole files and chunks), by key and digest: independent of row order. */
 function contentObjects(root: string): Map<string, string> {
-  return new Map([...storeFiles(root)].filter(([key]) => /^data\/[0-9a-f]{2}\/[0-9a-f]+P?$/.test(key)));
+  return new Map([...fileDigests(root)].filter(([key]) => /^data\/[0-9a-f]{2}\/[0-9a-f]+P?$/.test(key)));
 }
 
 async function assertSameStores(p: Pair, summaries: { a: { revision: number }; b: { revision: number } }) {
