@@ -2,7 +2,7 @@
 // files starts no worker thread; what it stores must be exactly what the workers store.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileDigests, tempDir } from './helpers.js';
@@ -115,4 +115,27 @@ test('inline, an object already there with other bytes is replaced and reported,
   await assert.rejects(p2.compress(join(work, 'missing'), 10, 0n), /cannot read .*missing: file disappeared during the publish/);
   assert.equal(p2.workersStarted, 0);
   await p2.close();
+});
+
+test('a file swapped for a symbolic link after the scan is not followed, inline or in a worker', async () => {
+  const work = tempDir('inline-link');
+  const secret = join(work, 'secret');
+  writeFileSync(secret, 'not for the repository');
+  for (const inlineBytes of [undefined, 0]) {
+    const f = join(work, `f-${inlineBytes ?? 'inline'}`);
+    writeFileSync(f, 'x'.repeat(22));
+    const when = new Date(Date.now() - 60_000);
+    utimesSync(f, when, when);
+    utimesSync(secret, when, when);
+    // The scan saw a regular file of the secret's size and mtime; a link to the secret replaces it.
+    const st = statSync(f, { bigint: true });
+    symlinkSync(secret, `${f}.link`);
+    renameSync(`${f}.link`, f);
+    const got: string[] = [];
+    const pool = new CompressPool({ algorithm: 'sha1', workers: 1, sink: { upload: async (o: PreparedObject) => { got.push(o.key); } }, inlineBytes });
+    await assert.rejects(pool.compress(f, Number(st.size), st.mtimeNs), /cannot read .*: file changed after it was scanned \(it is a symbolic link now\)/);
+    await pool.close();
+    assert.deepEqual(got, [], 'nothing of the secret was stored');
+    assert.equal(pool.workersStarted, inlineBytes === 0 ? 1 : 0);
+  }
 });

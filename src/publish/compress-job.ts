@@ -1,7 +1,7 @@
 // What a compress worker does to one file, in pieces that the pool can also run on its own thread: a
 // publish of a few small files then starts no worker at all (a worker thread costs about 100 ms of CPU
 // to start, more than compressing the files takes).
-import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
+import { constants, openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
 import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
@@ -28,6 +28,14 @@ export interface FsWriteCounts {
   replaced: { key: string; actual: string }[];
 }
 
+/**
+ * Opens a file the scan saw as a regular file. A symbolic link put in its place since is not followed
+ * (its target could be any file this process may read); the size and mtime check catches the rest.
+ */
+export function openScanned(path: string): number {
+  return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+}
+
 export function checkUnchanged(fd: number, job: FileJob, message: string): void {
   const st = fstatSync(fd, { bigint: true });
   if (st.size !== BigInt(job.size) || st.mtimeNs !== job.mtimeNs) throw new Error(message);
@@ -46,7 +54,7 @@ export function readFully(fd: number, into: Uint8Array, position: number): void 
  * well, and one stat per file is measurable on trees of small files.
  */
 export function readWholeFile(job: FileJob): Buffer {
-  const fd = openSync(job.path, 'r');
+  const fd = openScanned(job.path);
   try {
     const bytes = Buffer.allocUnsafe(job.size);
     readFully(fd, bytes, 0);
@@ -82,6 +90,7 @@ export function describeReadError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'EACCES' || e.code === 'EPERM') return 'permission denied';
   if (e.code === 'ENOENT') return 'file disappeared during the publish';
+  if (e.code === 'ELOOP') return 'file changed after it was scanned (it is a symbolic link now)';
   return e.message ?? String(err);
 }
 

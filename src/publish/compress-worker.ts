@@ -4,11 +4,11 @@
 // Memory per worker: one read block, one chunk (at most the maximum chunk size) and its compressed
 // form, plus what the upload budget allows to be in flight.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { compressObject } from '../format/zlib-object.js';
 import { ContentHash, digestOf, type HashAlgorithm } from '../format/hash.js';
 import { ChunkSplitter, Xor32Chunker, type ChunkingParameters } from '../format/chunker.js';
-import { checkUnchanged, describeReadError as describe, readFully, readWholeFile, writeToFsStore, type FileJob, type FsWriteCounts } from './compress-job.js';
+import { checkUnchanged, describeReadError as describe, openScanned, readFully, readWholeFile, writeToFsStore, type FileJob, type FsWriteCounts } from './compress-job.js';
 
 export type { FileJob } from './compress-job.js';
 
@@ -160,7 +160,7 @@ async function compressFile(job: FileJob): Promise<ContentOutcome> {
     await content.push(readWholeFile(job));
     return await content.finish();
   }
-  const fd = openSync(job.path, 'r');
+  const fd = openScanned(job.path);
   try {
     // A piece's file was read once already, by the scan of its cuts.
     if (job.range) {
@@ -198,7 +198,7 @@ async function compressRange(fd: number, job: FileJob, range: NonNullable<FileJo
 
 /** Reads a file through the chunker alone: the cuts go back as they are found, for the pool to hand out. */
 function scanFile(job: FileJob): ContentOutcome {
-  const fd = openSync(job.path, 'r');
+  const fd = openScanned(job.path);
   try {
     checkUnchanged(fd, job, 'file changed after it was scanned');
     const chunker = new Xor32Chunker(setup.chunking!);
