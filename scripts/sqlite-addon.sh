@@ -10,7 +10,7 @@ pkg=node_modules/better-sqlite3
 addon="$pkg/build/Release/better_sqlite3.node"
 version=$(node -p "require('./$pkg/package.json').version")
 key="better-sqlite3-$version-abi$(node -p process.versions.modules)-$(node -p 'process.platform + "-" + process.arch')"
-cache="${SCVMFS_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/serverless-cvmfs}"
+cache="${SCVMFS_CI_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/serverless-cvmfs}"
 works() { node -e "const D = require('better-sqlite3'); if (new D(':memory:').prepare('select 41 + 1 as n').get().n !== 42) process.exit(1)" 2>/dev/null; }
 if [ -f "$cache/$key.node" ]; then
   mkdir -p "$(dirname "$addon")"
