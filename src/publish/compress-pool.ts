@@ -7,12 +7,10 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
-import { ContentHash, type HashAlgorithm } from '../format/hash.js';
+import { ContentHash, digestOf, type HashAlgorithm } from '../format/hash.js';
 import { chunkingParameters, type ChunkingParameters } from '../format/chunker.js';
 import type { FileChunk } from '../format/catalog-db.js';
-import type { PreparedObject } from '../format/zlib-object.js';
-import { compressObject } from '../format/zlib-object.js';
-import { digestOf } from '../format/hash.js';
+import { compressObject, type PreparedObject } from '../format/zlib-object.js';
 import type { ContentOutcome, FileJob, WorkerReply, WorkerRequest, WorkerSetup } from './compress-worker.js';
 import { describeReadError, readWholeFile, writeToFsStore, type FsWriteCounts } from './compress-job.js';
 import type { WorkerObjects } from './uploader.js';
