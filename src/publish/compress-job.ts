@@ -5,6 +5,7 @@ import { constants, openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContentHash, createHasher, type HashAlgorithm } from '../format/hash.js';
 import { holdsBytesSync, putContentAddressedSync } from '../store/fs-store.js';
+import type { WorkerObjects } from './uploader.js';
 
 export interface FileJob {
   id: number;
@@ -19,14 +20,8 @@ export interface FileJob {
   range?: { offset: number; length: number; suffix: '' | 'P' };
 }
 
-/** What writing objects into a filesystem store did, counted per job. */
-export interface FsWriteCounts {
-  written: number;
-  present: number;
-  bytesWritten: number;
-  /** Keys found holding other bytes, and overwritten (with verifyPresent). */
-  replaced: { key: string; actual: string }[];
-}
+/** What writing objects into a filesystem store did, counted per job (the uploader's record, always with its list). */
+export type FsWriteCounts = Required<WorkerObjects>;
 
 /**
  * Opens a file the scan saw as a regular file. A symbolic link put in its place since is not followed
