@@ -71,6 +71,8 @@ export interface S3PublishResult {
   cpuSeconds: number;
   /** CPU of the local radosgw and OSD processes during the publish (0 when they are not on this machine). */
   serverCpuSeconds: number;
+  /** Seconds waited before the run for the S3 server to go idle. */
+  idleWait: number;
   /** What radosgw's own log says the bucket received during the publish (local Ceph only). */
   serverRequests?: ServerCounts;
 }
@@ -89,6 +91,22 @@ export function serverCpuSeconds(): number {
   return ticks / 100;
 }
 
+/**
+ * Waits (at most `maxSeconds`) until the local S3 server is idle: under 5 % of a core over one second.
+ * The previous round's bucket deletion goes on inside Ceph for a while; without the wait, whichever
+ * publisher runs next pays for it. Returns the seconds waited.
+ */
+export async function serverIdle(maxSeconds = 60): Promise<number> {
+  const start = Date.now();
+  for (let before = serverCpuSeconds(); Date.now() - start < maxSeconds * 1000;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = serverCpuSeconds();
+    if (now - before < 0.05) break;
+    before = now;
+  }
+  return (Date.now() - start) / 1000;
+}
+
 export function totalRequests(s: MeterSnapshot): number {
   return s.get + s.head + s.put + s.conditionalPut + s.list + s.delete;
 }
@@ -103,6 +121,7 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
   try {
     await backend.createBucket();
     await initRepository(store, { fqrn, keys });
+    const idleWait = await serverIdle();
     meter.reset();
     const offset = rgwLogOffset();
     const server0 = serverCpuSeconds();
@@ -128,7 +147,7 @@ export async function publishToS3(server: S3Server, src: string, fqrn: string,
       seconds, uploaded: s.objectsUploaded, requests: meter.snapshot(),
       mainThreadBusy: performance.eventLoopUtilization(elu0).utilization,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      serverCpuSeconds: serverCpu, serverRequests,
+      serverCpuSeconds: serverCpu, serverRequests, idleWait,
     };
   } finally {
     await removeBucket(backend, bucket);

@@ -15,7 +15,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { S3Store } from '../src/store/s3-store.js';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
-import { publishToS3, removeBucket, s3ForBench, serverCpuSeconds, type S3Server } from './s3.js';
+import { publishToS3, removeBucket, s3ForBench, serverCpuSeconds, serverIdle, type S3Server } from './s3.js';
 import { countBucketRequests, rgwLogOffset, rgwLogSettled, type ServerCounts } from './rgw-log.js';
 
 const files = Number(process.env.SCVMFS_BENCH_FILES ?? 20_000);
@@ -52,7 +52,7 @@ for (let i = 0; i < files; i++) {
 }
 mkdirSync(join(work, 'empty'));
 
-interface Run { seconds: number; cpuSeconds: number; serverCpuSeconds: number; requests: ServerCounts }
+interface Run { seconds: number; cpuSeconds: number; serverCpuSeconds: number; requests: ServerCounts; idleWait: number }
 
 function stockEnv(): NodeJS.ProcessEnv {
   const lib = ['cvmfs', 'cvmfs/crypto', 'cvmfs/util', 'cvmfs/network'].map((d) => join(BUILD, d)).join(':');
@@ -92,6 +92,7 @@ async function stockRound(s: S3Server): Promise<Run> {
       'CVMFS_S3_DNS_BUCKETS=false', '',
     ].join('\n'));
     mkdirSync(join(dir, 'tmp'));
+    const idleWait = await serverIdle();
     const offset = rgwLogOffset()!;
     const server0 = serverCpuSeconds();
     const r = await timed([SWISSKNIFE, 'sync', '-u', src, '-s', src, '-c', join(work, 'empty'), '-t', join(dir, 'tmp'),
@@ -104,7 +105,7 @@ async function stockRound(s: S3Server): Promise<Run> {
     const log = await rgwLogSettled(offset, marker);
     const requests = countBucketRequests(log, bucket);
     requests.head--; // the marker
-    return { seconds: r.seconds, cpuSeconds: r.cpuSeconds, serverCpuSeconds: serverCpu, requests };
+    return { seconds: r.seconds, cpuSeconds: r.cpuSeconds, serverCpuSeconds: serverCpu, requests, idleWait };
   } finally {
     await removeBucket(store, bucket);
   }
@@ -113,7 +114,7 @@ async function stockRound(s: S3Server): Promise<Run> {
 async function ourRound(s: S3Server): Promise<Run> {
   const keys = await generateRepositoryKeys(FQRN);
   const r = await publishToS3(s, src, FQRN, keys, { xattrs: null });
-  return { seconds: r.seconds, cpuSeconds: r.cpuSeconds, serverCpuSeconds: r.serverCpuSeconds, requests: r.serverRequests! };
+  return { seconds: r.seconds, cpuSeconds: r.cpuSeconds, serverCpuSeconds: r.serverCpuSeconds, requests: r.serverRequests!, idleWait: r.idleWait };
 }
 
 const total = (q: ServerCounts) => q.get + q.head + q.put + q.list + q.delete + q.other;
@@ -127,7 +128,8 @@ for (let round = 0; round < rounds; round++) {
     const r = who === 'ours' ? await ourRound(server) : await stockRound(server);
     runs[who].push(r);
     console.log(`round ${round + 1} ${who.padEnd(5)}: ${(files / r.seconds).toFixed(0)} files/s (${r.seconds.toFixed(2)} s), ` +
-      `publisher CPU ${r.cpuSeconds.toFixed(1)} s, Ceph CPU ${r.serverCpuSeconds.toFixed(1)} s, ${show(r.requests)}`);
+      `publisher CPU ${r.cpuSeconds.toFixed(1)} s, Ceph CPU ${r.serverCpuSeconds.toFixed(1)} s, ${show(r.requests)}; ` +
+      `waited ${r.idleWait.toFixed(0)} s before it for Ceph to go idle`);
   }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
