@@ -39,6 +39,11 @@ export interface CompressPoolOptions {
    * in all (default 1 MiB); 0: every file goes to a worker.
    */
   inlineBytes?: number;
+  /**
+   * Batches of small files one worker may hold: the one it runs and those behind it (default 2, so that
+   * it need not wait for this thread between two); 1: a batch only to an idle worker.
+   */
+  batchesAhead?: number;
 }
 
 /** The objects of one file or stream. */
@@ -75,6 +80,10 @@ interface Slot {
   /** Stream input sent to the worker and not yet taken in. */
   inputOutstanding: number;
   inputWaiter: (() => void) | null;
+  /** Units of work sent and not yet answered with 'done'. */
+  busy: number;
+  /** It runs a scan or a stream: nothing is queued behind it. */
+  exclusive: boolean;
 }
 
 const BATCH_FILES = 64;
@@ -90,7 +99,6 @@ export class CompressPool {
   readonly algorithm: HashAlgorithm;
   private readonly sink: ObjectSink;
   private readonly slots: Slot[] = [];
-  private readonly idle: Slot[] = [];
   private readonly queue: Queued[] = [];
   /** Pieces of scanned files: dispatched before the queue, so a started file finishes first. */
   private readonly pieces: QueuedFile[] = [];
@@ -109,6 +117,9 @@ export class CompressPool {
   /** Files compressed on the calling thread (before the workers were needed). */
   inlineFiles = 0;
   private inlineBudget: number;
+  private readonly batchesAhead: number;
+  /** Batches sent to a worker that was still running another. */
+  batchesSentAhead = 0;
   private readonly setup: WorkerSetup;
 
   constructor(options: CompressPoolOptions) {
@@ -127,6 +138,8 @@ export class CompressPool {
       bytesInFlight: options.bytesInFlightPerWorker ?? 2 * (chunking?.maxSize ?? 16 << 20),
     };
     this.inlineBudget = options.inlineBytes ?? DEFAULT_INLINE_BYTES;
+    this.batchesAhead = options.batchesAhead ?? 2;
+    if (!Number.isInteger(this.batchesAhead) || this.batchesAhead < 1) throw new Error(`batchesAhead must be a positive integer, got ${this.batchesAhead}`);
   }
 
   /** Worker threads started so far: they start when the queue first needs them, up to `size`. */
@@ -136,7 +149,7 @@ export class CompressPool {
 
   private startWorker(): Slot {
     const url = new URL('./compress-worker.js', import.meta.url);
-    const slot: Slot = { index: this.slots.length, worker: new Worker(url, { workerData: this.setup }), inputOutstanding: 0, inputWaiter: null };
+    const slot: Slot = { index: this.slots.length, worker: new Worker(url, { workerData: this.setup }), inputOutstanding: 0, inputWaiter: null, busy: 0, exclusive: false };
     slot.worker.on('message', (reply: WorkerReply) => this.onReply(slot, reply));
     slot.worker.on('error', (err) => this.fail(err));
     this.slots.push(slot);
@@ -254,16 +267,22 @@ export class CompressPool {
     });
   }
 
-  /** Busy workers let the queue grow, so batches fill up by themselves under load. */
+  /**
+   * Busy workers let the queue grow, so batches fill up by themselves under load. A worker that runs a
+   * batch of files may hold one more behind it, so that it goes on at once instead of waiting for this
+   * thread, which may be busy with catalog rows, to answer its 'done'. Pieces, scans and streams go to
+   * an idle worker only: a piece should start on the next free core, and nothing should wait behind a
+   * scan or a stream of unknown length.
+   */
   private dispatch(): void {
     for (;;) {
       if (this.pieces.length === 0 && this.queue.length === 0) return;
-      if (this.idle.length === 0 && this.slots.length < this.size && !this.failure) this.idle.push(this.startWorker());
-      if (this.idle.length === 0) return;
-      const slot = this.idle.pop()!;
-      slot.worker.ref();
+      const batchNext = this.pieces.length === 0 && this.queue[0]!.kind === 'file';
+      const slot = this.freeSlot(batchNext);
+      if (!slot) return;
+      if (slot.busy > 0) this.batchesSentAhead++;
+      if (slot.busy++ === 0) slot.worker.ref();
       if (this.pieces.length > 0) {
-        // One piece per message: pieces are chunk-sized, and each should go to the next free worker.
         const q = this.pieces.shift()!;
         this.running.set(q.job.id, q);
         this.piecesPerWorker[slot.index]!++;
@@ -273,12 +292,14 @@ export class CompressPool {
       const head = this.queue[0]!;
       if (head.kind === 'stream') {
         this.queue.shift();
+        slot.exclusive = true;
         this.running.set(head.id, head);
         void this.pump(slot, head);
         continue;
       }
       if (head.kind === 'scan') {
         this.queue.shift();
+        slot.exclusive = true;
         this.running.set(head.job.id, head);
         this.post(slot, { type: 'scan', job: head.job });
         continue;
@@ -297,6 +318,20 @@ export class CompressPool {
       this.queue.splice(0, taken);
       this.post(slot, { type: 'files', jobs });
     }
+  }
+
+  /**
+   * An idle worker, else a new one (up to `size`), else, for a batch of files, the least busy worker
+   * that runs only batches and holds fewer than `batchesAhead`; null when none fits.
+   */
+  private freeSlot(batch: boolean): Slot | null {
+    let best: Slot | null = null;
+    for (const s of this.slots) {
+      if (s.busy === 0) return s;
+      if (batch && !s.exclusive && s.busy < this.batchesAhead && (!best || s.busy < best.busy)) best = s;
+    }
+    if (this.slots.length < this.size && !this.failure) return this.startWorker();
+    return best;
   }
 
   private post(slot: Slot, msg: WorkerRequest, transfer: ArrayBuffer[] = []): void {
@@ -350,8 +385,8 @@ export class CompressPool {
         return;
       }
       case 'done':
-        slot.worker.unref();
-        this.idle.push(slot);
+        slot.exclusive = false;
+        if (--slot.busy === 0) slot.worker.unref();
         for (const r of reply.results) this.finishJob(r);
         this.dispatch();
         return;
