@@ -6,7 +6,9 @@
 // The stock side is `cvmfs_swissknife sync` with the `cvmfs_server` defaults (overlayfs layout, SHA-1,
 // zlib, chunking 4/8/16 MiB, 16 parallel S3 connections, a HEAD before every PUT) into a repository our
 // library initialised in the bucket (the empty root catalog, whitelist and manifest that sync reads back
-// over HTTP). Only sync is timed: the signing that follows it is a few requests and no content.
+// over HTTP). Only sync is timed: the signing that follows it is a few requests and no content. Each
+// timed run starts once the Ceph daemons are idle (bench/s3.ts serverIdle), so that no publisher pays
+// for what the previous round's bucket deletion left the server to do.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
