@@ -150,3 +150,45 @@ test('rotate-key refuses an overlap too short for client caches, and keys that a
     (e: Error & { code?: string }) => e.code === 'untrusted-head');
   assert.ok(whitelist().equals(before));
 });
+
+test('rotations within one second keep every retired key under its own name, and the last key signs', async () => {
+  const work = tempDir('rotate-same-second');
+  const storeDir = join(work, 'store');
+  const keysDir = join(work, 'keys');
+  await cliOk(['init', FQRN, '--store', storeDir, '--keys', keysDir]);
+  const store = new FsStore(storeDir);
+  const now = new Date();
+  const replaced: string[] = [];
+  const retired: { key: string; crt: string }[] = [];
+  for (let i = 0; i < 3; i++) {
+    replaced.push(readFileSync(join(keysDir, `${FQRN}.key`), 'utf8'));
+    retired.push((await rotateRepositoryKey(store, { fqrn: FQRN, keysDir, now })).retired);
+  }
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  assert.deepEqual(retired.map((r) => r.key), ['', '-2', '-3'].map((n) => join(keysDir, `${FQRN}.retired-${stamp}${n}.key`)));
+  for (const [i, r] of retired.entries()) {
+    assert.equal(readFileSync(r.key, 'utf8'), replaced[i], `retired pair ${i + 1} holds the key it replaced`);
+    assert.ok(existsSync(r.crt));
+  }
+  // A leftover certificate alone under the next name is not overwritten either: that name is skipped.
+  writeFileSync(join(keysDir, `${FQRN}.retired-${stamp}-4.crt`), 'leftover\n');
+  const fourth = await rotateRepositoryKey(store, { fqrn: FQRN, keysDir, now });
+  assert.equal(fourth.retired.key, join(keysDir, `${FQRN}.retired-${stamp}-5.key`));
+  assert.equal(readFileSync(join(keysDir, `${FQRN}.retired-${stamp}-4.crt`), 'utf8'), 'leftover\n');
+  assert.ok(!existsSync(join(keysDir, `${FQRN}.retired-${stamp}-4.key`)));
+  const src = join(work, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'f'), 'after four rotations\n');
+  await cliOk(['publish', FQRN, src, '--store', storeDir, '--keys', keysDir, '-q', '--no-cache']);
+  // The publish signed with the last key: the manifest names its certificate, and the reader verifies it.
+  const head = (await readHead(store))!;
+  const named = (await fetchObjectContent(store, head.manifest.certificate, 'X')).toString('utf8');
+  assert.equal(named, readFileSync(join(keysDir, `${FQRN}.crt`), 'utf8'));
+  const reader = await RepositoryReader.open(store, { fqrn: FQRN, publicKeys: [readFileSync(join(keysDir, `${FQRN}.pub`), 'utf8')] });
+  try {
+    await verifyRepository(reader);
+    assert.equal(reader.manifest.revision, head.manifest.revision);
+  } finally {
+    reader.close();
+  }
+});

@@ -1,7 +1,7 @@
 // A keys directory laid out like /etc/cvmfs/keys: <fqrn>.masterkey, .pub, .key, .crt (spec §7.3).
 import { createPublicKey } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertKeyMatchesCertificate, certificatePublicKey } from '../format/certificate.js';
 import { generateRepositoryKeys, publicKeyPemOf, type RepositoryKeys } from '../format/keys.js';
@@ -151,21 +151,47 @@ export async function loadOrCreateKeys(dir: string, fqrn: string): Promise<{ key
 }
 
 /** A UTC stamp for retired key file names: 20261201T093000Z. */
+const RETIRED_NAME_TRIES = 100;
+
+/**
+ * Writes the retired pair under the first free name `<stem>`, `<stem>-2`, …: created, never overwritten,
+ * so no retired key is ever lost to a later one.
+ */
+async function keepRetiredPair(dir: string, stem: string, key: Buffer, crt: Buffer): Promise<ReturnType<typeof keyFilePaths>> {
+  for (let n = 1; n <= RETIRED_NAME_TRIES; n++) {
+    const paths = keyFilePaths(dir, n === 1 ? stem : `${stem}-${n}`);
+    try {
+      await writeFile(paths.repositoryKeyPem, key, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw err;
+    }
+    try {
+      await writeFile(paths.certificatePem, crt, { mode: 0o644, flag: 'wx' });
+      return paths;
+    } catch (err) {
+      await unlink(paths.repositoryKeyPem);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  throw new Error(`cannot keep the retired key in ${dir}: ${stem}.key and ${RETIRED_NAME_TRIES - 1} numbered names after it exist`);
+}
+
 function stamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
 
 /**
  * Key rotation in the keys directory: the current `.key`/`.crt` are kept as
- * `<fqrn>.retired-<UTC stamp>.key/.crt`, then the new pair replaces them (each file written beside its
- * target and renamed into place). Returns the retired files' paths.
+ * `<fqrn>.retired-<UTC stamp>.key/.crt` (`-2`, `-3`, … after the stamp when a rotation in the same second
+ * kept a pair already), then the new pair replaces them (each file written beside its target and renamed
+ * into place). Returns the retired files' paths.
  */
 export async function replaceRepositoryKey(dir: string, fqrn: string, next: { repositoryKeyPem: string; certificatePem: string },
   now: Date = new Date()): Promise<{ key: string; crt: string }> {
   const current = keyFilePaths(dir, fqrn);
-  const retired = keyFilePaths(dir, `${fqrn}.retired-${stamp(now)}`);
-  await writeFile(retired.repositoryKeyPem, await readFile(current.repositoryKeyPem), { mode: 0o600, flag: 'wx' });
-  await writeFile(retired.certificatePem, await readFile(current.certificatePem), { mode: 0o644, flag: 'wx' });
+  const retired = await keepRetiredPair(dir, `${fqrn}.retired-${stamp(now)}`,
+    await readFile(current.repositoryKeyPem), await readFile(current.certificatePem));
   for (const [field, mode] of [['repositoryKeyPem', 0o600], ['certificatePem', 0o644]] as const) {
     const temp = `${current[field]}.new`;
     await writeFile(temp, next[field], { mode });
