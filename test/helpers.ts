@@ -19,7 +19,6 @@ export const VECTOR_FQRN = 'legacy_aufs.cern.ch';
 const made: string[] = [];
 process.on('exit', () => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
 
-/** A temporary directory removed when the process exits. */
 /** Every file under `root`, by its path relative to it, with a SHA-256 digest of its bytes. */
 export function fileDigests(root: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -34,6 +33,7 @@ export function fileDigests(root: string): Map<string, string> {
   return out;
 }
 
+/** A temporary directory under `base`, removed when the process exits. */
 export function tempDir(prefix: string, base = tmpdir()): string {
   const dir = mkdtempSync(join(base, `scvmfs-${prefix}-`));
   made.push(dir);

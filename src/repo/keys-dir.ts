@@ -150,7 +150,7 @@ export async function loadOrCreateKeys(dir: string, fqrn: string): Promise<{ key
   return { keys: keys as RepositoryKeys, created: false };
 }
 
-/** A UTC stamp for retired key file names: 20261201T093000Z. */
+/** Names a retired pair may take in one second: the stamp alone, then `-2` … `-100`. */
 const RETIRED_NAME_TRIES = 100;
 
 /**
@@ -177,6 +177,7 @@ async function keepRetiredPair(dir: string, stem: string, key: Buffer, crt: Buff
   throw new Error(`cannot keep the retired key in ${dir}: ${stem}.key and ${RETIRED_NAME_TRIES - 1} numbered names after it exist`);
 }
 
+/** A UTC stamp for retired key file names: 20261201T093000Z. */
 function stamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
