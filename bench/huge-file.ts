@@ -11,6 +11,7 @@ import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
 import type { publishDirectory as PublishDirectory } from '../src/publish/publish-directory.js';
 import { limitSeconds } from './limit.js';
+import { median } from './median.js';
 
 const mb = Number(process.env.SCVMFS_BENCH_HUGE_MB ?? 1024);
 const rounds = Number(process.env.SCVMFS_BENCH_ROUNDS ?? 3);
@@ -32,7 +33,6 @@ for (let left = mb << 20; left > 0;) {
 }
 closeSync(fd);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const all: number[] = [];
 const one: number[] = [];
 const pub: number[] = [];

@@ -20,6 +20,7 @@ import type { MeterSnapshot } from '../src/store/metered-store.js';
 import { limitSeconds } from './limit.js';
 import { makeSoftwareMix } from './software-mix.js';
 import { perFile, publishToS3, s3ForBench, totalRequests, type S3Server } from './s3.js';
+import { median } from './median.js';
 
 const workers = availableParallelism();
 const work = mkdtempSync(join(tmpdir(), 'scvmfs-bench-'));
@@ -79,7 +80,6 @@ interface Row {
 }
 const rows: Row[] = [];
 let s3: S3Server | undefined;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Publishes one tree once per variant (e.g. chunking on and off) into a store on each place, next to the

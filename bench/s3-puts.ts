@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { generateRepositoryKeys } from '../src/format/keys.js';
 import { publishToS3, s3ForBench, totalRequests, type S3PublishResult } from './s3.js';
+import { median } from './median.js';
 
 const files = Number(process.env.SCVMFS_BENCH_FILES ?? 5000);
 const rounds = Number(process.env.SCVMFS_BENCH_ROUNDS ?? 3);
@@ -33,7 +34,6 @@ for (let r = 0; r < rounds; r++) {
       `${(totalRequests(res.requests) / files).toFixed(3)} requests/file`);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\n${files} files of 1-8 KiB, medians of ${rounds} rounds:`);
 for (const mode of ['signed', 'sdk'] as const) {
   const rs = runs[mode];

@@ -19,6 +19,7 @@ import { generateRepositoryKeys } from '../src/format/keys.js';
 import { initRepository } from '../src/repo/repository.js';
 import { publishToS3, removeBucket, s3ForBench, serverCpuSeconds, serverIdle, type S3Server } from './s3.js';
 import { countBucketRequests, rgwLogOffset, rgwLogSettled, type ServerCounts } from './rgw-log.js';
+import { median } from './median.js';
 
 const files = Number(process.env.SCVMFS_BENCH_FILES ?? 20_000);
 const rounds = Number(process.env.SCVMFS_BENCH_ROUNDS ?? 3);
@@ -134,7 +135,6 @@ for (let round = 0; round < rounds; round++) {
       `waited ${r.idleWait.toFixed(0)} s before it for Ceph to go idle`);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\nmedians of ${rounds} rounds:`);
 for (const who of ['ours', 'stock'] as const) {
   const rs = runs[who];
